@@ -1,0 +1,45 @@
+//! The one error type of the gcert libraries.
+
+use std::path::PathBuf;
+
+/// Every way loading, validating or running a network can fail.
+///
+/// Messages are lower-case and say what was wrong and where: the file, the layer index and op, the tensor
+/// name, and the expected against the found value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Card { path: PathBuf, message: String },
+    #[error("{}: layer {index} ({op}): {message}", path.display())]
+    Layer { path: PathBuf, index: usize, op: String, message: String },
+    #[error("{}: {message}", path.display())]
+    Npy { path: PathBuf, message: String },
+    #[error("layer {index} ({op}) is not piecewise linear: the exact chain cannot pass it{hint}")]
+    NotPiecewiseLinear { index: usize, op: String, hint: String },
+    #[error("invalid input: {0}")]
+    Input(String),
+}
+
+/// Result alias used across the gcert libraries.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn card(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Card { path: path.into(), message: message.into() }
+    }
+
+    /// An invalid argument from a caller (a zero-length segment, a wrong length, a non-finite value).
+    pub fn input(message: impl Into<String>) -> Self {
+        Error::Input(message.into())
+    }
+}

@@ -1,0 +1,452 @@
+//! Validated networks: a model card resolved against its weights.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::card::{LayerSpec, ModelCard, FORMAT};
+use crate::error::{Error, Result};
+use crate::ops::{ConvGeom, Kind, Layer, Op, PoolGeom, Scratch};
+use crate::tensors::{read_safetensors, write_safetensors, Precision, Tensor, TensorStore};
+
+/// A network ready to evaluate: every tensor present, every shape checked, every value finite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    pub name: String,
+    /// The card this network was loaded from (or a label for in-memory networks); used in messages.
+    pub path: PathBuf,
+    /// One shape per input (one sample each, no batch dimension).
+    pub input_shapes: Vec<Vec<usize>>,
+    pub layers: Vec<Layer>,
+}
+
+impl Network {
+    /// Loads and validates a model card and the weights it names.
+    pub fn load(card_path: impl AsRef<Path>) -> Result<Network> {
+        let card_path = card_path.as_ref();
+        let text = std::fs::read_to_string(card_path).map_err(|e| Error::io(card_path, e))?;
+        let card: ModelCard = toml::from_str(&text)
+            .map_err(|e| Error::card(card_path, format!("malformed model card: {}", e.to_string().trim())))?;
+        let weights_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.weights);
+        if !weights_path.exists() {
+            return Err(Error::card(
+                card_path,
+                format!("weights file {} does not exist", weights_path.display()),
+            ));
+        }
+        let tensors = read_safetensors(&weights_path)?;
+        Network::from_card(&card, &tensors, card_path)
+    }
+
+    /// Builds a network from a card and tensors already in memory; `origin` labels error messages.
+    pub fn from_card(card: &ModelCard, tensors: &TensorStore, origin: &Path) -> Result<Network> {
+        if card.format != FORMAT {
+            return Err(Error::card(
+                origin,
+                format!("unsupported format '{}', expected '{FORMAT}'", card.format),
+            ));
+        }
+        let input_shapes = match (&card.input_shape, &card.input_shapes) {
+            (Some(s), None) => vec![s.clone()],
+            (None, Some(s)) if !s.is_empty() => s.clone(),
+            (None, None) | (None, Some(_)) => {
+                return Err(Error::card(
+                    origin,
+                    "the card needs input_shape (or input_shapes for several inputs)",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(Error::card(origin, "give either input_shape or input_shapes, not both"))
+            }
+        };
+        for s in &input_shapes {
+            if s.is_empty() || s.contains(&0) {
+                return Err(Error::card(origin, format!("input shape {s:?} must have positive dimensions")));
+            }
+        }
+        if card.layers.is_empty() {
+            return Err(Error::card(origin, "the card has no layers"));
+        }
+        let mut used = BTreeSet::new();
+        let mut layers = Vec::with_capacity(card.layers.len());
+        let mut shape = input_shapes[0].clone();
+        for (index, spec) in card.layers.iter().enumerate() {
+            let ctx = Ctx { origin, index, op: spec.op_name(), tensors, used: &mut used };
+            let layer = if index == 0 && input_shapes.len() > 1 {
+                match spec {
+                    LayerSpec::Concat { axis } => concat(&ctx, &input_shapes, *axis)?,
+                    _ => return Err(ctx.err("a model with several inputs must start with a concat layer")),
+                }
+            } else {
+                resolve(ctx, spec, &shape)?
+            };
+            shape = layer.out_shape.clone();
+            layers.push(layer);
+        }
+        let unused: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !used.contains(k.as_str()) && !k.ends_with("num_batches_tracked"))
+            .collect();
+        if !unused.is_empty() {
+            return Err(Error::card(
+                origin,
+                format!("the weights file has tensors no layer uses: {}", join_names(&unused)),
+            ));
+        }
+        Ok(Network { name: card.name.clone(), path: origin.to_path_buf(), input_shapes, layers })
+    }
+
+    /// Number of values of one sample's input (all inputs together).
+    pub fn input_len(&self) -> usize {
+        self.input_shapes.iter().map(|s| s.iter().product::<usize>()).sum()
+    }
+
+    pub fn output_shape(&self) -> &[usize] {
+        &self.layers.last().expect("a network has layers").out_shape
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output_shape().iter().product()
+    }
+
+    /// The index of the first layer that is not piecewise linear, if any.
+    pub fn first_nonlinear(&self) -> Option<usize> {
+        self.layers.iter().position(|l| l.kind() == Kind::NonLinear)
+    }
+
+    /// Evaluates a batch of `n` inputs (row-major, `n × input_len`).
+    pub fn forward(&self, input: &[f64], n: usize) -> Result<Vec<f64>> {
+        forward_layers(self.layers.iter(), self.input_len(), input, n)
+    }
+}
+
+/// Evaluates a batch through a sequence of layers; checks the batch length and that values are finite.
+pub fn forward_layers<'a>(
+    layers: impl IntoIterator<Item = &'a Layer>,
+    input_len: usize,
+    input: &[f64],
+    n: usize,
+) -> Result<Vec<f64>> {
+    if input.len() != n * input_len {
+        return Err(Error::input(format!(
+            "a batch of {n} samples needs {} values, found {}",
+            n * input_len,
+            input.len()
+        )));
+    }
+    check_finite("input", input)?;
+    let mut scratch = Scratch::default();
+    let mut cur = input.to_vec();
+    let mut next = Vec::new();
+    for layer in layers {
+        layer.apply(&cur, n, &mut next, &mut scratch);
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok(cur)
+}
+
+/// An error if any value is NaN or infinite.
+pub fn check_finite(what: &str, values: &[f64]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::input(format!("{what} has a non-finite value ({}) at index {i}", values[i]))),
+        None => Ok(()),
+    }
+}
+
+/// Writes a model card and its weights next to each other; refuses to overwrite existing files.
+pub fn save_card(
+    card_path: &Path,
+    card: &ModelCard,
+    tensors: &TensorStore,
+    precision: Precision,
+    overwrite: bool,
+) -> Result<()> {
+    let weights_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.weights);
+    for p in [card_path, weights_path.as_path()] {
+        if p.exists() && !overwrite {
+            return Err(Error::card(p, "already exists; refusing to overwrite it"));
+        }
+    }
+    // Validate before writing so that a broken card never reaches the disk.
+    Network::from_card(card, tensors, card_path)?;
+    let text = toml::to_string_pretty(card).map_err(|e| Error::card(card_path, e.to_string()))?;
+    write_safetensors(&weights_path, tensors, precision)?;
+    std::fs::write(card_path, text).map_err(|e| Error::io(card_path, e))
+}
+
+fn join_names(names: &[&String]) -> String {
+    names.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
+}
+
+struct Ctx<'a> {
+    origin: &'a Path,
+    index: usize,
+    op: &'static str,
+    tensors: &'a TensorStore,
+    used: &'a mut BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, message: impl Into<String>) -> Error {
+        Error::Layer {
+            path: self.origin.to_path_buf(),
+            index: self.index,
+            op: self.op.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Fetches a tensor and checks its rank; `expected` entries of `None` accept any size.
+    fn tensor(&mut self, role: &str, name: &str, expected: &[Option<usize>]) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| self.err(format!("{role} tensor '{name}' is missing from the weights file")))?;
+        self.used.insert(name.to_string());
+        let fits = t.shape.len() == expected.len()
+            && t.shape.iter().zip(expected).all(|(&f, e)| e.is_none_or(|e| e == f));
+        if !fits {
+            let exp: Vec<String> =
+                expected.iter().map(|e| e.map_or("_".to_string(), |v| v.to_string())).collect();
+            return Err(self.err(format!(
+                "{role} tensor '{name}' has shape {:?}, expected [{}]",
+                t.shape,
+                exp.join(", ")
+            )));
+        }
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(self.err(format!(
+                "{role} tensor '{name}' has a non-finite value ({}) at flat index {i}",
+                t.data[i]
+            )));
+        }
+        Ok(t.clone())
+    }
+
+    fn bias(&mut self, bias: &Option<String>, len: usize) -> Result<Vec<f64>> {
+        match bias {
+            Some(b) => Ok(self.tensor("bias", b, &[Some(len)])?.data),
+            None => Ok(vec![0.0; len]),
+        }
+    }
+
+    fn image(&self, shape: &[usize]) -> Result<[usize; 3]> {
+        match shape {
+            [c, h, w] => Ok([*c, *h, *w]),
+            _ => Err(self.err(format!("expects a [channels, height, width] input, found shape {shape:?}"))),
+        }
+    }
+}
+
+fn layer(name: &'static str, op: Op, in_shape: &[usize], out_shape: Vec<usize>) -> Layer {
+    Layer { name, op, in_shape: in_shape.to_vec(), out_shape }
+}
+
+fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer> {
+    let name = ctx.op;
+    let numel: usize = shape.iter().product();
+    Ok(match spec {
+        LayerSpec::Linear { weight, bias } => {
+            let w = ctx.tensor("weight", weight, &[None, None])?;
+            let (outputs, inputs) = (w.shape[0], w.shape[1]);
+            if shape != [inputs] {
+                return Err(ctx.err(format!(
+                    "expects a flat input of {inputs} values (weight {:?}), found shape {shape:?}{}",
+                    w.shape,
+                    if shape.len() > 1 { "; add a flatten layer before it" } else { "" }
+                )));
+            }
+            let bias = ctx.bias(bias, outputs)?;
+            layer(name, Op::Linear { weight: w.data, bias, inputs, outputs }, shape, vec![outputs])
+        }
+        LayerSpec::Conv2d { weight, bias, stride, padding } => {
+            let [c, h, wd] = ctx.image(shape)?;
+            let w = ctx.tensor("weight", weight, &[None, Some(c), None, None])?;
+            let (cout, kh, kw) = (w.shape[0], w.shape[2], w.shape[3]);
+            let (stride, padding) = (stride.get(), padding.get());
+            if stride.contains(&0) {
+                return Err(ctx.err("stride must be positive"));
+            }
+            if h + 2 * padding[0] < kh || wd + 2 * padding[1] < kw {
+                return Err(ctx.err(format!("kernel {kh}x{kw} is larger than the padded input {h}x{wd}")));
+            }
+            let oh = (h + 2 * padding[0] - kh) / stride[0] + 1;
+            let ow = (wd + 2 * padding[1] - kw) / stride[1] + 1;
+            let bias = ctx.bias(bias, cout)?;
+            let geom = ConvGeom { cin: c, cout, kh, kw, stride, padding, h, w: wd, oh, ow };
+            layer(name, Op::Conv2d { weight: w.data, bias, geom }, shape, vec![cout, oh, ow])
+        }
+        LayerSpec::ConvTranspose2d { weight, bias, stride, padding, output_padding } => {
+            let [c, h, wd] = ctx.image(shape)?;
+            let w = ctx.tensor("weight", weight, &[Some(c), None, None, None])?;
+            let (cout, kh, kw) = (w.shape[1], w.shape[2], w.shape[3]);
+            let (stride, padding, op) = (stride.get(), padding.get(), output_padding.get());
+            if stride.contains(&0) {
+                return Err(ctx.err("stride must be positive"));
+            }
+            if op[0] >= stride[0] || op[1] >= stride[1] {
+                return Err(ctx.err("output_padding must be smaller than stride"));
+            }
+            let full_h = (h - 1) * stride[0] + kh + op[0];
+            let full_w = (wd - 1) * stride[1] + kw + op[1];
+            if full_h <= 2 * padding[0] || full_w <= 2 * padding[1] {
+                return Err(ctx.err("padding leaves an empty output"));
+            }
+            let (oh, ow) = (full_h - 2 * padding[0], full_w - 2 * padding[1]);
+            let bias = ctx.bias(bias, cout)?;
+            let geom = ConvGeom { cin: c, cout, kh, kw, stride, padding, h, w: wd, oh, ow };
+            layer(name, Op::ConvTranspose2d { weight: w.data, bias, geom }, shape, vec![cout, oh, ow])
+        }
+        LayerSpec::BatchNorm { weight, bias, running_mean, running_var, eps } => {
+            let c = shape[0];
+            let mean = ctx.tensor("running_mean", running_mean, &[Some(c)])?.data;
+            let var = ctx.tensor("running_var", running_var, &[Some(c)])?.data;
+            let gamma = match weight {
+                Some(w) => ctx.tensor("weight", w, &[Some(c)])?.data,
+                None => vec![1.0; c],
+            };
+            let beta = ctx.bias(bias, c)?;
+            if !(*eps >= 0.0) {
+                return Err(ctx.err(format!("eps must be non-negative, found {eps}")));
+            }
+            if let Some(i) = var.iter().position(|&v| !(v + eps > 0.0)) {
+                return Err(ctx.err(format!("running_var[{i}] + eps = {} is not positive", var[i] + eps)));
+            }
+            let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+            let shift: Vec<f64> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+            layer(name, Op::ChannelAffine { scale, shift, spatial: numel / c }, shape, shape.to_vec())
+        }
+        LayerSpec::Relu => layer(name, Op::Relu, shape, shape.to_vec()),
+        LayerSpec::LeakyRelu { slope } => {
+            if !slope.is_finite() {
+                return Err(ctx.err("slope must be finite"));
+            }
+            layer(name, Op::LeakyRelu { slope: *slope }, shape, shape.to_vec())
+        }
+        LayerSpec::Clamp { min, max } => {
+            let (lo, hi) = (min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY));
+            if min.is_none() && max.is_none() {
+                return Err(ctx.err("clamp needs min, max or both"));
+            }
+            if lo.is_nan() || hi.is_nan() || lo > hi {
+                return Err(
+                    ctx.err(format!("clamp bounds must satisfy min <= max, found min {lo}, max {hi}"))
+                );
+            }
+            layer(name, Op::Clamp { min: lo, max: hi }, shape, shape.to_vec())
+        }
+        LayerSpec::Flatten => layer(name, Op::Reshape, shape, vec![numel]),
+        LayerSpec::Reshape { shape: target } => {
+            let n: usize = target.iter().product();
+            if n != numel || target.is_empty() {
+                return Err(ctx
+                    .err(format!("cannot reshape {shape:?} ({numel} values) into {target:?} ({n} values)")));
+            }
+            layer(name, Op::Reshape, shape, target.clone())
+        }
+        LayerSpec::AvgPool2d { kernel, stride, padding }
+        | LayerSpec::MaxPool2d { kernel, stride, padding } => {
+            let [c, h, w] = ctx.image(shape)?;
+            let kernel = kernel.get();
+            let stride = stride.map_or(kernel, |s| s.get());
+            let padding = padding.get();
+            if kernel.contains(&0) || stride.contains(&0) {
+                return Err(ctx.err("kernel and stride must be positive"));
+            }
+            if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
+                return Err(ctx.err("padding must be at most half the kernel"));
+            }
+            if h + 2 * padding[0] < kernel[0] || w + 2 * padding[1] < kernel[1] {
+                return Err(ctx.err("kernel is larger than the padded input"));
+            }
+            let oh = (h + 2 * padding[0] - kernel[0]) / stride[0] + 1;
+            let ow = (w + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+            let g = PoolGeom { c, kernel, stride, padding, h, w, oh, ow };
+            let op =
+                if matches!(spec, LayerSpec::MaxPool2d { .. }) { Op::MaxPool2d(g) } else { Op::AvgPool2d(g) };
+            layer(name, op, shape, vec![c, oh, ow])
+        }
+        LayerSpec::Sigmoid => layer(name, Op::Sigmoid, shape, shape.to_vec()),
+        LayerSpec::Tanh => layer(name, Op::Tanh, shape, shape.to_vec()),
+        LayerSpec::Concat { .. } => {
+            return Err(ctx.err("concat may only be the first layer of a model with several inputs"))
+        }
+    })
+}
+
+/// Concatenation of all inputs along `axis` of a sample, as a gather over their flat concatenation.
+fn concat(ctx: &Ctx<'_>, shapes: &[Vec<usize>], axis: usize) -> Result<Layer> {
+    let rank = shapes[0].len();
+    if axis >= rank {
+        return Err(ctx.err(format!("axis {axis} is out of range for inputs of rank {rank}")));
+    }
+    for s in shapes {
+        let same = s.len() == rank && (0..rank).all(|d| d == axis || s[d] == shapes[0][d]);
+        if !same {
+            return Err(
+                ctx.err(format!("inputs {shapes:?} differ outside axis {axis}; they cannot be concatenated"))
+            );
+        }
+    }
+    let mut out_shape = shapes[0].clone();
+    out_shape[axis] = shapes.iter().map(|s| s[axis]).sum();
+    let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    let in_shape = vec![total];
+    let op = if axis == 0 {
+        Op::Reshape
+    } else {
+        let outer: usize = shapes[0][..axis].iter().product();
+        let inner: usize = shapes[0][axis + 1..].iter().product();
+        let mut index = Vec::with_capacity(total);
+        let offsets: Vec<usize> = shapes
+            .iter()
+            .scan(0, |acc, s| {
+                let o = *acc;
+                *acc += s.iter().product::<usize>();
+                Some(o)
+            })
+            .collect();
+        for o in 0..outer {
+            for (s, off) in shapes.iter().zip(&offsets) {
+                let block = s[axis] * inner;
+                index.extend((0..block).map(|i| off + o * block + i));
+            }
+        }
+        Op::Gather { index }
+    };
+    Ok(layer("concat", op, &in_shape, out_shape))
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The layers of networks applied one after the other (a generator, then a classifier), checking that each
+/// network's output fits the next one's input.
+pub fn compose<'a>(nets: &[&'a Network]) -> Result<Vec<&'a Layer>> {
+    for pair in nets.windows(2) {
+        let (g, n) = (pair[0], pair[1]);
+        if n.input_shapes.len() != 1 {
+            return Err(Error::card(
+                &n.path,
+                format!(
+                    "{} has {} inputs; compose it through one input with the others fixed",
+                    n.name,
+                    n.input_shapes.len()
+                ),
+            ));
+        }
+        let fits = g.output_len() == n.input_len()
+            && (g.output_shape() == n.input_shapes[0].as_slice() || n.input_shapes[0].len() == 1);
+        if !fits {
+            return Err(Error::input(format!(
+                "{} ({}) outputs shape {:?} but {} ({}) takes input shape {:?}",
+                g.name,
+                g.path.display(),
+                g.output_shape(),
+                n.name,
+                n.path.display(),
+                n.input_shapes[0]
+            )));
+        }
+    }
+    Ok(nets.iter().flat_map(|n| n.layers.iter()).collect())
+}

@@ -1,0 +1,422 @@
+//! Resolved layers and their batched kernels.
+//!
+//! A batch is a flat row-major buffer of `n` samples, each of `in_len` values. Affine layers run as one matrix
+//! product over the whole batch (in bounded sub-batches, so that scratch memory stays small), never one sample
+//! at a time.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Geometry of a 2-D convolution or transposed convolution on one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub cin: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+/// Geometry of a pooling window on one sample (`c` channels of `h×w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub c: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl PoolGeom {
+    /// The input indices (within one sample) of the window feeding output `(ch, oy, ox)`; padding excluded.
+    pub fn window(&self, ch: usize, oy: usize, ox: usize, out: &mut Vec<usize>) {
+        out.clear();
+        for ky in 0..self.kernel[0] {
+            let y = (oy * self.stride[0] + ky) as isize - self.padding[0] as isize;
+            if y < 0 || y >= self.h as isize {
+                continue;
+            }
+            for kx in 0..self.kernel[1] {
+                let x = (ox * self.stride[1] + kx) as isize - self.padding[1] as isize;
+                if x < 0 || x >= self.w as isize {
+                    continue;
+                }
+                out.push(ch * self.h * self.w + y as usize * self.w + x as usize);
+            }
+        }
+    }
+}
+
+/// What a layer computes, with its parameters resolved to `f64`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `y = W x + b`; `weight` is `[outputs, inputs]`.
+    Linear {
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+        inputs: usize,
+        outputs: usize,
+    },
+    /// `weight` is `[cout, cin, kh, kw]`.
+    Conv2d {
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+        geom: ConvGeom,
+    },
+    /// `weight` is `[cin, cout, kh, kw]` (PyTorch's layout).
+    ConvTranspose2d {
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+        geom: ConvGeom,
+    },
+    /// `y = scale[c] x + shift[c]` per channel (dimension 0); an eval-mode batch norm folded.
+    ChannelAffine {
+        scale: Vec<f64>,
+        shift: Vec<f64>,
+        spatial: usize,
+    },
+    Relu,
+    LeakyRelu {
+        slope: f64,
+    },
+    Clamp {
+        min: f64,
+        max: f64,
+    },
+    /// Flatten or reshape: the data is unchanged, only the shape.
+    Reshape,
+    AvgPool2d(PoolGeom),
+    MaxPool2d(PoolGeom),
+    Sigmoid,
+    Tanh,
+    /// `y[i] = x[index[i]]`: a concatenation of inputs along an inner axis.
+    Gather {
+        index: Vec<usize>,
+    },
+    /// `y = prefix ++ x ++ suffix`: one input of a multi-input model, the other inputs held fixed.
+    Embed {
+        prefix: Vec<f64>,
+        suffix: Vec<f64>,
+    },
+}
+
+/// How the exact chain treats a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Affine: no new breakpoints.
+    Affine,
+    /// Elementwise piecewise linear with faces at fixed thresholds (relu, leaky relu, clamp).
+    Elementwise,
+    /// Max pooling: breakpoints where a window's arg-max changes.
+    MaxPool,
+    /// Not piecewise linear (sigmoid, tanh).
+    NonLinear,
+}
+
+/// One layer of a network: what it computes and the shapes it maps between.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    /// The `op` string of the card (`"relu"`, `"conv2d"`, ...).
+    pub name: &'static str,
+    pub op: Op,
+    pub in_shape: Vec<usize>,
+    pub out_shape: Vec<usize>,
+}
+
+/// Reusable scratch memory for the kernels.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    cols: Vec<f64>,
+    tmp: Vec<f64>,
+    window: Vec<usize>,
+}
+
+/// Upper bound on scratch elements a convolution sub-batch may use (8 MiB of f64).
+const SCRATCH_LIMIT: usize = 1 << 20;
+
+impl Layer {
+    pub fn in_len(&self) -> usize {
+        self.in_shape.iter().product()
+    }
+
+    pub fn out_len(&self) -> usize {
+        self.out_shape.iter().product()
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.op {
+            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } => Kind::Elementwise,
+            Op::MaxPool2d(_) => Kind::MaxPool,
+            Op::Sigmoid | Op::Tanh => Kind::NonLinear,
+            _ => Kind::Affine,
+        }
+    }
+
+    /// The thresholds at which an elementwise PL activation changes its linear face.
+    pub fn faces(&self) -> &'static [Face] {
+        match self.op {
+            Op::Relu | Op::LeakyRelu { .. } => &[Face::Lower],
+            Op::Clamp { .. } => &[Face::Lower, Face::Upper],
+            _ => &[],
+        }
+    }
+
+    /// The threshold value of a face (`0` for relu, the bounds for clamp).
+    pub fn face_value(&self, face: Face) -> f64 {
+        match (&self.op, face) {
+            (Op::Clamp { min, .. }, Face::Lower) => *min,
+            (Op::Clamp { max, .. }, Face::Upper) => *max,
+            _ => 0.0,
+        }
+    }
+
+    /// An elementwise activation applied to one value.
+    #[inline]
+    pub fn activate(&self, x: f64) -> f64 {
+        match self.op {
+            Op::Relu => x.max(0.0),
+            Op::LeakyRelu { slope } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    slope * x
+                }
+            }
+            Op::Clamp { min, max } => x.max(min).min(max),
+            Op::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Op::Tanh => x.tanh(),
+            _ => x,
+        }
+    }
+
+    /// Applies the layer to a batch of `n` samples, writing `n × out_len` values into `out`.
+    pub fn apply(&self, input: &[f64], n: usize, out: &mut Vec<f64>, scratch: &mut Scratch) {
+        debug_assert_eq!(input.len(), n * self.in_len());
+        let out_len = self.out_len();
+        out.clear();
+        out.resize(n * out_len, 0.0);
+        match &self.op {
+            Op::Linear { weight, bias, inputs, outputs } => {
+                let x = ArrayView2::from_shape((n, *inputs), input).expect("batch shape");
+                let w = ArrayView2::from_shape((*outputs, *inputs), weight).expect("weight shape");
+                let mut y = ArrayViewMut2::from_shape((n, *outputs), out).expect("output shape");
+                for mut row in y.rows_mut() {
+                    row.as_slice_mut().expect("contiguous").copy_from_slice(bias);
+                }
+                general_mat_mul(1.0, &x, &w.t(), 1.0, &mut y);
+            }
+            Op::Conv2d { weight, bias, geom } => conv2d(input, n, weight, bias, geom, out, scratch),
+            Op::ConvTranspose2d { weight, bias, geom } => {
+                conv_transpose2d(input, n, weight, bias, geom, out, scratch)
+            }
+            Op::ChannelAffine { scale, shift, spatial } => {
+                for (x_s, y_s) in input.chunks_exact(self.in_len()).zip(out.chunks_exact_mut(out_len)) {
+                    for (c, (xc, yc)) in
+                        x_s.chunks_exact(*spatial).zip(y_s.chunks_exact_mut(*spatial)).enumerate()
+                    {
+                        for (x, y) in xc.iter().zip(yc) {
+                            *y = scale[c] * x + shift[c];
+                        }
+                    }
+                }
+            }
+            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } | Op::Sigmoid | Op::Tanh => {
+                for (y, &x) in out.iter_mut().zip(input) {
+                    *y = self.activate(x);
+                }
+            }
+            Op::Reshape => out.copy_from_slice(input),
+            Op::AvgPool2d(g) => pool(input, n, g, out, scratch, false),
+            Op::MaxPool2d(g) => pool(input, n, g, out, scratch, true),
+            Op::Gather { index } => {
+                for (x_s, y_s) in input.chunks_exact(self.in_len()).zip(out.chunks_exact_mut(out_len)) {
+                    for (y, &i) in y_s.iter_mut().zip(index) {
+                        *y = x_s[i];
+                    }
+                }
+            }
+            Op::Embed { prefix, suffix } => {
+                let m = self.in_len();
+                for (x_s, y_s) in input.chunks_exact(m).zip(out.chunks_exact_mut(out_len)) {
+                    y_s[..prefix.len()].copy_from_slice(prefix);
+                    y_s[prefix.len()..prefix.len() + m].copy_from_slice(x_s);
+                    y_s[prefix.len() + m..].copy_from_slice(suffix);
+                }
+            }
+        }
+    }
+}
+
+/// A linear face of an elementwise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Face {
+    Lower,
+    Upper,
+}
+
+fn conv2d(
+    input: &[f64],
+    n: usize,
+    weight: &[f64],
+    bias: &[f64],
+    g: &ConvGeom,
+    out: &mut [f64],
+    scratch: &mut Scratch,
+) {
+    let k = g.cin * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    let in_len = g.cin * g.h * g.w;
+    let out_len = g.cout * p;
+    let per_sample = (k * p).max(g.cout * p);
+    let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
+    let w = ArrayView2::from_shape((g.cout, k), weight).expect("weight shape");
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let cols = &mut scratch.cols;
+        cols.clear();
+        cols.resize(k * m * p, 0.0);
+        // im2col: row (ci, ky, kx), column (sample, oy, ox).
+        for s in 0..m {
+            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
+            for ci in 0..g.cin {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let row = (ci * g.kh + ky) * g.kw + kx;
+                        let base = row * m * p + s * p;
+                        for oy in 0..g.oh {
+                            let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            let xrow = &x[ci * g.h * g.w + iy as usize * g.w..][..g.w];
+                            let crow = &mut cols[base + oy * g.ow..][..g.ow];
+                            for ox in 0..g.ow {
+                                let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                                if ix >= 0 && ix < g.w as isize {
+                                    crow[ox] = xrow[ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let tmp = &mut scratch.tmp;
+        tmp.clear();
+        tmp.resize(g.cout * m * p, 0.0);
+        let c = ArrayView2::from_shape((k, m * p), &cols[..]).expect("cols shape");
+        let mut y = ArrayViewMut2::from_shape((g.cout, m * p), &mut tmp[..]).expect("tmp shape");
+        general_mat_mul(1.0, &w, &c, 0.0, &mut y);
+        for s in 0..m {
+            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
+            for co in 0..g.cout {
+                let src = &tmp[co * m * p + s * p..][..p];
+                for (d, v) in o[co * p..(co + 1) * p].iter_mut().zip(src) {
+                    *d = v + bias[co];
+                }
+            }
+        }
+        start += m;
+    }
+}
+
+fn conv_transpose2d(
+    input: &[f64],
+    n: usize,
+    weight: &[f64],
+    bias: &[f64],
+    g: &ConvGeom,
+    out: &mut [f64],
+    scratch: &mut Scratch,
+) {
+    let hw = g.h * g.w;
+    let kk = g.cout * g.kh * g.kw;
+    let in_len = g.cin * hw;
+    let out_len = g.cout * g.oh * g.ow;
+    let per_sample = kk * hw + in_len;
+    let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
+    // weight [cin, cout*kh*kw] read as its transpose [cout*kh*kw, cin].
+    let w = ArrayView2::from_shape((g.cin, kk), weight).expect("weight shape");
+    let wt = w.t();
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        // x as [cin, m*hw].
+        let xt = &mut scratch.tmp;
+        xt.clear();
+        xt.resize(g.cin * m * hw, 0.0);
+        for s in 0..m {
+            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
+            for ci in 0..g.cin {
+                xt[ci * m * hw + s * hw..][..hw].copy_from_slice(&x[ci * hw..(ci + 1) * hw]);
+            }
+        }
+        let cols = &mut scratch.cols;
+        cols.clear();
+        cols.resize(kk * m * hw, 0.0);
+        let xv = ArrayView2::from_shape((g.cin, m * hw), &xt[..]).expect("x shape");
+        let mut cv = ArrayViewMut2::from_shape((kk, m * hw), &mut cols[..]).expect("cols shape");
+        general_mat_mul(1.0, &wt, &xv, 0.0, &mut cv);
+        // col2im: scatter-add every (co, ky, kx, iy, ix) into (co, iy*s - p + ky, ix*s - p + kx).
+        for s in 0..m {
+            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
+            for co in 0..g.cout {
+                let plane = &mut o[co * g.oh * g.ow..(co + 1) * g.oh * g.ow];
+                plane.fill(bias[co]);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let row = (co * g.kh + ky) * g.kw + kx;
+                        let src = &cols[row * m * hw + s * hw..][..hw];
+                        for iy in 0..g.h {
+                            let oy = (iy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                            if oy < 0 || oy >= g.oh as isize {
+                                continue;
+                            }
+                            let prow = &mut plane[oy as usize * g.ow..][..g.ow];
+                            let srow = &src[iy * g.w..][..g.w];
+                            for ix in 0..g.w {
+                                let ox = (ix * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                                if ox >= 0 && ox < g.ow as isize {
+                                    prow[ox as usize] += srow[ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        start += m;
+    }
+}
+
+fn pool(input: &[f64], n: usize, g: &PoolGeom, out: &mut [f64], scratch: &mut Scratch, max: bool) {
+    let in_len = g.c * g.h * g.w;
+    let out_len = g.c * g.oh * g.ow;
+    let area = (g.kernel[0] * g.kernel[1]) as f64;
+    let window = &mut scratch.window;
+    for ch in 0..g.c {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                g.window(ch, oy, ox, window);
+                let o = (ch * g.oh + oy) * g.ow + ox;
+                for s in 0..n {
+                    let x = &input[s * in_len..(s + 1) * in_len];
+                    out[s * out_len + o] = if max {
+                        window.iter().map(|&i| x[i]).fold(f64::NEG_INFINITY, f64::max)
+                    } else {
+                        window.iter().map(|&i| x[i]).sum::<f64>() / area
+                    };
+                }
+            }
+        }
+    }
+}
