@@ -1,0 +1,44 @@
+//! `gcert`: certify that a network keeps its prediction under semantic mutations of its input.
+//!
+//! Each subcommand lives in its own module under `cmd/`; this file only parses arguments, sets up logging and
+//! turns errors into one message on stderr and exit code 2.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Debug, Parser)]
+#[command(name = "gcert", version, about = "Exact robustness certification along latent segments")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The exact chain of a network (or a composition) along the segment between two inputs
+    Exactline(cmd::exactline::Args),
+    /// Evaluate a network on one input
+    Eval(cmd::eval::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("GCERT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Exactline(a) => cmd::exactline::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
