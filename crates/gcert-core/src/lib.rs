@@ -26,6 +26,7 @@
 //! assert_eq!(net.forward(&[3.0, 1.0, 1.0, 3.0], 2).unwrap(), vec![2.0, 0.0]);
 //! ```
 
+pub mod builder;
 pub mod card;
 pub mod chain;
 pub mod error;

@@ -1,1 +1,44 @@
-//! placeholder while the engine is written
+//! The gcert segment engine: the exact linear restriction of a piecewise-linear network to a segment.
+//!
+//! For a network `f` built of affine layers and piecewise-linear activations (relu, leaky relu, clamp,
+//! max-pooling) and a segment from `a` to `b`, [`ExactLine`] computes the ratios `0 = t_0 < … < t_n = 1` on
+//! whose pieces `f(a + t (b − a))` is affine, and the values at every ratio (the chain). Ratios are `f64`.
+//!
+//! How (DESIGN.md §2): layer by layer the engine keeps the breakpoints and the layer's input at each. An affine
+//! layer maps all breakpoints in one batched product and adds none. An activation inserts, between consecutive
+//! breakpoints, every ratio where a coordinate crosses one of its thresholds, interpolating the pre-activation
+//! vectors there. Max-pooling inserts the ratios where a window's arg-max changes. The engine streams: once a
+//! layer holds more than a chunk of breakpoints, the rest of the network runs chunk by chunk and the output goes
+//! to a [`Sink`], so memory does not grow with the number of pieces unless the sink keeps them.
+//!
+//! ```
+//! use gcert_core::{card::ModelCard, tensors::{Tensor, TensorStore}, Network, Segment};
+//! use gcert_exactline::ExactLine;
+//! use std::path::Path;
+//!
+//! // f(x) = relu(x0 - x1), from (0, 1) to (1, 0): one kink at t = 0.5.
+//! let card: ModelCard = toml::from_str(r#"
+//!     format = "gcert-model/1"
+//!     name = "kink"
+//!     weights = "kink.safetensors"
+//!     input_shape = [2]
+//!     [[layers]]
+//!     op = "linear"
+//!     weight = "w"
+//!     [[layers]]
+//!     op = "relu"
+//! "#).unwrap();
+//! let mut t = TensorStore::new();
+//! t.insert("w".into(), Tensor::new(vec![1, 2], vec![1.0, -1.0]));
+//! let net = Network::from_card(&card, &t, Path::new("kink.toml")).unwrap();
+//! let seg = Segment::new(vec![0.0, 1.0], vec![1.0, 0.0]).unwrap();
+//! let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
+//! assert_eq!(chain.ratios, vec![0.0, 0.5, 1.0]);
+//! assert_eq!(chain.values, vec![0.0, 0.0, 1.0]);
+//! ```
+
+mod engine;
+mod sink;
+
+pub use engine::{ExactLine, DEFAULT_CHUNK};
+pub use sink::{Bounds, Sink};

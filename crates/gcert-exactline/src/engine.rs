@@ -1,0 +1,285 @@
+//! The layer-by-layer breakpoint engine.
+
+use gcert_core::ops::{Kind, Scratch};
+use gcert_core::{Chain, Error, Layer, Network, Op, Result, Segment};
+
+use crate::sink::Sink;
+
+/// Breakpoints a layer hands on at once before the rest of the network runs chunk by chunk.
+pub const DEFAULT_CHUNK: usize = 1024;
+
+/// The exact-line engine over a fixed sequence of piecewise-linear layers.
+#[derive(Debug, Clone)]
+pub struct ExactLine<'a> {
+    layers: Vec<&'a Layer>,
+    input_len: usize,
+    output_len: usize,
+    chunk: usize,
+}
+
+/// Buffers owned by one layer while the layers after it run.
+#[derive(Debug, Default)]
+struct Level {
+    ratios: Vec<f64>,
+    /// The layer's input at every (old and new) breakpoint.
+    pre: Vec<f64>,
+    out: Vec<f64>,
+    local: Vec<f64>,
+    window: Vec<usize>,
+    scratch: Scratch,
+}
+
+impl<'a> ExactLine<'a> {
+    /// An engine over layers applied in order; any non-piecewise-linear layer is an error naming it.
+    pub fn new(layers: Vec<&'a Layer>) -> Result<Self> {
+        let first = layers.first().ok_or_else(|| Error::input("the exact chain needs at least one layer"))?;
+        if let Some(i) = layers.iter().position(|l| l.kind() == Kind::NonLinear) {
+            return Err(Error::NotPiecewiseLinear {
+                index: i,
+                op: layers[i].name.to_string(),
+                hint: String::from("; use the quantitative or incomplete certifier for such models"),
+            });
+        }
+        for (i, pair) in layers.windows(2).enumerate() {
+            if pair[0].out_len() != pair[1].in_len() {
+                return Err(Error::input(format!(
+                    "layer {i} outputs {} values but layer {} takes {}",
+                    pair[0].out_len(),
+                    i + 1,
+                    pair[1].in_len()
+                )));
+            }
+        }
+        let input_len = first.in_len();
+        let output_len = layers.last().map_or(0, |l| l.out_len());
+        Ok(ExactLine { layers, input_len, output_len, chunk: DEFAULT_CHUNK })
+    }
+
+    /// An engine over networks composed in order (a generator, then a classifier).
+    pub fn for_networks(nets: &[&'a Network]) -> Result<Self> {
+        for net in nets {
+            if let Some(i) = net.first_nonlinear() {
+                return Err(Error::NotPiecewiseLinear {
+                    index: i,
+                    op: net.layers[i].name.to_string(),
+                    hint: format!(
+                        " (in {}, {}); use the quantitative or incomplete certifier for such models",
+                        net.name,
+                        net.path.display()
+                    ),
+                });
+            }
+        }
+        Self::new(gcert_core::compose(nets)?)
+    }
+
+    /// Sets how many breakpoints a layer passes on at once (memory against batching).
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(2);
+        self
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.input_len
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// The whole chain, every point kept.
+    pub fn chain(&self, segment: &Segment) -> Result<Chain> {
+        let mut chain = Chain { width: self.output_len, ..Chain::default() };
+        self.run(segment, &mut chain)?;
+        Ok(chain)
+    }
+
+    /// Streams the chain of `segment` into `sink`, in order.
+    pub fn run<S: Sink>(&self, segment: &Segment, sink: &mut S) -> Result<()> {
+        if segment.len() != self.input_len {
+            return Err(Error::input(format!(
+                "the segment has {} coordinates but the network takes {} inputs",
+                segment.len(),
+                self.input_len
+            )));
+        }
+        let mut levels: Vec<Level> = (0..self.layers.len()).map(|_| Level::default()).collect();
+        let mut input = Vec::with_capacity(2 * self.input_len);
+        input.extend_from_slice(&segment.a);
+        input.extend_from_slice(&segment.b);
+        let mut dedup = Dedup { sink, last: f64::NEG_INFINITY };
+        self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup);
+        Ok(())
+    }
+
+    fn descend<S: Sink>(
+        &self,
+        l: usize,
+        ratios: &[f64],
+        input: &[f64],
+        levels: &mut [Level],
+        sink: &mut Dedup<'_, S>,
+    ) {
+        let Some((level, rest)) = levels.split_first_mut() else {
+            sink.push(ratios, input);
+            return;
+        };
+        let layer = self.layers[l];
+        let n = match layer.kind() {
+            Kind::Affine => {
+                level.ratios.clear();
+                level.ratios.extend_from_slice(ratios);
+                layer.apply(input, ratios.len(), &mut level.out, &mut level.scratch);
+                ratios.len()
+            }
+            Kind::Elementwise | Kind::MaxPool => {
+                refine(layer, ratios, input, level);
+                let n = level.ratios.len();
+                layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
+                n
+            }
+            Kind::NonLinear => unreachable!("rejected when the engine was built"),
+        };
+        let w = layer.out_len();
+        // Consecutive chunks share their boundary point; the sink adapter drops the repeat.
+        let step = self.chunk - 1;
+        let mut start = 0;
+        loop {
+            let end = (start + self.chunk).min(n);
+            self.descend(l + 1, &level.ratios[start..end], &level.out[start * w..end * w], rest, sink);
+            if end == n {
+                break;
+            }
+            start += step;
+        }
+    }
+}
+
+/// Drops the point repeated at the boundary between two chunks.
+struct Dedup<'s, S> {
+    sink: &'s mut S,
+    last: f64,
+}
+
+impl<S: Sink> Dedup<'_, S> {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) {
+        let skip = usize::from(ratios.first() == Some(&self.last));
+        let w = values.len() / ratios.len();
+        if skip < ratios.len() {
+            self.sink.push(&ratios[skip..], &values[skip * w..]);
+            self.last = *ratios.last().expect("non-empty");
+        }
+    }
+}
+
+/// Inserts the breakpoints of a piecewise-linear layer between consecutive input points and fills
+/// `level.ratios` and `level.pre` with the old and new points, in order.
+fn refine(layer: &Layer, ratios: &[f64], input: &[f64], level: &mut Level) {
+    let w = layer.in_len();
+    level.ratios.clear();
+    level.pre.clear();
+    for i in 0..ratios.len() - 1 {
+        let u = &input[i * w..(i + 1) * w];
+        let v = &input[(i + 1) * w..(i + 2) * w];
+        level.ratios.push(ratios[i]);
+        level.pre.extend_from_slice(u);
+        level.local.clear();
+        match &layer.op {
+            Op::MaxPool2d(g) => {
+                for ch in 0..g.c {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            g.window(ch, oy, ox, &mut level.window);
+                            argmax_switches(&level.window, u, v, &mut level.local);
+                        }
+                    }
+                }
+            }
+            _ => {
+                for &face in layer.faces() {
+                    let c = layer.face_value(face);
+                    if !c.is_finite() {
+                        continue;
+                    }
+                    for (&a, &b) in u.iter().zip(v) {
+                        let (da, db) = (a - c, b - c);
+                        if (da < 0.0 && db > 0.0) || (da > 0.0 && db < 0.0) {
+                            level.local.push(da / (da - db));
+                        }
+                    }
+                }
+            }
+        }
+        if level.local.is_empty() {
+            continue;
+        }
+        level.local.sort_unstable_by(f64::total_cmp);
+        let (t0, t1) = (ratios[i], ratios[i + 1]);
+        let mut prev = t0;
+        let mut prev_s = f64::NAN;
+        for k in 0..level.local.len() {
+            let s = level.local[k];
+            if s == prev_s {
+                continue;
+            }
+            prev_s = s;
+            let t = t0 + s * (t1 - t0);
+            // A ratio that rounds onto a neighbour would make an empty piece.
+            if t <= prev || t >= t1 {
+                continue;
+            }
+            prev = t;
+            level.ratios.push(t);
+            level.pre.extend(u.iter().zip(v).map(|(a, b)| a + s * (b - a)));
+        }
+    }
+    let last = ratios.len() - 1;
+    level.ratios.push(ratios[last]);
+    level.pre.extend_from_slice(&input[last * w..]);
+}
+
+/// Local ratios `s ∈ (0, 1)` at which the arg-max of the window's values `u + s (v − u)` changes.
+fn argmax_switches(window: &[usize], u: &[f64], v: &[f64], out: &mut Vec<f64>) {
+    let slope = |i: usize| v[i] - u[i];
+    // Start from the arg-max at s = 0, ties broken towards the steeper candidate (it leads just after 0).
+    let mut cur = window[0];
+    for &c in &window[1..] {
+        if u[c] > u[cur] || (u[c] == u[cur] && slope(c) > slope(cur)) {
+            cur = c;
+        }
+    }
+    let mut s = 0.0;
+    loop {
+        let mut best: Option<(f64, usize)> = None;
+        for &c in window {
+            let dc = slope(c) - slope(cur);
+            if dc <= 0.0 {
+                continue;
+            }
+            let sc = (u[cur] - u[c]) / dc;
+            if sc < s || sc >= 1.0 {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some((sb, b)) => sc < sb || (sc == sb && slope(c) > slope(b)),
+            };
+            if better {
+                best = Some((sc, c));
+            }
+        }
+        match best {
+            Some((sc, c)) => {
+                if sc > 0.0 {
+                    out.push(sc);
+                }
+                s = sc;
+                cur = c;
+            }
+            None => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
