@@ -168,7 +168,7 @@ pub fn save_card(
     }
     // Validate before writing so that a broken card never reaches the disk.
     Network::from_card(card, tensors, card_path)?;
-    let text = toml::to_string_pretty(card).map_err(|e| Error::card(card_path, e.to_string()))?;
+    let text = toml::to_string(card).map_err(|e| Error::card(card_path, e.to_string()))?;
     write_safetensors(&weights_path, tensors, precision)?;
     std::fs::write(card_path, text).map_err(|e| Error::io(card_path, e))
 }
