@@ -1,0 +1,255 @@
+//! Properties of the whole pipeline: exact Jacobians against finite differences, factorizations against
+//! planted structure, local directions against a generator with a separable background.
+
+use std::path::Path;
+
+use gcert_core::card::{LayerSpec, ModelCard, Pair, FORMAT};
+use gcert_core::ops::Scratch;
+use gcert_core::tensors::{Tensor, TensorStore};
+use gcert_core::{Network, Op};
+use ndarray::Array2;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::*;
+
+fn max_abs(a: &Array2<f64>) -> f64 {
+    a.iter().fold(0.0f64, |m, v| m.max(v.abs()))
+}
+
+/// A random network through every kind of layer the Jacobian handles: latent `k` → linear → reshape [2,4,4]
+/// → conv → batch norm → leaky relu → max pool → conv-transpose → relu → avg pool → flatten → linear → clamp
+/// → linear → tanh → linear → sigmoid.
+fn zoo(k: usize, seed: u64) -> Network {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut t = TensorStore::new();
+    let mut add = |name: &str, shape: Vec<usize>, scale: f64, offset: f64| {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| offset + scale * (rng.gen::<f64>() * 2.0 - 1.0)).collect();
+        t.insert(name.to_string(), Tensor::new(shape, data));
+        name.to_string()
+    };
+    let layers = vec![
+        LayerSpec::Linear {
+            weight: add("l0.w", vec![32, k], 1.0, 0.0),
+            bias: Some(add("l0.b", vec![32], 0.5, 0.0)),
+        },
+        LayerSpec::Reshape { shape: vec![2, 4, 4] },
+        LayerSpec::Conv2d {
+            weight: add("c.w", vec![3, 2, 3, 3], 0.5, 0.0),
+            bias: Some(add("c.b", vec![3], 0.2, 0.0)),
+            stride: Pair::One(1),
+            padding: Pair::One(1),
+        },
+        LayerSpec::BatchNorm {
+            weight: Some(add("bn.w", vec![3], 0.2, 1.0)),
+            bias: Some(add("bn.b", vec![3], 0.2, 0.0)),
+            running_mean: add("bn.m", vec![3], 0.2, 0.0),
+            running_var: add("bn.v", vec![3], 0.2, 1.0),
+            eps: 1e-5,
+        },
+        LayerSpec::LeakyRelu { slope: 0.1 },
+        LayerSpec::MaxPool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0) },
+        LayerSpec::ConvTranspose2d {
+            weight: add("ct.w", vec![3, 2, 2, 2], 0.7, 0.0),
+            bias: Some(add("ct.b", vec![2], 0.2, 0.0)),
+            stride: Pair::One(2),
+            padding: Pair::One(0),
+            output_padding: Pair::One(0),
+        },
+        LayerSpec::Relu,
+        LayerSpec::AvgPool2d { kernel: Pair::One(2), stride: None, padding: Pair::One(0) },
+        LayerSpec::Flatten,
+        LayerSpec::Linear {
+            weight: add("l1.w", vec![12, 8], 0.8, 0.0),
+            bias: Some(add("l1.b", vec![12], 0.3, 0.0)),
+        },
+        LayerSpec::Clamp { min: Some(-0.6), max: Some(0.6) },
+        LayerSpec::Linear { weight: add("l2.w", vec![10, 12], 0.8, 0.0), bias: None },
+        LayerSpec::Tanh,
+        LayerSpec::Linear { weight: add("l3.w", vec![9, 10], 0.8, 0.0), bias: None },
+        LayerSpec::Sigmoid,
+    ];
+    let card = ModelCard {
+        format: FORMAT.into(),
+        name: "zoo".into(),
+        weights: "zoo.safetensors".into(),
+        input_shape: Some(vec![k]),
+        input_shapes: None,
+        description: None,
+        layers,
+    };
+    Network::from_card(&card, &t, Path::new("zoo.toml")).unwrap()
+}
+
+/// The smallest distance of any pre-activation at `z` from a face of its piecewise-linear layer (relu and
+/// leaky relu at 0, clamp at its bounds, max pool: the gap between a window's two largest values).
+fn margin(net: &Network, z: &[f64]) -> f64 {
+    let mut x = z.to_vec();
+    let mut next = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut window = Vec::new();
+    let mut margin = f64::INFINITY;
+    for layer in &net.layers {
+        match &layer.op {
+            Op::Relu | Op::LeakyRelu { .. } => margin = x.iter().fold(margin, |m, v| m.min(v.abs())),
+            Op::Clamp { min, max } => {
+                margin = x.iter().fold(margin, |m, v| m.min((v - min).abs()).min((v - max).abs()))
+            }
+            Op::MaxPool2d(g) => {
+                for ch in 0..g.c {
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            g.window(ch, oy, ox, &mut window);
+                            let mut vals: Vec<f64> = window.iter().map(|&i| x[i]).collect();
+                            vals.sort_by(|a, b| b.total_cmp(a));
+                            margin = margin.min(vals[0] - vals[1]);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        layer.apply(&x, 1, &mut next, &mut scratch);
+        std::mem::swap(&mut x, &mut next);
+    }
+    margin
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_jacobian_equals_finite_differences_inside_a_piece(
+        k in 2usize..7,
+        seed in 0u64..1000,
+        z in proptest::collection::vec(-1.5f64..1.5, 7),
+    ) {
+        let net = zoo(k, seed);
+        let z = &z[..k];
+        // Central differences with step h stay inside the piece when every face is farther than the
+        // pre-activations can move (a generous Lipschitz bound of 1e3 per unit step).
+        let h = 1e-7;
+        prop_assume!(margin(&net, z) > 1e3 * h);
+        let exact = jacobian(&net, z).unwrap();
+        let fd = finite_difference_jacobian(&net, z, h).unwrap();
+        let scale = max_abs(&exact).max(1e-3);
+        prop_assert!(max_abs(&(&exact - &fd)) <= 1e-6 * scale, "exact {exact}\nfd {fd}");
+    }
+
+    #[test]
+    fn directions_are_orthonormal(k in 2usize..30, r in 1usize..6, seed in 0u64..1000) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a = Array2::from_shape_fn((r, k), |_| rng.gen::<f64>() * 2.0 - 1.0);
+        let f = factorize(&a.t().dot(&a), &FactorParams::default()).unwrap();
+        prop_assert!(f.rank >= 1);
+        let d = f.directions();
+        let gram = d.dot(&d.t());
+        prop_assert!(max_abs(&(&gram - &Array2::<f64>::eye(f.rank))) < 1e-10, "{gram}");
+        // The whole of Vᵀ is orthogonal: directions and null space together.
+        prop_assert!(max_abs(&(&f.vt.dot(&f.vt.t()) - &Array2::<f64>::eye(k))) < 1e-10);
+    }
+
+    #[test]
+    fn low_rank_plus_sparse_reconstructs_m(k in 20usize..60, r_frac in 0.0f64..0.1, seed in 0u64..1000, spikes in 0usize..4) {
+        let r = ((k as f64 * r_frac) as usize).max(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a = Array2::from_shape_fn((r, k), |_| rng.sample::<f64, _>(StandardNormal));
+        let mut m = a.t().dot(&a);
+        for _ in 0..spikes {
+            let (i, j) = (rng.gen_range(0..k), rng.gen_range(0..k));
+            m[[i, j]] += 5.0;
+            m[[j, i]] += 5.0;
+        }
+        let rp = robust_pca(&m, &RpcaParams::default()).unwrap();
+        prop_assert!(rp.converged);
+        let norm = m.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let err = (&m - &rp.low_rank - &rp.sparse).iter().map(|v| v * v).sum::<f64>().sqrt();
+        prop_assert!(err <= 1e-7 * norm, "{err} vs {norm}");
+        prop_assert!((err / norm - rp.residual).abs() <= 1e-12);
+    }
+
+    #[test]
+    fn planted_rank_is_recovered_exactly(k in 10usize..70, r_frac in 0.02f64..0.2, seed in 0u64..1000) {
+        let r = ((k as f64 * r_frac) as usize).max(1);
+        let net = synthetic::low_rank(k, r, 12, seed).network().unwrap();
+        let z: Vec<f64> = (0..k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let f = directions(&net, &z, 1, &FactorParams::default()).unwrap();
+        prop_assert!(f.rpca.converged);
+        prop_assert_eq!(f.rank, r);
+    }
+}
+
+#[test]
+fn dcgan_jacobian_matches_finite_differences() {
+    let net = synthetic::dcgan(20, 3).unwrap().network().unwrap();
+    let z = sample_latents(&[0.0; 20], 2, 9).unwrap()[20..].to_vec();
+    assert!(margin(&net, &z) > 1e-5, "the sampled point is too close to a face: pick another seed");
+    let exact = jacobian(&net, &z).unwrap();
+    let fd = finite_difference_jacobian(&net, &z, 1e-8).unwrap();
+    assert!(max_abs(&exact) > 0.01);
+    assert!(max_abs(&(&exact - &fd)) < 1e-6 * max_abs(&exact), "{}", max_abs(&(&exact - &fd)));
+}
+
+#[test]
+fn batched_jacobians_equal_one_at_a_time() {
+    let net = zoo(4, 5);
+    let zs = sample_latents(&[0.3, -0.2, 0.1, 0.9], 5, 1).unwrap();
+    let plan = JacobianPlan::new(&net);
+    let all = plan.jacobians(&zs, 5).unwrap();
+    let mut mean = Array2::<f64>::zeros((4, 4));
+    for (s, j) in all.iter().enumerate() {
+        let one = plan.jacobian(&zs[s * 4..(s + 1) * 4]).unwrap();
+        assert!(max_abs(&(j - &one)) < 1e-14 * max_abs(&one).max(1.0));
+        mean = mean + j.t().dot(j) / 5.0;
+    }
+    assert!(max_abs(&(&mean - &plan.mean_gram(&zs, 5, None).unwrap())) < 1e-12);
+}
+
+#[test]
+fn wrong_latent_size_and_non_finite_latents_are_errors() {
+    let net = zoo(4, 5);
+    let e = jacobian(&net, &[0.0; 3]).unwrap_err().to_string();
+    assert!(e.contains("needs 4 values, found 3"), "{e}");
+    let e = jacobian(&net, &[0.0, f64::NAN, 0.0, 0.0]).unwrap_err().to_string();
+    assert!(e.contains("non-finite"), "{e}");
+}
+
+#[test]
+fn local_directions_leave_a_separable_background_unchanged_to_first_order() {
+    let (k, k_bg, region) = (30, 5, [4, 4, 8, 8]);
+    let net = synthetic::separable(k, k_bg, 16, region, 4).network().unwrap();
+    let mask = Region::Rect { x: 4, y: 4, w: 8, h: 8 }.mask(image_shape(&net).unwrap()).unwrap();
+    let z = vec![0.05; k];
+    let local = local_directions(&net, &z, 1, &mask, &LocalParams::default()).unwrap();
+    assert_eq!(local.background.rank, k_bg);
+    assert!(local.foreground.rank > k_bg);
+    assert_eq!(local.directions.len(), local.foreground.rank);
+    for d in &local.directions {
+        // The null space comes from robust PCA's low-rank part, exact to the solver's 1e-7 residual.
+        assert!(d.after.first_order < 1e-5, "leak after projection {:?}", d.after);
+        // The relus stay active along the step, so the finite leak vanishes as well.
+        assert!(d.after.finite < 1e-5, "finite leak after projection {:?}", d.after);
+        // Before projection the foreground directions do move the background.
+        assert!(d.before.first_order > 0.1, "leak before projection {:?}", d.before);
+        let norm: f64 = d.vector.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn empty_and_full_regions_are_errors() {
+    let shape = [1, 8, 8];
+    let e = Region::Rect { x: 0, y: 0, w: 0, h: 3 }.mask(shape).unwrap_err().to_string();
+    assert!(e.contains("empty"), "{e}");
+    let e = Region::Rect { x: 0, y: 0, w: 8, h: 8 }.mask(shape).unwrap_err().to_string();
+    assert!(e.contains("whole image"), "{e}");
+    let e = Region::Rect { x: 6, y: 0, w: 3, h: 3 }.mask(shape).unwrap_err().to_string();
+    assert!(e.contains("outside"), "{e}");
+    let e = Region::Mask(vec![false; 64]).mask(shape).unwrap_err().to_string();
+    assert!(e.contains("empty"), "{e}");
+    let e = Region::Mask(vec![true; 10]).mask(shape).unwrap_err().to_string();
+    assert!(e.contains("needs"), "{e}");
+}
