@@ -1,1 +1,88 @@
-//! Shared builders for the gcert benchmarks.
+//! Shared builders for the gcert benchmarks: the DCGAN-shaped generator and convolutional classifier
+//! with random weights, and segments tuned to a target number of pieces.
+
+use gcert_core::builder::CardBuilder;
+use gcert_core::{Network, Segment};
+use gcert_exactline::ExactLine;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Latent 50 → 1×32×32: conv-transpose 50→16→8→4→1 channels, kernel 4, batch-norm + ReLU between, clamp.
+pub fn dcgan_generator(latent: usize, seed: u64) -> Network {
+    CardBuilder::new("dcgan", &[latent], seed)
+        .reshape(&[latent, 1, 1])
+        .conv_transpose2d(16, 4, 1, 0, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(8, 4, 2, 1, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(4, 4, 2, 1, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(1, 4, 2, 1, 0)
+        .clamp(0.0, 1.0)
+        .network()
+        .expect("valid generator")
+}
+
+/// 1×32×32 → 10: four convolutions (16/32/64/10 channels, kernel 4) and two linear layers.
+pub fn conv_classifier(seed: u64) -> Network {
+    CardBuilder::new("classifier", &[1, 32, 32], seed)
+        .conv2d(16, 4, 2, 1)
+        .relu()
+        .conv2d(32, 4, 2, 1)
+        .relu()
+        .conv2d(64, 4, 2, 1)
+        .relu()
+        .conv2d(10, 4, 1, 0)
+        .relu()
+        .flatten()
+        .linear(32)
+        .relu()
+        .linear(10)
+        .network()
+        .expect("valid classifier")
+}
+
+/// A latent point from the standard normal prior and a random unit direction.
+pub fn latent_and_direction(k: usize, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal = move || {
+        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    };
+    let z: Vec<f64> = (0..k).map(|_| normal()).collect();
+    let d: Vec<f64> = (0..k).map(|_| normal()).collect();
+    let n = d.iter().map(|v| v * v).sum::<f64>().sqrt();
+    (z, d.into_iter().map(|v| v / n).collect())
+}
+
+/// The segment `z + t·eps·d`, `t ∈ [0, 1]`.
+pub fn segment(z: &[f64], d: &[f64], eps: f64) -> Segment {
+    let b = z.iter().zip(d).map(|(z, d)| z + eps * d).collect();
+    Segment::new(z.to_vec(), b).expect("valid segment")
+}
+
+/// The tolerance whose segment has about `target` pieces (bisection on `eps`, piece counts grow with it).
+pub fn eps_for_pieces(engine: &ExactLine<'_>, z: &[f64], d: &[f64], target: usize) -> (f64, usize) {
+    let pieces = |eps: f64| engine.chain(&segment(z, d, eps)).expect("chain").pieces();
+    let (mut lo, mut hi) = (0.0, 1.0);
+    while pieces(hi) < target {
+        lo = hi;
+        hi *= 2.0;
+    }
+    for _ in 0..20 {
+        let mid = 0.5 * (lo + hi);
+        let p = pieces(mid);
+        if (p as f64 - target as f64).abs() <= 0.1 * target as f64 {
+            return (mid, p);
+        }
+        if p < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (hi, pieces(hi))
+}

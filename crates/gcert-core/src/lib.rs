@@ -28,6 +28,7 @@
 
 pub mod builder;
 pub mod card;
+pub mod certificate;
 pub mod chain;
 pub mod error;
 pub mod network;

@@ -228,11 +228,12 @@ impl Layer {
                     }
                 }
             }
-            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } | Op::Sigmoid | Op::Tanh => {
-                for (y, &x) in out.iter_mut().zip(input) {
-                    *y = self.activate(x);
-                }
+            Op::Relu => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(0.0)),
+            Op::LeakyRelu { slope } => {
+                out.iter_mut().zip(input).for_each(|(y, &x)| *y = if x >= 0.0 { x } else { slope * x })
             }
+            Op::Clamp { min, max } => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(*min).min(*max)),
+            Op::Sigmoid | Op::Tanh => out.iter_mut().zip(input).for_each(|(y, &x)| *y = self.activate(x)),
             Op::Reshape => out.copy_from_slice(input),
             Op::AvgPool2d(g) => pool(input, n, g, out, scratch, false),
             Op::MaxPool2d(g) => pool(input, n, g, out, scratch, true),
