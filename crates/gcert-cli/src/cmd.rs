@@ -1,7 +1,9 @@
 //! One module per subcommand, and the helpers they share.
 
+pub mod directions;
 pub mod eval;
 pub mod exactline;
+pub mod mutate;
 
 use std::path::Path;
 

@@ -22,6 +22,10 @@ enum Command {
     Exactline(cmd::exactline::Args),
     /// Evaluate a network on one input
     Eval(cmd::eval::Args),
+    /// Independent mutation directions of a generator (exact Jacobian, robust PCA, SVD), global or local
+    Directions(cmd::directions::Args),
+    /// The images along a latent direction, as a PNG strip
+    Mutate(cmd::mutate::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Exactline(a) => cmd::exactline::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Directions(a) => cmd::directions::run(a),
+        Command::Mutate(a) => cmd::mutate::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

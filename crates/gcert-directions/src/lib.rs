@@ -32,6 +32,7 @@ pub mod factor;
 pub mod jacobian;
 pub mod local;
 pub mod rpca;
+pub mod strip;
 pub mod synthetic;
 
 pub use error::{Error, Result};

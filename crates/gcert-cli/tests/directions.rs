@@ -1,0 +1,187 @@
+//! End-to-end tests of `gcert directions` and `gcert mutate` on generators built in the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gcert_core::network::save_card;
+use gcert_core::npy::{read_npy, write_npy};
+use gcert_core::tensors::Precision;
+use gcert_directions::synthetic::{self, Generator};
+
+fn gcert(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gcert")).args(args).current_dir(dir).output().expect("gcert runs")
+}
+
+fn save(g: &Generator, dir: &Path) -> PathBuf {
+    let path = dir.join(format!("{}.toml", g.card.name));
+    save_card(&path, &g.card, &g.tensors, Precision::F64, false).unwrap();
+    path
+}
+
+fn latent(dir: &Path, name: &str, values: &[f64]) -> PathBuf {
+    let path = dir.join(name);
+    write_npy(&path, &[values.len()], values).unwrap();
+    path
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 2 with one error line that contains `needle`, and no panic.
+fn fails_with(o: &Output, needle: &str) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {e}");
+    assert!(e.starts_with("error: ") && e.contains(needle), "expected '{needle}' in: {e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn global_directions_recover_the_planted_rank_and_write_unit_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = save(&synthetic::low_rank(30, 4, 8, 2), dir.path());
+    let z = latent(dir.path(), "z.npy", &[0.2; 30]);
+    let o = gcert(
+        &[
+            "directions",
+            "--generator",
+            g.to_str().unwrap(),
+            "--latent",
+            z.to_str().unwrap(),
+            "--samples",
+            "3",
+            "--out",
+            "d.npy",
+            "--json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["global"]["rank"], 4);
+    assert_eq!(v["samples"], 3);
+    assert_eq!(v["global"]["rpca"]["converged"], true);
+    let d = read_npy(&dir.path().join("d.npy")).unwrap();
+    assert_eq!(d.shape, vec![4, 30]);
+    for row in d.data.chunks(30) {
+        let norm: f64 = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-9);
+    }
+    // The text report, and the refusal to overwrite.
+    let o = gcert(
+        &["directions", "--generator", g.to_str().unwrap(), "--latent", "z.npy", "--out", "d.npy"],
+        dir.path(),
+    );
+    fails_with(&o, "d.npy: already exists; pass --force");
+    let o = gcert(
+        &["directions", "--generator", g.to_str().unwrap(), "--latent", "z.npy", "--out", "d.npy", "--force"],
+        dir.path(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.contains("directions: rank 4 |") && out.contains("wrote 4 directions (4 × 30) to d.npy"),
+        "{out}"
+    );
+}
+
+#[test]
+fn local_directions_report_their_leak_before_and_after_projection() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = save(&synthetic::separable(30, 5, 16, [4, 4, 8, 8], 4), dir.path());
+    let z = latent(dir.path(), "z.npy", &[0.05; 30]);
+    let base = ["directions", "--generator", g.to_str().unwrap(), "--latent", z.to_str().unwrap()];
+    let o =
+        gcert(&[&base[..], &["--region", "4,4,8,8", "--out", "local.npy", "--json"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["local"]["background"]["rank"], 5);
+    assert_eq!(v["local"]["region_values"], 64);
+    let dirs = v["local"]["directions"].as_array().unwrap();
+    assert!(!dirs.is_empty());
+    for d in dirs {
+        assert!(d["leak_after"]["first_order"].as_f64().unwrap() < 1e-5, "{d}");
+        assert!(d["leak_before"]["first_order"].as_f64().unwrap() > 0.1, "{d}");
+    }
+    assert_eq!(read_npy(&dir.path().join("local.npy")).unwrap().shape, vec![dirs.len(), 30]);
+    // The same region as a mask file gives the same directions.
+    let mask: Vec<f64> = (0..256)
+        .map(|i| f64::from(u8::from((4..12).contains(&(i % 16)) && (4..12).contains(&(i / 16)))))
+        .collect();
+    write_npy(&dir.path().join("m.npy"), &[16, 16], &mask).unwrap();
+    let o = gcert(&[&base[..], &["--mask", "m.npy", "--out", "local2.npy"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("region: 64 of 256 image values"));
+    assert_eq!(
+        read_npy(&dir.path().join("local.npy")).unwrap(),
+        read_npy(&dir.path().join("local2.npy")).unwrap()
+    );
+}
+
+#[test]
+fn mutate_writes_a_strip_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = save(&synthetic::dcgan(10, 1).unwrap(), dir.path());
+    let z = latent(dir.path(), "z.npy", &[0.3; 10]);
+    let d: Vec<f64> = (0..20).map(|i| if i == 13 { 1.0 } else { 0.0 }).collect();
+    write_npy(&dir.path().join("dirs.npy"), &[2, 10], &d).unwrap();
+    let args = [
+        "mutate",
+        "--generator",
+        g.to_str().unwrap(),
+        "--latent",
+        z.to_str().unwrap(),
+        "--direction",
+        "dirs.npy:1",
+        "--eps",
+        "2",
+        "--steps",
+        "5",
+        "--scale",
+        "2",
+        "--out",
+        "s.png",
+    ];
+    let o = gcert(&args, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(dir.path().join("s.png")).unwrap().to_luma8();
+    assert_eq!(img.dimensions(), (5 * 64 + 4 * 2, 64));
+    fails_with(&gcert(&args, dir.path()), "s.png: already exists; pass --force");
+    let o = gcert(&[&args[..], &["--force", "--two-sided"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_inputs_are_one_clear_error_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let g = save(&synthetic::low_rank(6, 2, 4, 1), p);
+    let g = g.to_str().unwrap();
+    latent(p, "z.npy", &[0.1; 6]);
+    latent(p, "short.npy", &[0.1; 5]);
+    latent(p, "nan.npy", &[0.1, f64::NAN, 0.0, 0.0, 0.0, 0.0]);
+    latent(p, "zero.npy", &[0.0; 6]);
+    write_npy(&p.join("empty_mask.npy"), &[4, 4], &[0.0; 16]).unwrap();
+    let dirs =
+        |extra: &[&str]| gcert(&[&["directions", "--generator", g, "--out", "o.npy"][..], extra].concat(), p);
+    fails_with(&dirs(&["--latent", "short.npy"]), "short.npy: the latent point must have shape [6]");
+    fails_with(&dirs(&["--latent", "nan.npy"]), "nan.npy: non-finite value (NaN) at flat index 1");
+    fails_with(&dirs(&["--latent", "missing.npy"]), "missing.npy");
+    fails_with(&dirs(&["--latent", "z.npy", "--region", "0,0,4,4"]), "covers the whole image");
+    fails_with(&dirs(&["--latent", "z.npy", "--region", "3,3,2,2"]), "reaches outside the 4×4 image");
+    fails_with(&dirs(&["--latent", "z.npy", "--mask", "empty_mask.npy"]), "empty_mask.npy: unusable region");
+    fails_with(&dirs(&["--latent", "z.npy", "--lambda=-1"]), "lambda must be positive");
+    assert!(!p.join("o.npy").exists());
+    let mutate = |extra: &[&str]| {
+        gcert(
+            &[&["mutate", "--generator", g, "--latent", "z.npy", "--eps", "1", "--out", "s.png"][..], extra]
+                .concat(),
+            p,
+        )
+    };
+    fails_with(&mutate(&["--direction", "zero.npy"]), "the direction is zero");
+    fails_with(&mutate(&["--direction", "short.npy"]), "short.npy: a direction file must have shape [6]");
+    fails_with(&mutate(&["--direction", "z.npy:3"]), "row 3 does not exist");
+    fails_with(&mutate(&["--direction", "z.npy", "--steps", "1"]), "at least 2 steps");
+    assert!(!p.join("s.png").exists());
+}
