@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod fixtures;
+mod pipelines;
 mod setup;
 
 #[derive(Debug, Parser)]
@@ -18,6 +19,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Set up a fresh machine if needed, then run every test (the README's test command; CI runs it)
+    Test,
+    /// Set up a fresh machine if needed, then run the demo on the committed fixtures
+    Demo,
+    /// Run the criterion benchmarks and print medians and ratios
+    Bench {
+        /// Only benchmarks whose id contains this
+        filter: Option<String>,
+    },
     /// Write the small random fixture models into fixtures/
     Fixtures,
     /// Install what a fresh machine lacks for the libtorch crates (Debian packages, a venv with torch 2.13.0)
@@ -39,6 +49,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Fixtures => fixtures::run(&root()),
+        Command::Test => pipelines::test(&root()),
+        Command::Demo => pipelines::demo(&root()),
+        Command::Bench { filter } => pipelines::bench(&root(), filter.as_deref()),
         Command::Setup => setup::run_setup(),
         Command::Data { force } => data::run_data(force),
     }

@@ -297,16 +297,8 @@ impl<'a> Problem<'a> {
             return Err(Error::input(format!("the tolerance {eps} is too small to move the starting point")));
         }
         let decision = Decision::for_output(last);
-        let mut problem = Problem {
-            generator,
-            classifier,
-            origin,
-            delta,
-            eps,
-            two_sided,
-            label: 0,
-            decision,
-        };
+        let mut problem =
+            Problem { generator, classifier, origin, delta, eps, two_sided, label: 0, decision };
         problem.label = match label {
             Some(l) if l < decision.classes() => l,
             Some(l) => {

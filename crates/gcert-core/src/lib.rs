@@ -31,6 +31,7 @@ pub mod card;
 pub mod certificate;
 pub mod chain;
 pub mod error;
+mod gemm;
 pub mod network;
 pub mod npy;
 pub mod ops;

@@ -4,8 +4,7 @@
 //! product over the whole batch (in bounded sub-batches, so that scratch memory stays small), never one sample
 //! at a time.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use crate::gemm::gemm;
 
 /// Geometry of a 2-D convolution or transposed convolution on one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,13 +204,20 @@ impl Layer {
         out.resize(n * out_len, 0.0);
         match &self.op {
             Op::Linear { weight, bias, inputs, outputs } => {
-                let x = ArrayView2::from_shape((n, *inputs), input).expect("batch shape");
-                let w = ArrayView2::from_shape((*outputs, *inputs), weight).expect("weight shape");
-                let mut y = ArrayViewMut2::from_shape((n, *outputs), out).expect("output shape");
-                for mut row in y.rows_mut() {
-                    row.as_slice_mut().expect("contiguous").copy_from_slice(bias);
+                for row in out.chunks_exact_mut(*outputs) {
+                    row.copy_from_slice(bias);
                 }
-                general_mat_mul(1.0, &x, &w.t(), 1.0, &mut y);
+                // Y[n×out] = X[n×in] · Wᵀ + Y, with W read transposed in place.
+                gemm(
+                    (n, *inputs, *outputs),
+                    input,
+                    (*inputs, 1),
+                    weight,
+                    (1, *inputs),
+                    1.0,
+                    out,
+                    (*outputs, 1),
+                );
             }
             Op::Conv2d { weight, bias, geom } => conv2d(input, n, weight, bias, geom, out, scratch),
             Op::ConvTranspose2d { weight, bias, geom } => {
@@ -232,7 +238,9 @@ impl Layer {
             Op::LeakyRelu { slope } => {
                 out.iter_mut().zip(input).for_each(|(y, &x)| *y = if x >= 0.0 { x } else { slope * x })
             }
-            Op::Clamp { min, max } => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(*min).min(*max)),
+            Op::Clamp { min, max } => {
+                out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(*min).min(*max))
+            }
             Op::Sigmoid | Op::Tanh => out.iter_mut().zip(input).for_each(|(y, &x)| *y = self.activate(x)),
             Op::Reshape => out.copy_from_slice(input),
             Op::AvgPool2d(g) => pool(input, n, g, out, scratch, false),
@@ -278,7 +286,6 @@ fn conv2d(
     let out_len = g.cout * p;
     let per_sample = (k * p).max(g.cout * p);
     let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
-    let w = ArrayView2::from_shape((g.cout, k), weight).expect("weight shape");
     let mut start = 0;
     while start < n {
         let m = chunk.min(n - start);
@@ -314,9 +321,7 @@ fn conv2d(
         let tmp = &mut scratch.tmp;
         tmp.clear();
         tmp.resize(g.cout * m * p, 0.0);
-        let c = ArrayView2::from_shape((k, m * p), &cols[..]).expect("cols shape");
-        let mut y = ArrayViewMut2::from_shape((g.cout, m * p), &mut tmp[..]).expect("tmp shape");
-        general_mat_mul(1.0, &w, &c, 0.0, &mut y);
+        gemm((g.cout, k, m * p), weight, (k, 1), cols, (m * p, 1), 0.0, tmp, (m * p, 1));
         for s in 0..m {
             let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
             for co in 0..g.cout {
@@ -345,9 +350,6 @@ fn conv_transpose2d(
     let out_len = g.cout * g.oh * g.ow;
     let per_sample = kk * hw + in_len;
     let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
-    // weight [cin, cout*kh*kw] read as its transpose [cout*kh*kw, cin].
-    let w = ArrayView2::from_shape((g.cin, kk), weight).expect("weight shape");
-    let wt = w.t();
     let mut start = 0;
     while start < n {
         let m = chunk.min(n - start);
@@ -364,9 +366,8 @@ fn conv_transpose2d(
         let cols = &mut scratch.cols;
         cols.clear();
         cols.resize(kk * m * hw, 0.0);
-        let xv = ArrayView2::from_shape((g.cin, m * hw), &xt[..]).expect("x shape");
-        let mut cv = ArrayViewMut2::from_shape((kk, m * hw), &mut cols[..]).expect("cols shape");
-        general_mat_mul(1.0, &wt, &xv, 0.0, &mut cv);
+        // cols[kk × m·hw] = Wᵀ · X, the weight [cin, cout·kh·kw] read as its transpose.
+        gemm((kk, g.cin, m * hw), weight, (1, kk), xt, (m * hw, 1), 0.0, cols, (m * hw, 1));
         // col2im: scatter-add every (co, ky, kx, iy, ix) into (co, iy*s - p + ky, ix*s - p + kx).
         for s in 0..m {
             let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];

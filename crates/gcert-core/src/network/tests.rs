@@ -31,7 +31,10 @@ weight = "3.weight"
 
 fn tensors() -> TensorStore {
     let mut t = TensorStore::new();
-    t.insert("0.weight".into(), Tensor::new(vec![2, 1, 3, 3], (0..18).map(|i| i as f64 / 18.0 - 0.5).collect()));
+    t.insert(
+        "0.weight".into(),
+        Tensor::new(vec![2, 1, 3, 3], (0..18).map(|i| i as f64 / 18.0 - 0.5).collect()),
+    );
     t.insert("0.bias".into(), Tensor::new(vec![2], vec![0.1, -0.1]));
     t.insert("3.weight".into(), Tensor::new(vec![3, 8], (0..24).map(|i| (i % 5) as f64 - 2.0).collect()));
     t
@@ -79,7 +82,8 @@ fn conv_matches_a_direct_loop() {
                     let mut acc = b[co];
                     for ky in 0..3 {
                         for kx in 0..3 {
-                            let (iy, ix) = (oy as isize * 2 + ky as isize - 1, ox as isize * 2 + kx as isize - 1);
+                            let (iy, ix) =
+                                (oy as isize * 2 + ky as isize - 1, ox as isize * 2 + kx as isize - 1);
                             if (0..4).contains(&iy) && (0..4).contains(&ix) {
                                 acc += w[co * 9 + ky * 3 + kx] * x[s * 16 + iy as usize * 4 + ix as usize];
                             }
@@ -117,7 +121,13 @@ fn conv_transpose_is_the_adjoint_of_conv() {
     let x: Vec<f64> = (0..50).map(|i| ((i * 13) % 17) as f64 - 8.0).collect();
     let y: Vec<f64> = (0..27).map(|i| ((i * 5) % 7) as f64 - 3.0).collect();
     let Op::Conv2d { bias, .. } = &conv.layers[0].op else { unreachable!() };
-    let cx: Vec<f64> = conv.forward(&x, 1).unwrap().iter().zip(bias.iter().flat_map(|b| [*b; 9])).map(|(v, b)| v - b).collect();
+    let cx: Vec<f64> = conv
+        .forward(&x, 1)
+        .unwrap()
+        .iter()
+        .zip(bias.iter().flat_map(|b| [*b; 9]))
+        .map(|(v, b)| v - b)
+        .collect();
     let cty = ct.forward(&y, 1).unwrap();
     let lhs: f64 = cx.iter().zip(&y).map(|(a, b)| a * b).sum();
     let rhs: f64 = x.iter().zip(&cty).map(|(a, b)| a * b).sum();

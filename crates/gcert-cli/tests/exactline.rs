@@ -1,0 +1,160 @@
+//! The `exactline` and `eval` subcommands end to end, on the committed fixtures and on broken inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gcert_core::npy::write_npy;
+use tempfile::TempDir;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+fn gcert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gcert")).args(args).output().expect("gcert runs")
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs gcert expecting failure: exit code 2, one error line naming `needle`, and no panic.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = gcert(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.starts_with("error: ") && stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A hand-written .npy header for dtypes gcert does not read.
+fn write_raw_npy(path: &Path, descr: &str, shape: &str, data: &[u8]) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({shape}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn exactline_json_on_the_fixtures() {
+    let f = fixtures();
+    let out = gcert(&[
+        "exactline",
+        "--model",
+        arg(&f.join("generator.toml")),
+        "--then",
+        arg(&f.join("classifier.toml")),
+        "--from",
+        arg(&f.join("latent_a.npy")),
+        "--to",
+        arg(&f.join("latent_b.npy")),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ratios: Vec<f64> = v["ratios"].as_array().unwrap().iter().map(|r| r.as_f64().unwrap()).collect();
+    let pieces = v["pieces"].as_u64().unwrap() as usize;
+    assert_eq!(ratios.len(), pieces + 1);
+    assert!(pieces > 10, "the fixture segment should cross many regions, got {pieces}");
+    assert_eq!(ratios[0], 0.0);
+    assert_eq!(ratios[pieces], 1.0);
+    assert!(ratios.windows(2).all(|w| w[0] < w[1]));
+    let outputs = v["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), pieces + 1);
+    assert!(outputs.iter().all(|o| o.as_array().unwrap().len() == 10));
+    assert!(v["time_ms"].as_f64().unwrap() >= 0.0);
+
+    // The last output is the classifier's logits at the segment's end, as `eval` computes them.
+    let dir = TempDir::new().unwrap();
+    let image = dir.path().join("image.npy");
+    let gen = gcert_core::Network::load(f.join("generator.toml")).unwrap();
+    let b = gcert_core::npy::read_npy(&f.join("latent_b.npy")).unwrap().data;
+    write_npy(&image, &[1, 16, 16], &gen.forward(&b, 1).unwrap()).unwrap();
+    let out = gcert(&["eval", "--model", arg(&f.join("classifier.toml")), "--input", arg(&image), "--json"]);
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (x, y) in e["output"].as_array().unwrap().iter().zip(outputs[pieces].as_array().unwrap()) {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        assert!((x - y).abs() < 1e-9 * (1.0 + x.abs()), "{x} vs {y}");
+    }
+}
+
+#[test]
+fn exactline_text_output() {
+    let f = fixtures();
+    let out = gcert(&[
+        "exactline",
+        "--model",
+        arg(&f.join("generator.toml")),
+        "--from",
+        arg(&f.join("latent_a.npy")),
+        "--to",
+        arg(&f.join("latent_b.npy")),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("pieces: "), "{text}");
+    assert!(lines.next().unwrap().starts_with("ratios: [0.000000, "), "{text}");
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_clear_error() {
+    let f = fixtures();
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let gen = f.join("generator.toml");
+    let a = f.join("latent_a.npy");
+
+    // A missing file.
+    fails_with(&["eval", "--model", arg(&d.join("nope.toml")), "--input", arg(&a)], "nope.toml");
+    // Malformed TOML.
+    std::fs::write(d.join("bad.toml"), "format = \"gcert-model/1\"\nlayers = [[").unwrap();
+    fails_with(&["eval", "--model", arg(&d.join("bad.toml")), "--input", arg(&a)], "malformed model card");
+    // An unknown op, naming the file.
+    let card = std::fs::read_to_string(&gen).unwrap().replace("op = \"relu\"", "op = \"swish\"");
+    std::fs::write(d.join("generator.toml"), card).unwrap();
+    std::fs::copy(f.join("generator.safetensors"), d.join("generator.safetensors")).unwrap();
+    fails_with(
+        &["eval", "--model", arg(&d.join("generator.toml")), "--input", arg(&a)],
+        "unknown variant `swish`",
+    );
+    // An input of the wrong length.
+    write_npy(&d.join("short.npy"), &[7], &[0.0; 7]).unwrap();
+    fails_with(&["eval", "--model", arg(&gen), "--input", arg(&d.join("short.npy"))], "must have shape [8]");
+    // An input of the wrong dtype.
+    write_raw_npy(&d.join("int.npy"), "<i8", "8,", &[0u8; 64]);
+    fails_with(&["eval", "--model", arg(&gen), "--input", arg(&d.join("int.npy"))], "unsupported dtype");
+    // A truncated .npy.
+    write_raw_npy(&d.join("cut.npy"), "<f8", "8,", &[0u8; 40]);
+    fails_with(&["eval", "--model", arg(&gen), "--input", arg(&d.join("cut.npy"))], "truncated");
+    // NaN in an input.
+    let mut nan = vec![0.0; 8];
+    nan[2] = f64::NAN;
+    write_npy(&d.join("nan.npy"), &[8], &nan).unwrap();
+    fails_with(&["eval", "--model", arg(&gen), "--input", arg(&d.join("nan.npy"))], "non-finite value (NaN)");
+    // A zero-length segment.
+    fails_with(
+        &["exactline", "--model", arg(&gen), "--from", arg(&a), "--to", arg(&a)],
+        "segment start and end are equal",
+    );
+    // A composition whose shapes do not fit.
+    fails_with(
+        &[
+            "exactline",
+            "--model",
+            arg(&gen),
+            "--then",
+            arg(&gen),
+            "--from",
+            arg(&a),
+            "--to",
+            arg(&f.join("latent_b.npy")),
+        ],
+        "outputs shape [1, 16, 16] but generator",
+    );
+}

@@ -1,0 +1,121 @@
+//! `cargo xtask test`, `demo` and `bench`: the pipelines the README and CI run.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::setup::{run_setup, torch_cargo};
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Set-up, then every test of the workspace, the formatting check and the dependency-direction check.
+pub fn test(root: &Path) -> Result<()> {
+    run_setup()?;
+    crate::data::run_data(false)?;
+    run(torch_cargo()?.args(["fmt", "--all", "--", "--check"]))?;
+    // The engine must build without libtorch and BLAS (STYLE.md): neither may be in its dependency tree.
+    for heavy in ["tch", "torch-sys", "ndarray-linalg", "openblas-src"] {
+        let out = torch_cargo()?
+            .args(["tree", "-p", "gcert-exactline", "-e", "normal", "-i", heavy])
+            .output()
+            .context("cargo tree")?;
+        if out.status.success() && !out.stdout.is_empty() {
+            bail!("gcert-exactline depends on {heavy}:\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))
+}
+
+/// Builds the `gcert` binary in release mode and returns its path.
+fn build_gcert(root: &Path) -> Result<std::path::PathBuf> {
+    run(torch_cargo()?.args(["build", "--release", "-p", "gcert-cli"]))?;
+    Ok(root.join("target/release/gcert"))
+}
+
+/// The main job: the engine and the certifiers on the committed fixtures.
+pub fn demo(root: &Path) -> Result<()> {
+    run_setup()?;
+    let gcert = build_gcert(root)?;
+    let f = root.join("fixtures");
+    let p = |name: &str| f.join(name).to_string_lossy().into_owned();
+    println!("\n== exact chain of the fixture generator composed with the fixture classifier");
+    run(Command::new(&gcert).args([
+        "exactline",
+        "--model",
+        &p("generator.toml"),
+        "--then",
+        &p("classifier.toml"),
+        "--from",
+        &p("latent_a.npy"),
+        "--to",
+        &p("latent_b.npy"),
+    ]))?;
+    Ok(())
+}
+
+/// Runs the criterion benchmarks and prints the medians with the engine/floor ratios.
+pub fn bench(root: &Path, filter: Option<&str>) -> Result<()> {
+    run_setup()?;
+    let mut cmd = torch_cargo()?;
+    cmd.args(["bench", "-p", "gcert-benches"]);
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    run(&mut cmd)?;
+    summary(&root.join("target/criterion"))
+}
+
+/// Reads criterion's estimates and prints one line per benchmark plus engine/floor ratios.
+fn summary(dir: &Path) -> Result<()> {
+    let mut medians = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && p.file_name().is_some_and(|n| n != "report") {
+                stack.push(p);
+            } else if p.ends_with("new/estimates.json") {
+                let text = std::fs::read_to_string(&p)?;
+                let id = p.parent().and_then(Path::parent).and_then(|q| q.strip_prefix(dir).ok());
+                if let (Some(id), Some(median)) = (id, median_ns(&text)) {
+                    medians.insert(id.to_string_lossy().into_owned(), median);
+                }
+            }
+        }
+    }
+    println!("\n{:<48} {:>14}", "benchmark", "median");
+    for (id, ns) in &medians {
+        println!("{id:<48} {:>11.3} ms", ns / 1e6);
+    }
+    for (id, ns) in &medians {
+        if let Some(rest) = id.split_once("/engine/") {
+            let floor = format!("{}/floor/{}", rest.0, rest.1);
+            if let Some(f) = medians.get(&floor) {
+                println!("ratio {}/engine÷floor at {}: {:.2}", rest.0, rest.1, ns / f);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The median point estimate (ns) from criterion's `estimates.json`, without a JSON dependency.
+fn median_ns(text: &str) -> Option<f64> {
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let pe = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let num: String = rest[pe..]
+        .chars()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(|c| !matches!(c, ',' | '}'))
+        .collect();
+    num.trim().parse().ok()
+}
