@@ -3,6 +3,7 @@
 pub mod directions;
 pub mod eval;
 pub mod exactline;
+pub mod invert;
 pub mod mutate;
 
 use std::path::Path;

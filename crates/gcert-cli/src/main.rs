@@ -26,6 +26,8 @@ enum Command {
     Directions(cmd::directions::Args),
     /// The images along a latent direction, as a PNG strip
     Mutate(cmd::mutate::Args),
+    /// The latent of a real image under a PL generator (GAN inversion), with its reconstruction error
+    Invert(cmd::invert::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Directions(a) => cmd::directions::run(a),
         Command::Mutate(a) => cmd::mutate::run(a),
+        Command::Invert(a) => cmd::invert::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
