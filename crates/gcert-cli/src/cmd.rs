@@ -1,5 +1,7 @@
 //! One module per subcommand, and the helpers they share.
 
+pub mod bounds;
+pub mod certify;
 pub mod directions;
 pub mod eval;
 pub mod exactline;

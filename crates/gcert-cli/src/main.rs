@@ -26,6 +26,10 @@ enum Command {
     Directions(cmd::directions::Args),
     /// The images along a latent direction, as a PNG strip
     Mutate(cmd::mutate::Args),
+    /// Certify that the classifier keeps its label along a latent (or pixel-space) segment
+    Certify(Box<cmd::certify::Args>),
+    /// Exact per-pixel bounds of the generator's images along a latent segment
+    Bounds(cmd::bounds::Args),
     /// The latent of a real image under a PL generator (GAN inversion), with its reconstruction error
     Invert(cmd::invert::Args),
 }
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Directions(a) => cmd::directions::run(a),
         Command::Mutate(a) => cmd::mutate::run(a),
+        Command::Certify(a) => cmd::certify::run(*a),
+        Command::Bounds(a) => cmd::bounds::run(a),
         Command::Invert(a) => cmd::invert::run(a),
     };
     match result {

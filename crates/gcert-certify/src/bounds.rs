@@ -1,0 +1,548 @@
+//! Sound bounds on a network's margins over a sub-segment, with the segment variable as the only input
+//! (DESIGN.md §5).
+//!
+//! The input is the line `x(s)` from `x0` (at `s0`) to `x1` (at `s1`). Every neuron gets a lower and an upper
+//! *line in s* (stored as its values at the two ends), valid for all `s ∈ [s0, s1]`:
+//!
+//! - affine layers map the centre line through the layer and the radius line through `|A|`;
+//! - an activation `σ` is bounded below by a relaxation of `σ(l(s))` and above by one of `σ(u(s))`. Where
+//!   `σ` is convex over the range of `u`, the chord of `σ(u(s))` between the ends is an upper line (and the
+//!   chord of `σ(l(s))` a lower line where `σ` is concave); elsewhere the DeepPoly/CROWN relaxation of `σ`
+//!   over the neuron's range is composed with the line. Max-pooling: the chord of `max_j u_j(s)` (convex) above,
+//!   the best single candidate below.
+//!
+//! With [`Relaxation::Linear`], the margins' lines are then tightened by back-substitution (CROWN): the margin
+//! rows are pulled back through every layer, using the activation relaxations in their input variable (built
+//! from the forward bounds), down to the input line, where they are exact linear functions of `s`. Per margin,
+//! the better of the forward and the back-substituted line (by mean over the sub-segment) is kept; both are
+//! sound. [`Relaxation::Interval`] collapses every line to its range after each layer: interval bound
+//! propagation.
+//!
+//! Every final bound is widened by `1e-9·(1 + |value|)` so that rounding in the bound computation cannot make
+//! it tighter than the exact value.
+
+use gcert_core::ops::{Kind, Scratch};
+use gcert_core::{Layer, Op};
+
+use crate::transpose::{abs_layer, transpose_apply};
+
+/// How neuron bounds are represented while they propagate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Relaxation {
+    /// Intervals (constants over the sub-segment): IBP.
+    Interval,
+    /// Lines in the segment variable, with back-substitution of the margins (DeepPoly/CROWN).
+    #[default]
+    Linear,
+}
+
+/// Lower and upper lines of each margin, as values at the two ends of the sub-segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarginLines {
+    pub lower: [Vec<f64>; 2],
+    pub upper: [Vec<f64>; 2],
+}
+
+/// Lines of every coordinate of one layer's output (values at the two ends).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeuronLines {
+    pub l0: Vec<f64>,
+    pub l1: Vec<f64>,
+    pub u0: Vec<f64>,
+    pub u1: Vec<f64>,
+}
+
+impl NeuronLines {
+    fn exact(x0: &[f64], x1: &[f64]) -> Self {
+        NeuronLines { l0: x0.to_vec(), l1: x1.to_vec(), u0: x0.to_vec(), u1: x1.to_vec() }
+    }
+
+    /// Per-coordinate interval over the sub-segment.
+    pub fn range(&self, i: usize) -> (f64, f64) {
+        (self.l0[i].min(self.l1[i]), self.u0[i].max(self.u1[i]))
+    }
+
+    fn collapse(&mut self) {
+        for i in 0..self.l0.len() {
+            let (p, q) = self.range(i);
+            (self.l0[i], self.l1[i], self.u0[i], self.u1[i]) = (p, p, q, q);
+        }
+    }
+}
+
+/// How back-substitution passes a non-affine layer.
+#[derive(Debug, Clone)]
+enum Pullback {
+    Affine,
+    /// Per neuron `(al, bl, au, bu)`: `al·x + bl ≤ σ(x) ≤ au·x + bu` on the neuron's range.
+    Elementwise(Vec<[f64; 4]>),
+    /// Per output: the input index that bounds it below, whether it is exactly that input, and an upper
+    /// constant.
+    MaxPool(Vec<(usize, bool, f64)>),
+}
+
+/// Bounds the margins of a fixed label through a fixed sequence of layers.
+#[derive(Debug)]
+pub struct Bounder<'a> {
+    layers: Vec<&'a Layer>,
+    abs: Vec<Option<Layer>>,
+    /// `layer(0)` for affine layers: the constant term.
+    constant: Vec<Vec<f64>>,
+    /// Margin rows (`k × output`), row-major, and offsets.
+    rows: Vec<f64>,
+    offsets: Vec<f64>,
+    k: usize,
+    relaxation: Relaxation,
+}
+
+impl<'a> Bounder<'a> {
+    /// `rows`/`offsets` define the margins as linear forms of the last layer's output.
+    pub fn new(layers: Vec<&'a Layer>, rows: &[Vec<f64>], offsets: &[f64], relaxation: Relaxation) -> Self {
+        let mut scratch = Scratch::default();
+        let abs = layers.iter().map(|l| abs_layer(l)).collect();
+        let constant = layers
+            .iter()
+            .map(|l| {
+                if l.kind() == Kind::Affine {
+                    let mut out = Vec::new();
+                    l.apply(&vec![0.0; l.in_len()], 1, &mut out, &mut scratch);
+                    out
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        Bounder {
+            layers,
+            abs,
+            constant,
+            rows: rows.concat(),
+            offsets: offsets.to_vec(),
+            k: rows.len(),
+            relaxation,
+        }
+    }
+
+    /// Lines of every neuron of the last layer over the line from `x0` to `x1` (forward pass only).
+    pub fn neuron_lines(&self, x0: &[f64], x1: &[f64]) -> NeuronLines {
+        self.forward(x0, x1, None)
+    }
+
+    fn forward(&self, x0: &[f64], x1: &[f64], mut record: Option<&mut Vec<Pullback>>) -> NeuronLines {
+        let mut cur = NeuronLines::exact(x0, x1);
+        let mut scratch = Scratch::default();
+        let (mut mid, mut rad, mut out) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let pull = match layer.kind() {
+                Kind::Affine => {
+                    let n = cur.l0.len();
+                    mid.clear();
+                    rad.clear();
+                    for (l, u) in [(&cur.l0, &cur.u0), (&cur.l1, &cur.u1)] {
+                        mid.extend(l.iter().zip(u.iter()).map(|(l, u)| 0.5 * (l + u)));
+                        rad.extend(l.iter().zip(u.iter()).map(|(l, u)| 0.5 * (u - l)));
+                    }
+                    debug_assert_eq!(mid.len(), 2 * n);
+                    layer.apply(&mid, 2, &mut out, &mut scratch);
+                    let m = layer.out_len();
+                    let (c0, c1) = out.split_at(m);
+                    let (c0, c1) = (c0.to_vec(), c1.to_vec());
+                    if rad.iter().all(|&r| r == 0.0) {
+                        cur = NeuronLines::exact(&c0, &c1);
+                    } else {
+                        let abs = self.abs[i].as_ref().expect("affine layers have an absolute part");
+                        abs.apply(&rad, 2, &mut out, &mut scratch);
+                        let (r0, r1) = out.split_at(m);
+                        cur = NeuronLines {
+                            l0: c0.iter().zip(r0).map(|(c, r)| c - r).collect(),
+                            l1: c1.iter().zip(r1).map(|(c, r)| c - r).collect(),
+                            u0: c0.iter().zip(r0).map(|(c, r)| c + r).collect(),
+                            u1: c1.iter().zip(r1).map(|(c, r)| c + r).collect(),
+                        };
+                    }
+                    Pullback::Affine
+                }
+                Kind::Elementwise | Kind::NonLinear => {
+                    let act = Activation::of(layer);
+                    let n = cur.l0.len();
+                    let mut next = NeuronLines {
+                        l0: vec![0.0; n],
+                        l1: vec![0.0; n],
+                        u0: vec![0.0; n],
+                        u1: vec![0.0; n],
+                    };
+                    let mut relax = Vec::with_capacity(if record.is_some() { n } else { 0 });
+                    for j in 0..n {
+                        let (l0, l1, u0, u1) = (cur.l0[j], cur.l1[j], cur.u0[j], cur.u1[j]);
+                        let (a, b, c, d) = act.lines(l0, l1, u0, u1);
+                        (next.l0[j], next.l1[j], next.u0[j], next.u1[j]) = (a, b, c, d);
+                        if record.is_some() {
+                            let (p, q) = cur.range(j);
+                            relax.push(act.relax(p, q));
+                        }
+                    }
+                    cur = next;
+                    Pullback::Elementwise(relax)
+                }
+                Kind::MaxPool => {
+                    let Op::MaxPool2d(g) = &layer.op else { unreachable!("max-pool kind") };
+                    let m = layer.out_len();
+                    let mut next = NeuronLines {
+                        l0: vec![0.0; m],
+                        l1: vec![0.0; m],
+                        u0: vec![0.0; m],
+                        u1: vec![0.0; m],
+                    };
+                    let mut pulls = Vec::with_capacity(m);
+                    let mut window = Vec::new();
+                    for ch in 0..g.c {
+                        for oy in 0..g.oh {
+                            for ox in 0..g.ow {
+                                g.window(ch, oy, ox, &mut window);
+                                let o = (ch * g.oh + oy) * g.ow + ox;
+                                let best = *window
+                                    .iter()
+                                    .max_by(|&&a, &&b| {
+                                        (cur.l0[a] + cur.l1[a]).total_cmp(&(cur.l0[b] + cur.l1[b]))
+                                    })
+                                    .expect("pooling windows are not empty");
+                                next.l0[o] = cur.l0[best];
+                                next.l1[o] = cur.l1[best];
+                                next.u0[o] =
+                                    window.iter().map(|&j| cur.u0[j]).fold(f64::NEG_INFINITY, f64::max);
+                                next.u1[o] =
+                                    window.iter().map(|&j| cur.u1[j]).fold(f64::NEG_INFINITY, f64::max);
+                                if record.is_some() {
+                                    let p_of = |j: usize| cur.range(j).0;
+                                    let star = *window
+                                        .iter()
+                                        .max_by(|&&a, &&b| p_of(a).total_cmp(&p_of(b)))
+                                        .expect("pooling windows are not empty");
+                                    let q_other = window
+                                        .iter()
+                                        .filter(|&&j| j != star)
+                                        .map(|&j| cur.range(j).1)
+                                        .fold(f64::NEG_INFINITY, f64::max);
+                                    let q_all = q_other.max(cur.range(star).1);
+                                    pulls.push((star, p_of(star) >= q_other, q_all));
+                                }
+                            }
+                        }
+                    }
+                    cur = next;
+                    Pullback::MaxPool(pulls)
+                }
+            };
+            if self.relaxation == Relaxation::Interval {
+                cur.collapse();
+            }
+            if let Some(r) = record.as_deref_mut() {
+                r.push(pull);
+            }
+        }
+        cur
+    }
+
+    /// Sound lower and upper lines of every margin over the line from `x0` (at `s0`) to `x1` (at `s1`).
+    pub fn margins(&self, x0: &[f64], x1: &[f64]) -> MarginLines {
+        let linear = self.relaxation == Relaxation::Linear;
+        let mut pulls = Vec::new();
+        let out = self.forward(x0, x1, linear.then_some(&mut pulls));
+        let w = out.l0.len();
+        let k = self.k;
+        let mut lines =
+            MarginLines { lower: [vec![0.0; k], vec![0.0; k]], upper: [vec![0.0; k], vec![0.0; k]] };
+        for j in 0..k {
+            let row = &self.rows[j * w..(j + 1) * w];
+            for (e, (l, u)) in [(&out.l0, &out.u0), (&out.l1, &out.u1)].into_iter().enumerate() {
+                let (mut lo, mut hi) = (self.offsets[j], self.offsets[j]);
+                for i in 0..w {
+                    let c = row[i];
+                    if c > 0.0 {
+                        lo += c * l[i];
+                        hi += c * u[i];
+                    } else if c < 0.0 {
+                        lo += c * u[i];
+                        hi += c * l[i];
+                    }
+                }
+                lines.lower[e][j] = lo;
+                lines.upper[e][j] = hi;
+            }
+        }
+        if linear {
+            let back = self.back_substitute(&pulls, x0, x1);
+            for j in 0..k {
+                // Rows j (margins) and k + j (negated margins).
+                let (b0, b1) = (back[0][j], back[1][j]);
+                if b0 + b1 > lines.lower[0][j] + lines.lower[1][j] {
+                    (lines.lower[0][j], lines.lower[1][j]) = (b0, b1);
+                }
+                let (c0, c1) = (-back[0][k + j], -back[1][k + j]);
+                if c0 + c1 < lines.upper[0][j] + lines.upper[1][j] {
+                    (lines.upper[0][j], lines.upper[1][j]) = (c0, c1);
+                }
+            }
+        }
+        for e in 0..2 {
+            for v in lines.lower[e].iter_mut() {
+                *v -= 1e-9 * (1.0 + v.abs());
+            }
+            for v in lines.upper[e].iter_mut() {
+                *v += 1e-9 * (1.0 + v.abs());
+            }
+        }
+        lines
+    }
+
+    /// Pulls the margin rows and their negations back to the input; returns their lower lines at both ends.
+    fn back_substitute(&self, pulls: &[Pullback], x0: &[f64], x1: &[f64]) -> [Vec<f64>; 2] {
+        let k2 = 2 * self.k;
+        let w = self.layers.last().map_or(0, |l| l.out_len());
+        let mut lambda: Vec<f64> = Vec::with_capacity(k2 * w);
+        lambda.extend_from_slice(&self.rows);
+        lambda.extend(self.rows.iter().map(|v| -v));
+        let mut constant: Vec<f64> =
+            self.offsets.iter().copied().chain(self.offsets.iter().map(|v| -v)).collect();
+        let mut next = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            let m = layer.out_len();
+            match &pulls[i] {
+                Pullback::Affine => {
+                    let c = &self.constant[i];
+                    for r in 0..k2 {
+                        constant[r] +=
+                            lambda[r * m..(r + 1) * m].iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
+                    }
+                    transpose_apply(layer, &lambda, k2, &mut next);
+                    std::mem::swap(&mut lambda, &mut next);
+                }
+                Pullback::Elementwise(relax) => {
+                    for r in 0..k2 {
+                        for (j, lam) in lambda[r * m..(r + 1) * m].iter_mut().enumerate() {
+                            let [al, bl, au, bu] = relax[j];
+                            if *lam > 0.0 {
+                                constant[r] += *lam * bl;
+                                *lam *= al;
+                            } else if *lam < 0.0 {
+                                constant[r] += *lam * bu;
+                                *lam *= au;
+                            }
+                        }
+                    }
+                }
+                Pullback::MaxPool(p) => {
+                    let n = layer.in_len();
+                    next.clear();
+                    next.resize(k2 * n, 0.0);
+                    for r in 0..k2 {
+                        for (o, &(star, exact, q)) in p.iter().enumerate() {
+                            let lam = lambda[r * m + o];
+                            if lam > 0.0 || (lam < 0.0 && exact) {
+                                next[r * n + star] += lam;
+                            } else if lam < 0.0 {
+                                constant[r] += lam * q;
+                            }
+                        }
+                    }
+                    std::mem::swap(&mut lambda, &mut next);
+                }
+            }
+        }
+        let n = x0.len();
+        let mut ends = [vec![0.0; k2], vec![0.0; k2]];
+        for (e, x) in [x0, x1].into_iter().enumerate() {
+            for r in 0..k2 {
+                ends[e][r] =
+                    constant[r] + lambda[r * n..(r + 1) * n].iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+        ends
+    }
+}
+
+/// An elementwise activation and its relaxations.
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    /// `max(x, a·x)` for `a ≤ 1` (relu: `a = 0`), convex; `min(x, a·x)` for `a > 1`, concave.
+    Leaky(f64),
+    Clamp(f64, f64),
+    Sigmoid,
+    Tanh,
+}
+
+/// Widening of relaxations of transcendental functions, whose library values are not correctly rounded.
+const SLACK: f64 = 1e-10;
+
+impl Activation {
+    fn of(layer: &Layer) -> Activation {
+        match layer.op {
+            Op::Relu => Activation::Leaky(0.0),
+            Op::LeakyRelu { slope } => Activation::Leaky(slope),
+            Op::Clamp { min, max } => Activation::Clamp(min, max),
+            Op::Sigmoid => Activation::Sigmoid,
+            Op::Tanh => Activation::Tanh,
+            _ => unreachable!("not an elementwise activation: {}", layer.name),
+        }
+    }
+
+    fn f(self, x: f64) -> f64 {
+        match self {
+            Activation::Leaky(a) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Activation::Clamp(lo, hi) => x.max(lo).min(hi),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+        }
+    }
+
+    fn df(self, x: f64) -> f64 {
+        match self {
+            Activation::Sigmoid => {
+                let s = self.f(x);
+                s * (1.0 - s)
+            }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
+            _ => unreachable!("derivative of a piecewise-linear activation"),
+        }
+    }
+
+    fn monotone(self) -> bool {
+        !matches!(self, Activation::Leaky(a) if a < 0.0)
+    }
+
+    fn convex_on(self, p: f64, q: f64) -> bool {
+        match self {
+            Activation::Leaky(a) => a <= 1.0 || q <= 0.0 || p >= 0.0,
+            Activation::Clamp(_, hi) => q <= hi,
+            Activation::Sigmoid | Activation::Tanh => q <= 0.0,
+        }
+    }
+
+    fn concave_on(self, p: f64, q: f64) -> bool {
+        match self {
+            Activation::Leaky(a) => a >= 1.0 || q <= 0.0 || p >= 0.0,
+            Activation::Clamp(lo, _) => p >= lo,
+            Activation::Sigmoid | Activation::Tanh => p >= 0.0,
+        }
+    }
+
+    /// Output lines `(l0, l1, u0, u1)` from input lines, all as values at the two ends.
+    fn lines(self, l0: f64, l1: f64, u0: f64, u1: f64) -> (f64, f64, f64, f64) {
+        let smooth = matches!(self, Activation::Sigmoid | Activation::Tanh);
+        let slack = if smooth { SLACK } else { 0.0 };
+        if !self.monotone() {
+            // Leaky with a negative slope: max(x, a·x) is convex, so the largest of its values at the two
+            // input lines is convex in s (chord above); below, x ≥ l(s) and a·x ≥ a·u(s).
+            let Activation::Leaky(a) = self else { unreachable!() };
+            let hi0 = self.f(l0).max(self.f(u0));
+            let hi1 = self.f(l1).max(self.f(u1));
+            let (lo0, lo1) = if l0 + l1 >= a * (u0 + u1) { (l0, l1) } else { (a * u0, a * u1) };
+            return (lo0, lo1, hi0, hi1);
+        }
+        // σ is increasing: σ(x(s)) ≥ σ(l(s)) and ≤ σ(u(s)).
+        let (pl, ql) = (l0.min(l1), l0.max(l1));
+        let (lo0, lo1) = if self.concave_on(pl, ql) {
+            (self.f(l0) - slack, self.f(l1) - slack)
+        } else {
+            let [al, bl, _, _] = self.relax(pl, ql);
+            (al * l0 + bl, al * l1 + bl)
+        };
+        let (pu, qu) = (u0.min(u1), u0.max(u1));
+        let (hi0, hi1) = if self.convex_on(pu, qu) {
+            (self.f(u0) + slack, self.f(u1) + slack)
+        } else {
+            let [_, _, au, bu] = self.relax(pu, qu);
+            (au * u0 + bu, au * u1 + bu)
+        };
+        (lo0, lo1, hi0, hi1)
+    }
+
+    /// `(al, bl, au, bu)` with `al·x + bl ≤ σ(x) ≤ au·x + bu` for `x ∈ [p, q]`; slopes are never negative
+    /// for increasing `σ`.
+    fn relax(self, p: f64, q: f64) -> [f64; 4] {
+        match self {
+            Activation::Leaky(a) => {
+                if q <= 0.0 {
+                    [a, 0.0, a, 0.0]
+                } else if p >= 0.0 {
+                    [1.0, 0.0, 1.0, 0.0]
+                } else {
+                    let k = (q - a * p) / (q - p);
+                    let chord = [k, q - k * q];
+                    let side = if q > -p { [1.0, 0.0] } else { [a, 0.0] };
+                    if a <= 1.0 {
+                        [side[0], side[1], chord[0], chord[1]]
+                    } else {
+                        [chord[0], chord[1], side[0], side[1]]
+                    }
+                }
+            }
+            Activation::Clamp(lo, hi) => {
+                if q <= lo {
+                    return [0.0, lo, 0.0, lo];
+                }
+                if p >= hi {
+                    return [0.0, hi, 0.0, hi];
+                }
+                if p >= lo && q <= hi {
+                    return [1.0, 0.0, 1.0, 0.0];
+                }
+                let mid = 0.5 * (p + q);
+                let lower = if p >= lo {
+                    let k = (hi - p) / (q - p);
+                    [k, p - k * p]
+                } else if mid > lo {
+                    let k = (q.min(hi) - lo) / (q - lo);
+                    [k, lo - k * lo]
+                } else {
+                    [0.0, lo]
+                };
+                let upper = if q <= hi {
+                    let k = (q - lo) / (q - p);
+                    [k, lo - k * p]
+                } else if mid < hi {
+                    let k = (hi - p.max(lo)) / (hi - p);
+                    [k, hi - k * hi]
+                } else {
+                    [0.0, hi]
+                };
+                [lower[0], lower[1], upper[0], upper[1]]
+            }
+            Activation::Sigmoid | Activation::Tanh => {
+                let (fp, fq) = (self.f(p), self.f(q));
+                if q - p <= 1e-9 * (1.0 + p.abs()) {
+                    return [0.0, fp - SLACK, 0.0, fq + SLACK];
+                }
+                let chord_k = (fq - fp) / (q - p);
+                let chord = [chord_k, fp - chord_k * p];
+                let m = 0.5 * (p + q);
+                let tangent = [self.df(m), self.f(m) - self.df(m) * m];
+                let dmin = self.df(p).min(self.df(q));
+                let lower = if p >= 0.0 {
+                    chord
+                } else if q <= 0.0 {
+                    tangent
+                } else {
+                    [dmin, fp - dmin * p]
+                };
+                let upper = if q <= 0.0 {
+                    chord
+                } else if p >= 0.0 {
+                    tangent
+                } else {
+                    [dmin, fq - dmin * q]
+                };
+                [lower[0], lower[1] - SLACK, upper[0], upper[1] + SLACK]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! `gcert certify`: does the classifier keep its label along a latent (or pixel-space) segment?
+//!
+//! One job from the command line, or many from a JSON-lines file (`--batch`, see `batch.rs` and
+//! docs/certify.md).
+
+mod batch;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use gcert_certify::{certifier, Certificate, Method, Options, Problem, ProblemSpec, Relaxation};
+use gcert_core::npy::write_npy;
+use gcert_core::{Layer, Network, Op};
+use serde_json::json;
+
+use super::{fmt_values, load_network, print_json, read_input};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    Complete,
+    Incomplete,
+    Quantitative,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Complete => Method::Complete,
+            MethodArg::Incomplete => Method::Incomplete,
+            MethodArg::Quantitative => Method::Quantitative,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelaxationArg {
+    /// Linear bounds in t with back-substitution (DeepPoly/CROWN)
+    Linear,
+    /// Interval bound propagation
+    Interval,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Generator model card (latent -> image); leave out for a pixel-space segment (--from/--to)
+    #[arg(long)]
+    generator: Option<PathBuf>,
+    /// Classifier model card (image -> logits, or one score)
+    #[arg(long)]
+    classifier: Option<PathBuf>,
+    /// Latent point z (.npy)
+    #[arg(long)]
+    latent: Option<PathBuf>,
+    /// Mutation direction d (.npy); normalised to unit length
+    #[arg(long)]
+    direction: Option<PathBuf>,
+    /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
+    #[arg(long, allow_negative_numbers = true)]
+    eps: Option<f64>,
+    /// Pixel-space segment start (.npy), instead of --generator/--latent/--direction/--eps
+    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps"])]
+    from: Option<PathBuf>,
+    /// Pixel-space segment end (.npy)
+    #[arg(long, requires = "from")]
+    to: Option<PathBuf>,
+    /// t in [-1, 1] instead of [0, 1]
+    #[arg(long)]
+    two_sided: bool,
+    /// The label to keep (default: the prediction at t = 0)
+    #[arg(long)]
+    label: Option<usize>,
+    #[arg(long, value_enum, default_value = "complete")]
+    method: MethodArg,
+    /// Bounds used by the incomplete method (and by the quantitative one past a sigmoid/tanh layer)
+    #[arg(long, value_enum, default_value = "linear")]
+    relaxation: RelaxationArg,
+    /// Bound evaluations for branch and bound over t (incomplete: 256, quantitative: 4096)
+    #[arg(long)]
+    budget: Option<usize>,
+    /// For a classifier with several inputs: the values of the inputs held fixed (.npy, concatenated)
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// For a classifier with several inputs: which input the segment moves (default: the last)
+    #[arg(long)]
+    mutated_input: Option<usize>,
+    /// Write the counterexample image G(z(t*)) here (.npy), if there is one
+    #[arg(long)]
+    counterexample_out: Option<PathBuf>,
+    /// Overwrite existing output files
+    #[arg(long)]
+    force: bool,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+    /// Certify every job of a JSON-lines file (see docs/certify.md), with the models given here
+    #[arg(long, conflicts_with_all = ["latent", "direction", "eps", "from", "to", "counterexample_out"])]
+    batch: Option<PathBuf>,
+    /// Run only shard i of n (jobs whose index modulo n is i), e.g. 3/8
+    #[arg(long, requires = "batch")]
+    shard: Option<String>,
+    /// Results file (JSON lines) for --batch; jobs already in it are skipped, new results are appended
+    #[arg(long, requires = "batch")]
+    out: Option<PathBuf>,
+    /// Worker threads for --batch (default: all cores)
+    #[arg(long, requires = "batch")]
+    threads: Option<usize>,
+}
+
+/// The models of a run, loaded once: the generator (if any), the classifier, and for a classifier with
+/// several inputs the layer that places the mutated input among the fixed ones.
+#[derive(Debug)]
+pub struct Models {
+    pub generator: Option<Network>,
+    pub classifier: Network,
+    embed: Option<Layer>,
+    /// Shape of the classifier input the segment moves.
+    pub image_shape: Vec<usize>,
+}
+
+impl Models {
+    pub fn load(
+        generator: Option<&Path>,
+        classifier: &Path,
+        reference: Option<&Path>,
+        mutated_input: Option<usize>,
+    ) -> Result<Models> {
+        let generator = generator.map(load_network).transpose()?;
+        let classifier = load_network(classifier)?;
+        let inputs = classifier.input_shapes.len();
+        let (embed, image_shape) = if inputs == 1 {
+            if reference.is_some() || mutated_input.is_some() {
+                bail!(
+                    "{}: --reference and --mutated-input are for classifiers with several inputs; this one has one",
+                    classifier.path.display()
+                );
+            }
+            (None, classifier.input_shapes[0].clone())
+        } else {
+            let k = mutated_input.unwrap_or(inputs - 1);
+            if k >= inputs {
+                bail!(
+                    "{}: --mutated-input {k} is out of range: the classifier has {inputs} inputs",
+                    classifier.path.display()
+                );
+            }
+            let sizes: Vec<usize> = classifier.input_shapes.iter().map(|s| s.iter().product()).collect();
+            let fixed_len: usize = sizes.iter().sum::<usize>() - sizes[k];
+            let Some(reference) = reference else {
+                bail!(
+                    "{}: the classifier has {inputs} inputs; give the fixed ones with --reference",
+                    classifier.path.display()
+                );
+            };
+            let values = gcert_core::npy::read_npy_len(reference, fixed_len, "the reference input")?;
+            let before: usize = sizes[..k].iter().sum();
+            let layer = Layer {
+                name: "embed",
+                op: Op::Embed { prefix: values[..before].to_vec(), suffix: values[before..].to_vec() },
+                in_shape: vec![sizes[k]],
+                out_shape: vec![sizes.iter().sum()],
+            };
+            (Some(layer), classifier.input_shapes[k].clone())
+        };
+        let image_len: usize = image_shape.iter().product();
+        if let Some(g) = &generator {
+            let fits =
+                g.output_len() == image_len && (g.output_shape() == image_shape || image_shape.len() == 1);
+            if !fits {
+                bail!(
+                    "the generator {} outputs shape {:?} but the classifier {} takes {:?}",
+                    g.path.display(),
+                    g.output_shape(),
+                    classifier.path.display(),
+                    image_shape
+                );
+            }
+        }
+        Ok(Models { generator, classifier, embed, image_shape })
+    }
+
+    pub fn generator_layers(&self) -> Vec<&Layer> {
+        self.generator.as_ref().map_or_else(Vec::new, |g| g.layers.iter().collect())
+    }
+
+    pub fn classifier_layers(&self) -> Vec<&Layer> {
+        self.embed.iter().chain(&self.classifier.layers).collect()
+    }
+
+    /// Shape of the generator's input (the latent), if there is a generator.
+    pub fn latent_shape(&self) -> Option<Vec<usize>> {
+        self.generator.as_ref().map(|g| g.input_shapes[0].clone())
+    }
+}
+
+/// The segment of one job.
+#[derive(Debug, Clone)]
+pub enum Segment {
+    Latent { latent: Vec<f64>, direction: Vec<f64>, eps: f64 },
+    Pixels { from: Vec<f64>, to: Vec<f64> },
+}
+
+/// One certification: what to certify and how.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub segment: Segment,
+    pub two_sided: bool,
+    pub label: Option<usize>,
+    pub method: Method,
+}
+
+/// Builds the problem of a job and runs its backend.
+pub fn certify_job(models: &Models, job: &Job, options: Options) -> Result<Certificate> {
+    let problem = match &job.segment {
+        Segment::Latent { latent, direction, eps } => Problem::new(ProblemSpec {
+            generator: models.generator_layers(),
+            classifier: models.classifier_layers(),
+            origin: latent.clone(),
+            direction: direction.clone(),
+            eps: *eps,
+            two_sided: job.two_sided,
+            label: job.label,
+        })?,
+        Segment::Pixels { from, to } => {
+            if job.two_sided {
+                bail!("--two-sided needs a latent segment; a pixel-space segment runs from --from to --to");
+            }
+            Problem::between(models.classifier_layers(), from.clone(), to.clone(), job.label)?
+        }
+    };
+    Ok(certifier(job.method, options).certify(&problem)?)
+}
+
+/// The JSON object of a certificate (the fields docs/certify.md lists).
+pub fn certificate_json(c: &Certificate) -> serde_json::Value {
+    json!({
+        "verdict": c.verdict.as_str(),
+        "method": c.method.as_str(),
+        "label": c.label,
+        "pieces": c.pieces,
+        "max_tolerance": c.max_tolerance,
+        "violated": c.violated,
+        "fraction": { "lower": c.fraction.lower, "upper": c.fraction.upper },
+        "min_margin": { "t": c.min_margin.t, "margin": c.min_margin.margin },
+        "counterexample": c.counterexample.as_ref().map(|x| json!({
+            "t": x.t, "predicted": x.predicted, "margin": x.margin
+        })),
+        "time_ms": c.time_ms,
+    })
+}
+
+/// Refuses to replace an existing file unless `force`.
+pub fn check_writable(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!("{} already exists; pass --force to overwrite it", path.display());
+    }
+    Ok(())
+}
+
+fn options(args: &Args) -> Options {
+    let relaxation = match args.relaxation {
+        RelaxationArg::Linear => Relaxation::Linear,
+        RelaxationArg::Interval => Relaxation::Interval,
+    };
+    Options { budget: args.budget, relaxation }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Some(classifier) = args.classifier.as_deref() else {
+        bail!("--classifier is required");
+    };
+    let models =
+        Models::load(args.generator.as_deref(), classifier, args.reference.as_deref(), args.mutated_input)?;
+    if let Some(jobs) = &args.batch {
+        return batch::run(&args, &models, jobs);
+    }
+    if let Some(p) = &args.counterexample_out {
+        check_writable(p, args.force)?;
+    }
+    let segment = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => Segment::Pixels {
+            from: read_input(from, &models.image_shape, "the segment start")?,
+            to: read_input(to, &models.image_shape, "the segment end")?,
+        },
+        (Some(_), None) => bail!("--from needs --to"),
+        _ => {
+            let Some(shape) = models.latent_shape() else {
+                bail!("give --generator with --latent/--direction/--eps, or a pixel-space segment with --from/--to");
+            };
+            let (Some(latent), Some(direction), Some(eps)) = (&args.latent, &args.direction, args.eps) else {
+                bail!("a latent segment needs --latent, --direction and --eps");
+            };
+            let z = read_input(latent, &shape, "the latent point")?;
+            let d = read_input(direction, &shape, "the direction")?;
+            if d.iter().all(|&v| v == 0.0) {
+                bail!("{}: the direction is zero; it cannot be normalised", direction.display());
+            }
+            Segment::Latent { latent: z, direction: d, eps }
+        }
+    };
+    let job = Job { segment, two_sided: args.two_sided, label: args.label, method: args.method.into() };
+    let cert = certify_job(&models, &job, options(&args)).context("cannot certify")?;
+    if let (Some(path), Some(c)) = (&args.counterexample_out, &cert.counterexample) {
+        let mut shape = models.image_shape.clone();
+        if shape.is_empty() {
+            shape.push(c.image.len());
+        }
+        write_npy(path, &shape, &c.image)?;
+    }
+    if args.json {
+        return print_json(&certificate_json(&cert));
+    }
+    println!("verdict: {}", cert.verdict.as_str());
+    println!("label: {}", cert.label);
+    println!("pieces: {}", cert.pieces);
+    println!("max tolerance: {}", cert.max_tolerance);
+    println!("kept fraction: [{}, {}]", cert.fraction.lower, cert.fraction.upper);
+    println!("smallest margin: {} at t = {}", cert.min_margin.margin, cert.min_margin.t);
+    if !cert.violated.is_empty() {
+        let shown: Vec<String> = cert.violated.iter().take(8).map(|iv| fmt_values(iv)).collect();
+        let more = cert.violated.len().saturating_sub(8);
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        println!("violated: {}{tail}", shown.join(", "));
+    }
+    if let Some(c) = &cert.counterexample {
+        println!("counterexample: t = {}, predicted {}, margin {}", c.t, c.predicted, c.margin);
+    }
+    println!("time: {:.2} ms", cert.time_ms);
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! `gcert certify --batch jobs.jsonl`: many jobs over the same models, in parallel, resumable, shardable.
+//!
+//! Every job line is parsed and its inputs read before any work starts, so a malformed line fails the run at
+//! once (naming the file and line). Results go out one JSON line per job as jobs finish; with `--out`, jobs
+//! whose id is already in the results file are skipped and new results are appended.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use super::{certificate_json, certify_job, options, Args, Job, Models, Segment};
+use crate::cmd::read_input;
+
+/// A vector given inline or as a `.npy` path (relative to the jobs file).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Vector {
+    Values(Vec<f64>),
+    Path(PathBuf),
+}
+
+/// One line of a jobs file (docs/certify.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobLine {
+    id: Option<String>,
+    latent: Option<Vector>,
+    direction: Option<Vector>,
+    eps: Option<f64>,
+    from: Option<Vector>,
+    to: Option<Vector>,
+    two_sided: Option<bool>,
+    label: Option<usize>,
+    method: Option<String>,
+}
+
+/// `i/n` with `i < n`.
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let parsed = s.split_once('/').and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((i, n)) if n > 0 && i < n => Ok((i, n)),
+        _ => bail!("--shard must be i/n with 0 <= i < n (e.g. 0/4), found '{s}'"),
+    }
+}
+
+fn vector(v: &Vector, base: &Path, shape: &[usize], what: &str) -> Result<Vec<f64>> {
+    match v {
+        Vector::Values(values) => {
+            let len: usize = shape.iter().product();
+            if values.len() != len {
+                bail!("{what} needs {len} values, found {}", values.len());
+            }
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                bail!("{what} has a non-finite value at index {i}");
+            }
+            Ok(values.clone())
+        }
+        Vector::Path(p) => read_input(&base.join(p), shape, what),
+    }
+}
+
+fn method(name: &str) -> Result<gcert_certify::Method> {
+    use gcert_certify::Method;
+    Ok(match name {
+        "complete" => Method::Complete,
+        "incomplete" => Method::Incomplete,
+        "quantitative" => Method::Quantitative,
+        other => bail!("unknown method '{other}' (complete, incomplete or quantitative)"),
+    })
+}
+
+/// Parses one job line against the models; `args` gives the defaults.
+fn parse_job(line: &str, base: &Path, models: &Models, args: &Args) -> Result<(Option<String>, Job)> {
+    let j: JobLine = serde_json::from_str(line).context("malformed job")?;
+    let segment = match (&j.latent, &j.direction, j.eps, &j.from, &j.to) {
+        (Some(z), Some(d), Some(eps), None, None) => {
+            let Some(shape) = models.latent_shape() else {
+                bail!("a latent job needs --generator");
+            };
+            let direction = vector(d, base, &shape, "the direction")?;
+            if direction.iter().all(|&v| v == 0.0) {
+                bail!("the direction is zero; it cannot be normalised");
+            }
+            Segment::Latent { latent: vector(z, base, &shape, "the latent point")?, direction, eps }
+        }
+        (None, None, None, Some(a), Some(b)) => Segment::Pixels {
+            from: vector(a, base, &models.image_shape, "the segment start")?,
+            to: vector(b, base, &models.image_shape, "the segment end")?,
+        },
+        _ => bail!("a job needs either latent, direction and eps, or from and to"),
+    };
+    let job = Job {
+        segment,
+        two_sided: j.two_sided.unwrap_or(args.two_sided),
+        label: j.label.or(args.label),
+        method: match &j.method {
+            Some(m) => method(m)?,
+            None => args.method.into(),
+        },
+    };
+    Ok((j.id, job))
+}
+
+/// Ids of the results already in `path` (lines that do not parse are ignored: a run killed mid-write).
+fn done_ids(path: &Path) -> Result<HashSet<String>> {
+    let mut done = HashSet::new();
+    if !path.exists() {
+        return Ok(done);
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for line in text.lines() {
+        let id = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_string)));
+        if let Some(id) = id {
+            done.insert(id);
+        }
+    }
+    Ok(done)
+}
+
+pub fn run(args: &Args, models: &Models, jobs_path: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(jobs_path).with_context(|| format!("cannot read {}", jobs_path.display()))?;
+    let base = jobs_path.parent().unwrap_or(Path::new("."));
+    let (shard, shards) = args.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
+    let mut jobs = Vec::new();
+    let mut ids = HashSet::new();
+    for (index, (number, line)) in
+        text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(n, l)| (n + 1, l)).enumerate()
+    {
+        let (id, job) = parse_job(line, base, models, args)
+            .with_context(|| format!("{}: line {number}", jobs_path.display()))?;
+        let id = id.unwrap_or_else(|| number.to_string());
+        if !ids.insert(id.clone()) {
+            bail!("{}: line {number}: job id '{id}' is used twice", jobs_path.display());
+        }
+        if index % shards == shard {
+            jobs.push((id, job));
+        }
+    }
+    let done = match &args.out {
+        Some(out) => done_ids(out)?,
+        None => HashSet::new(),
+    };
+    let total = jobs.len();
+    jobs.retain(|(id, _)| !done.contains(id));
+    if total > jobs.len() {
+        eprintln!("{} of {total} jobs already have results; skipping them", total - jobs.len());
+    }
+    let sink: Box<dyn Write + Send> = match &args.out {
+        Some(out) => {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out)
+                .with_context(|| format!("cannot open {}", out.display()))?;
+            // A run killed mid-line leaves a partial line; start on a fresh one.
+            let text = std::fs::read(out).with_context(|| format!("cannot read {}", out.display()))?;
+            if text.last().is_some_and(|&b| b != b'\n') {
+                file.write_all(b"\n")?;
+            }
+            Box::new(file)
+        }
+        None => Box::new(std::io::stdout()),
+    };
+    let sink = Mutex::new(sink);
+    let bar = ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}")
+            .expect("valid template"),
+    );
+    let opts = options(args);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("cannot start worker threads")?;
+    let out_name = args.out.as_ref().map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+    pool.install(|| {
+        jobs.par_iter().try_for_each(|(id, job)| -> Result<()> {
+            let cert = certify_job(models, job, opts).with_context(|| format!("job '{id}'"))?;
+            let mut value = certificate_json(&cert);
+            value["id"] = serde_json::Value::String(id.clone());
+            let line = format!("{}\n", serde_json::to_string(&value)?);
+            let mut w = sink.lock().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
+            w.write_all(line.as_bytes())
+                .and_then(|_| w.flush())
+                .with_context(|| format!("cannot write {out_name}"))?;
+            bar.inc(1);
+            Ok(())
+        })
+    })?;
+    bar.finish_and_clear();
+    Ok(())
+}
