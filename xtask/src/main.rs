@@ -9,6 +9,7 @@ mod data;
 mod fixtures;
 mod pipelines;
 mod setup;
+mod train;
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
@@ -38,6 +39,18 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Train every trained fixture (classifiers, pair network, generator, VAE, latents) into fixtures/trained/
+    TrainFixtures {
+        /// auto, cpu, cuda or cuda:N
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Discard the checkpoints of an earlier interrupted run
+        #[arg(long)]
+        fresh: bool,
+        /// A seconds-long run of the whole pipeline into the cache instead of fixtures/trained/
+        #[arg(long)]
+        smoke: bool,
+    },
 }
 
 /// The repository root, found from this crate's manifest directory.
@@ -54,5 +67,6 @@ fn main() -> Result<()> {
         Command::Bench { filter } => pipelines::bench(&root(), filter.as_deref()),
         Command::Setup => setup::run_setup(),
         Command::Data { force } => data::run_data(force),
+        Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }
 }

@@ -4,9 +4,17 @@ pub mod augment;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod fixtures;
+pub mod gan;
+pub mod image;
+pub mod invert;
 pub mod models;
 pub mod nn;
+pub mod objective;
 pub mod optim;
+pub mod quality;
+pub mod random;
 pub mod train;
+pub mod vae;
 
 pub use error::{Error, Result};

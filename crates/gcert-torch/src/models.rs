@@ -21,7 +21,7 @@ pub enum ClassifierArch {
     Fc3,
     /// 2 conv + 1 linear: conv 16 (k4 s2) → conv 32 (k4 s2) → linear 10.
     Conv2,
-    /// 4 conv + 2 linear: conv 16 (k3) → conv 16 (k4 s2) → conv 32 (k3) → conv 32 (k4 s2) → 100 → 10.
+    /// 4 conv + 2 linear: conv 8 (k3) → conv 16 (k4 s2) → conv 16 (k3) → conv 32 (k4 s2) → 100 → 10.
     Conv4,
 }
 
@@ -43,8 +43,8 @@ impl ClassifierArch {
                 "2 conv + 1 linear: conv 1→16 k4 s2 p1, relu, conv 16→32 k4 s2 p1, relu, flatten, linear 2048→10"
             }
             ClassifierArch::Conv4 => {
-                "4 conv + 2 linear: conv 1→16 k3 p1, relu, conv 16→16 k4 s2 p1, relu, conv 16→32 k3 p1, relu, \
-                 conv 32→32 k4 s2 p1, relu, flatten, linear 2048→100, relu, linear 100→10"
+                "4 conv + 2 linear: conv 1→8 k3 p1, relu, conv 8→16 k4 s2 p1, relu, conv 16→16 k3 p1, relu, \
+                 conv 16→32 k4 s2 p1, relu, flatten, linear 2048→100, relu, linear 100→10"
             }
         }
     }
@@ -69,17 +69,17 @@ impl fmt::Display for ClassifierArch {
 }
 
 /// A classifier `[1, 32, 32]` → 10 logits.
-pub fn classifier(root: nn::Path<'_>, arch: ClassifierArch, name: &str) -> Net {
-    let b = NetBuilder::new(root, name, &IMAGE);
+pub fn classifier(root: nn::Path<'_>, arch: ClassifierArch, name: &str, seed: u64) -> Net {
+    let b = NetBuilder::new(root, name, &IMAGE).seeded(seed);
     let b = match arch {
         ClassifierArch::Fc3 => b.flatten().linear(128).relu().linear(64).relu().linear(10),
         ClassifierArch::Conv2 => b.conv2d(16, 4, 2, 1).relu().conv2d(32, 4, 2, 1).relu().flatten().linear(10),
         ClassifierArch::Conv4 => b
-            .conv2d(16, 3, 1, 1)
+            .conv2d(8, 3, 1, 1)
             .relu()
             .conv2d(16, 4, 2, 1)
             .relu()
-            .conv2d(32, 3, 1, 1)
+            .conv2d(16, 3, 1, 1)
             .relu()
             .conv2d(32, 4, 2, 1)
             .relu()
@@ -92,8 +92,9 @@ pub fn classifier(root: nn::Path<'_>, arch: ClassifierArch, name: &str) -> Net {
 }
 
 /// "Same digit?": two images concatenated on channels, a sigmoid probability out (shape `[1]`).
-pub fn pair_net(root: nn::Path<'_>, name: &str) -> Net {
+pub fn pair_net(root: nn::Path<'_>, name: &str, seed: u64) -> Net {
     NetBuilder::concat(root, name, &[IMAGE.to_vec(), IMAGE.to_vec()])
+        .seeded(seed)
         .conv2d(16, 4, 2, 1)
         .relu()
         .conv2d(32, 4, 2, 1)
@@ -112,9 +113,10 @@ pub fn pair_net(root: nn::Path<'_>, name: &str) -> Net {
 /// The DCGAN-style PL generator: latent `k` → `[1, 32, 32]` in [0, 1]. `widths` are the channels of the
 /// first three transposed convolutions (DESIGN.md §8: 16, 8, 4); the last maps to 1 channel, then
 /// `clamp(0, 1)`.
-pub fn generator(root: nn::Path<'_>, latent: i64, widths: [i64; 3], name: &str) -> Net {
+pub fn generator(root: nn::Path<'_>, latent: i64, widths: [i64; 3], name: &str, seed: u64) -> Net {
     let [a, b, c] = widths;
     NetBuilder::new(root, name, &[latent])
+        .seeded(seed)
         .reshape(&[latent, 1, 1])
         .conv_transpose2d(a, 4, 1, 0, false)
         .batch_norm()
@@ -135,8 +137,9 @@ pub fn generator(root: nn::Path<'_>, latent: i64, widths: [i64; 3], name: &str) 
 }
 
 /// The WGAN-GP critic (no batch-norm, as the gradient penalty asks): `[1, 32, 32]` → a score.
-pub fn critic(root: nn::Path<'_>, width: i64) -> Net {
+pub fn critic(root: nn::Path<'_>, width: i64, seed: u64) -> Net {
     NetBuilder::new(root, "critic", &IMAGE)
+        .seeded(seed)
         .conv2d(width, 4, 2, 1)
         .leaky_relu(0.2)
         .conv2d(2 * width, 4, 2, 1)
@@ -154,22 +157,25 @@ pub fn critic(root: nn::Path<'_>, width: i64) -> Net {
 
 /// A VAE encoder: `[1, 32, 32]` → the latent mean (the card), and a head giving the log-variance from the
 /// trunk's features (layers `..len-1` of the first network).
-pub fn encoder(root: &nn::Path<'_>, latent: i64, name: &str) -> (Net, Net) {
+pub fn encoder(root: &nn::Path<'_>, latent: i64, name: &str, seed: u64) -> (Net, Net) {
     let mu = NetBuilder::new(root / "enc", name, &IMAGE)
+        .seeded(seed)
+        .conv2d(16, 4, 2, 1)
+        .relu()
         .conv2d(32, 4, 2, 1)
         .relu()
-        .conv2d(64, 4, 2, 1)
-        .relu()
         .flatten()
-        .linear(256)
+        .linear(128)
         .relu()
         .linear(latent)
         .build(format!(
-            "VAE encoder (latent mean): conv 1→32 k4 s2 p1, relu, conv 32→64 k4 s2 p1, relu, flatten, \
-             linear 4096→256, relu, linear 256→{latent}"
+            "VAE encoder (latent mean): conv 1→16 k4 s2 p1, relu, conv 16→32 k4 s2 p1, relu, flatten, \
+             linear 2048→128, relu, linear 128→{latent}"
         ));
-    let logvar =
-        NetBuilder::new(root / "logvar", "logvar", &[256]).linear(latent).build("VAE log-variance head");
+    let logvar = NetBuilder::new(root / "logvar", "logvar", &[128])
+        .seeded(seed ^ 1)
+        .linear(latent)
+        .build("VAE log-variance head");
     (mu, logvar)
 }
 
@@ -182,14 +188,14 @@ mod tests {
     fn shapes_are_as_documented() {
         let vs = VarStore::new(Device::Cpu);
         for arch in ClassifierArch::ALL {
-            let net = classifier(vs.root() / arch.name(), arch, arch.name());
+            let net = classifier(vs.root() / arch.name(), arch, arch.name(), 0);
             assert_eq!(net.output_shape().unwrap(), [10], "{arch}");
             assert_eq!(arch.name().parse::<ClassifierArch>().unwrap(), arch);
         }
-        assert_eq!(pair_net(vs.root() / "pair", "pair").output_shape().unwrap(), [1]);
-        assert_eq!(generator(vs.root() / "g", LATENT, [16, 8, 4], "g").output_shape().unwrap(), IMAGE);
-        assert_eq!(critic(vs.root() / "c", 8).output_shape().unwrap(), [1]);
-        let (mu, lv) = encoder(&(vs.root() / "v"), LATENT, "enc");
+        assert_eq!(pair_net(vs.root() / "pair", "pair", 0).output_shape().unwrap(), [1]);
+        assert_eq!(generator(vs.root() / "g", LATENT, [16, 8, 4], "g", 0).output_shape().unwrap(), IMAGE);
+        assert_eq!(critic(vs.root() / "c", 8, 0).output_shape().unwrap(), [1]);
+        let (mu, lv) = encoder(&(vs.root() / "v"), LATENT, "enc", 0);
         assert_eq!(mu.output_shape().unwrap(), [LATENT]);
         assert_eq!(lv.output_shape().unwrap(), [LATENT]);
         assert!("conv9".parse::<ClassifierArch>().unwrap_err().to_string().contains("expected fc3"));

@@ -8,6 +8,8 @@ use std::path::Path;
 use gcert_core::card::{LayerSpec, ModelCard, Pair, FORMAT};
 use gcert_core::tensors::{read_safetensors, Precision, Tensor as CoreTensor, TensorStore};
 use gcert_core::Network;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
@@ -107,16 +109,40 @@ impl Net {
                 x = Tensor::f_cat(inputs, axis as i64 + 1)?;
                 continue;
             }
-            x = layer.apply(&x, train)?;
+            x = layer.apply(&x, train, BN_MOMENTUM)?;
         }
         Ok(x)
+    }
+
+    /// Re-estimates every batch-norm layer's running statistics as the plain average over `batches`
+    /// training-mode passes (better than the exponential average of the last training steps).
+    pub fn recalibrate_batch_norm(&self, batches: &[Tensor]) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            for layer in &self.layers {
+                if let (Some(m), Some(v)) =
+                    (layer.params.get("running_mean"), layer.params.get("running_var"))
+                {
+                    let _ = m.shallow_clone().zero_();
+                    let _ = v.shallow_clone().fill_(1.0);
+                }
+            }
+            for (k, x) in batches.iter().enumerate() {
+                // Momentum 1/(k+1) makes the running value the mean over the batches seen so far.
+                let momentum = 1.0 / (k as f64 + 1.0);
+                let mut h = x.shallow_clone();
+                for layer in &self.layers {
+                    h = layer.apply(&h, true, momentum)?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Runs layers `range` of a single-input network (e.g. an encoder's trunk without its head).
     pub fn forward_range(&self, x: &Tensor, range: std::ops::Range<usize>, train: bool) -> Result<Tensor> {
         let mut x = x.shallow_clone();
         for layer in &self.layers[range] {
-            x = layer.apply(&x, train)?;
+            x = layer.apply(&x, train, BN_MOMENTUM)?;
         }
         Ok(x)
     }
@@ -234,7 +260,7 @@ impl Layer {
             .ok_or_else(|| Error::input(format!("layer {} has no {role} tensor", self.spec.op_name())))
     }
 
-    fn apply(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn apply(&self, x: &Tensor, train: bool, momentum: f64) -> Result<Tensor> {
         let bias = self.params.get("bias");
         Ok(match &self.spec {
             LayerSpec::Linear { .. } => x.f_linear(self.p("weight")?, bias)?,
@@ -256,7 +282,7 @@ impl Layer {
                 Some(self.p("running_mean")?),
                 Some(self.p("running_var")?),
                 train,
-                BN_MOMENTUM,
+                momentum,
                 *eps,
                 false,
             )?,
@@ -301,12 +327,12 @@ pub struct NetBuilder<'a> {
     input_shapes: Vec<Vec<i64>>,
     shape: Vec<i64>,
     layers: Vec<Layer>,
+    rng: ChaCha8Rng,
 }
 
-fn uniform_fan_in(fan_in: i64) -> Init {
-    // PyTorch's default for linear and convolution layers: U(±1/√fan_in) for weight and bias.
-    let b = 1.0 / (fan_in as f64).sqrt();
-    Init::Uniform { lo: -b, up: b }
+/// A seed from a network's name and the run's seed (FNV-1a), so that each network starts differently.
+fn init_seed(name: &str, seed: u64) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl<'a> NetBuilder<'a> {
@@ -317,7 +343,22 @@ impl<'a> NetBuilder<'a> {
             input_shapes: vec![input_shape.to_vec()],
             shape: input_shape.to_vec(),
             layers: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(init_seed(name, 0)),
         }
+    }
+
+    /// Draws the initial weights from `seed` (mixed with the name); the default seed is 0.
+    pub fn seeded(mut self, seed: u64) -> Self {
+        self.rng = ChaCha8Rng::seed_from_u64(init_seed(&self.name, seed));
+        self
+    }
+
+    /// A variable initialised like PyTorch's linear and convolution layers: U(±1/√fan_in), drawn from this
+    /// builder's seeded stream.
+    fn init_var(&mut self, p: &nn::Path<'_>, name: &str, shape: &[i64], fan_in: i64) -> Tensor {
+        let b = 1.0 / (fan_in as f64).sqrt();
+        let t = crate::random::uniform(&mut self.rng, shape, -b, b, p.device());
+        p.var_copy(name, &t)
     }
 
     /// A multi-input network whose inputs are concatenated along channels (axis 0 of a sample).
@@ -330,6 +371,7 @@ impl<'a> NetBuilder<'a> {
             input_shapes: input_shapes.to_vec(),
             shape,
             layers: vec![Layer { spec: LayerSpec::Concat { axis: 0 }, params: BTreeMap::new() }],
+            rng: ChaCha8Rng::seed_from_u64(init_seed(name, 0)),
         }
     }
 
@@ -360,24 +402,24 @@ impl<'a> NetBuilder<'a> {
         }
     }
 
-    pub fn linear(self, out: i64) -> Self {
+    pub fn linear(mut self, out: i64) -> Self {
         let fan_in: i64 = self.shape.iter().product();
         assert_eq!(self.shape.len(), 1, "{}: linear needs a flat input, found {:?}", self.name, self.shape);
         let pre = self.prefix();
         let p = &self.root / pre.as_str();
-        let w = p.var("weight", &[out, fan_in], uniform_fan_in(fan_in));
-        let b = p.var("bias", &[out], uniform_fan_in(fan_in));
+        let w = self.init_var(&p, "weight", &[out, fan_in], fan_in);
+        let b = self.init_var(&p, "bias", &[out], fan_in);
         let spec = LayerSpec::Linear { weight: format!("{pre}.weight"), bias: Some(format!("{pre}.bias")) };
         self.push(spec, BTreeMap::from([("weight", w), ("bias", b)]), vec![out])
     }
 
-    pub fn conv2d(self, out: i64, k: i64, stride: i64, padding: i64) -> Self {
+    pub fn conv2d(mut self, out: i64, k: i64, stride: i64, padding: i64) -> Self {
         let [c, h, w] = self.image();
         let pre = self.prefix();
         let p = &self.root / pre.as_str();
         let fan_in = c * k * k;
-        let wt = p.var("weight", &[out, c, k, k], uniform_fan_in(fan_in));
-        let b = p.var("bias", &[out], uniform_fan_in(fan_in));
+        let wt = self.init_var(&p, "weight", &[out, c, k, k], fan_in);
+        let b = self.init_var(&p, "bias", &[out], fan_in);
         let spec = LayerSpec::Conv2d {
             weight: format!("{pre}.weight"),
             bias: Some(format!("{pre}.bias")),
@@ -389,16 +431,16 @@ impl<'a> NetBuilder<'a> {
     }
 
     /// A transposed convolution; `bias` false when a batch-norm follows.
-    pub fn conv_transpose2d(self, out: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Self {
+    pub fn conv_transpose2d(mut self, out: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Self {
         let [c, h, w] = self.image();
         let pre = self.prefix();
         let p = &self.root / pre.as_str();
         // PyTorch computes the fan-in of a transposed convolution from weight dimension 1 (`out`).
         let fan_in = out * k * k;
-        let wt = p.var("weight", &[c, out, k, k], uniform_fan_in(fan_in));
+        let wt = self.init_var(&p, "weight", &[c, out, k, k], fan_in);
         let mut params = BTreeMap::from([("weight", wt)]);
         if bias {
-            params.insert("bias", p.var("bias", &[out], uniform_fan_in(fan_in)));
+            params.insert("bias", self.init_var(&p, "bias", &[out], fan_in));
         }
         let spec = LayerSpec::ConvTranspose2d {
             weight: format!("{pre}.weight"),
@@ -548,16 +590,16 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let images = Tensor::rand([6, 1, 32, 32], (Kind::Float, Device::Cpu));
         for arch in ClassifierArch::ALL {
-            let net = models::classifier(vs.root() / arch.name(), arch, arch.name());
+            let net = models::classifier(vs.root() / arch.name(), arch, arch.name(), 0);
             let (d64, d32) = compare(&net, &[images.shallow_clone()], dir.path());
             assert!(d64 <= 1e-9 && d32 <= 1e-5, "{arch}: f64 {d64:e}, f32 {d32:e}");
         }
-        let pair = models::pair_net(vs.root() / "pair", "pair");
+        let pair = models::pair_net(vs.root() / "pair", "pair", 0);
         let other = Tensor::rand([6, 1, 32, 32], (Kind::Float, Device::Cpu));
         let (d64, d32) = compare(&pair, &[images.shallow_clone(), other], dir.path());
         assert!(d64 <= 1e-9 && d32 <= 1e-5, "pair: {d64:e} {d32:e}");
 
-        let g = models::generator(vs.root() / "g", LATENT, [16, 8, 4], "generator");
+        let g = models::generator(vs.root() / "g", LATENT, [16, 8, 4], "generator", 0);
         let z = Tensor::randn([6, LATENT], (Kind::Float, Device::Cpu));
         warm_bn(&g, &[Tensor::randn([32, LATENT], (Kind::Float, Device::Cpu))]);
         let (d64, d32) = compare(&g, &[z], dir.path());
@@ -594,7 +636,7 @@ mod tests {
     fn bad_cards_and_inputs_give_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let vs = VarStore::new(Device::Cpu);
-        let net = models::classifier(vs.root(), ClassifierArch::Conv2, "c");
+        let net = models::classifier(vs.root(), ClassifierArch::Conv2, "c", 0);
         let card = dir.path().join("c.toml");
         net.save_card(&card, false).unwrap();
         let err = net.save_card(&card, false).unwrap_err().to_string();

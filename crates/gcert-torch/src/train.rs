@@ -44,8 +44,10 @@ impl ClassifierConfig {
         }
     }
 
+    /// Identifies the run in checkpoints; the epoch count is left out so that a run can be extended.
     fn tag(&self, what: &str) -> String {
-        format!("{what}:{}", serde_json::to_string(self).unwrap_or_default())
+        let key = ClassifierConfig { epochs: 0, ..self.clone() };
+        format!("{what}:{}", serde_json::to_string(&key).unwrap_or_default())
     }
 }
 
@@ -124,10 +126,9 @@ pub fn train_classifier(
     train.check("training set")?;
     test.check("test set")?;
     let arch: ClassifierArch = cfg.arch.parse()?;
-    tch::manual_seed(cfg.seed as i64);
     let mut vs = VarStore::new(device);
     let name = if cfg.augment.is_some() { format!("{arch}-aug") } else { arch.name().to_string() };
-    let net = models::classifier(vs.root(), arch, &name);
+    let net = models::classifier(vs.root(), arch, &name, cfg.seed);
     let mut opt = Adam::new(&vs, cfg.lr, 0.9, 0.999);
     let (final_loss, seconds) =
         run_epochs(&cfg.tag("classifier"), cfg.epochs, &mut vs, &mut opt, checkpoint, log, |epoch, opt| {
@@ -223,9 +224,8 @@ pub fn train_pair(
 ) -> Result<Trained> {
     train.check("training set")?;
     test.check("test set")?;
-    tch::manual_seed(cfg.seed as i64);
     let mut vs = VarStore::new(device);
-    let net = models::pair_net(vs.root(), "pair");
+    let net = models::pair_net(vs.root(), "pair", cfg.seed);
     let labels = Vec::<i64>::try_from(train.labels.to_device(Device::Cpu))?;
     let mut opt = Adam::new(&vs, cfg.lr, 0.9, 0.999);
     let (final_loss, seconds) =
@@ -283,4 +283,100 @@ pub fn pair_accuracy(net: &Net, test: &Dataset, seed: u64) -> Result<f64> {
     let pred = Vec::<f32>::try_from(p.flatten(0, -1).to_device(Device::Cpu))?;
     let correct = pred.iter().zip(&same).filter(|(p, s)| (**p > 0.5) == (**s > 0.5)).count();
     Ok(correct as f64 / same.len().max(1) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::SquareParams;
+
+    /// Two "digits": squares on the left (label 0) and on the right (label 1).
+    fn two_class_data(n: usize) -> Dataset {
+        let mut imgs = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..n {
+            let c = (i % 2) as i64;
+            let tx = if c == 0 { -6.0 } else { 6.0 };
+            imgs.extend(SquareParams { tx, ty: (i % 5) as f64 - 2.0, ..SquareParams::IDENTITY }.render());
+            labels.push(c);
+        }
+        Dataset {
+            images: Tensor::from_slice(&imgs).reshape([n as i64, 1, 32, 32]),
+            labels: Tensor::from_slice(&labels),
+        }
+    }
+
+    #[test]
+    fn a_tiny_classifier_run_learns_checkpoints_and_resumes() {
+        let data = two_class_data(64);
+        let mut cfg = ClassifierConfig::new(ClassifierArch::Conv2, false, 3, 4);
+        cfg.batch = 16;
+        let mut lines = Vec::new();
+        let t = train_classifier(&cfg, &data, &data, Device::Cpu, None, &mut |l| lines.push(l.to_string()))
+            .unwrap();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].starts_with("epoch 3/3") && lines[2].contains("samples/s"), "{lines:?}");
+        assert!(t.report.test_accuracy > 0.9, "{}", t.report.test_accuracy);
+
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoint::new(dir.path().join("ck"));
+        let mut short = cfg.clone();
+        short.epochs = 1;
+        train_classifier(&short, &data, &data, Device::Cpu, Some(&ck), &mut |_| {}).unwrap();
+        let mut lines = Vec::new();
+        let resumed =
+            train_classifier(&cfg, &data, &data, Device::Cpu, Some(&ck), &mut |l| lines.push(l.to_string()))
+                .unwrap();
+        assert!(lines[0].contains("resumed") && lines[0].contains("epoch 1/3"), "{lines:?}");
+        assert_eq!(lines.len(), 3, "two more epochs after the resume: {lines:?}");
+        for ((n, a), (_, b)) in t.net.named_tensors().iter().zip(resumed.net.named_tensors().iter()) {
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{n}: resumed run differs by {d}");
+        }
+    }
+
+    #[test]
+    fn augmentation_runs_and_bad_datasets_are_rejected() {
+        let data = two_class_data(32);
+        let mut cfg = ClassifierConfig::new(ClassifierArch::Fc3, true, 1, 0);
+        cfg.max_batches = Some(1);
+        let t = train_classifier(&cfg, &data, &data, Device::Cpu, None, &mut |_| {}).unwrap();
+        assert_eq!(t.net.name, "fc3-aug");
+        let bad = Dataset {
+            images: Tensor::zeros([4, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            labels: Tensor::zeros([4], (Kind::Int64, Device::Cpu)),
+        };
+        let err =
+            train_classifier(&cfg, &bad, &data, Device::Cpu, None, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("training set") && err.contains("[4, 3, 32, 32]"), "{err}");
+        cfg.arch = "resnet".into();
+        let err =
+            train_classifier(&cfg, &data, &data, Device::Cpu, None, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("unknown classifier 'resnet'"), "{err}");
+    }
+
+    #[test]
+    fn pairs_are_half_same_and_the_pair_network_trains() {
+        let labels: Vec<i64> = (0..200).map(|i| i % 10).collect();
+        let firsts: Vec<i64> = (0..200).collect();
+        let (i, j, same) = sample_pairs(&labels, &firsts, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(i, firsts);
+        for k in 0..200 {
+            assert_eq!(labels[i[k] as usize] == labels[j[k] as usize], same[k] > 0.5);
+        }
+        let frac = same.iter().sum::<f32>() / 200.0;
+        assert!((0.35..0.65).contains(&frac), "{frac}");
+        let err = sample_pairs(&[3, 3], &[0, 1], &mut ChaCha8Rng::seed_from_u64(1)).unwrap_err();
+        assert!(err.to_string().contains("at least two digits"));
+
+        let data = two_class_data(32);
+        let mut cfg = ClassifierConfig::new(ClassifierArch::Conv2, false, 1, 0);
+        cfg.max_batches = Some(2);
+        let t = train_pair(&cfg, &data, &data, Device::Cpu, None, &mut |_| {}).unwrap();
+        assert!((0.0..=1.0).contains(&t.report.test_accuracy));
+        let out = t.net.forward_multi(&[&data.images, &data.images], false).unwrap();
+        assert_eq!(out.size(), [32, 1]);
+        let (lo, hi) = (out.min().double_value(&[]), out.max().double_value(&[]));
+        assert!(lo > 0.0 && hi < 1.0, "sigmoid head: {lo} {hi}");
+    }
 }

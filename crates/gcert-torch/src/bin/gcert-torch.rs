@@ -6,8 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use gcert_torch::augment::Augment;
 use gcert_torch::data::{self, Dataset, Mnist};
 use gcert_torch::device::{describe, DeviceChoice};
+use gcert_torch::fixtures;
+use gcert_torch::gan::{self, GanConfig};
+use gcert_torch::invert::InvertConfig;
 use gcert_torch::models::ClassifierArch;
 use gcert_torch::optim::Checkpoint;
 use gcert_torch::train::{self, ClassifierConfig};
@@ -55,6 +59,55 @@ enum Command {
     TrainPair {
         #[command(flatten)]
         common: Common,
+    },
+    /// Train every fixture model end to end and write cards, samples, latents, metrics.json and README.md
+    Fixtures {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// full (the committed fixtures) or smoke (a seconds-long check of the pipeline)
+        #[arg(long, default_value = "full")]
+        schedule: String,
+        /// Checkpoint folder: an interrupted run resumes from it
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// The latent of an image under a generator card (GAN inversion), written as .npy
+    Invert {
+        #[arg(long)]
+        generator: PathBuf,
+        /// A .npy image of the generator's output shape (e.g. [1, 32, 32])
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 8)]
+        restarts: usize,
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train the PL generator with WGAN-GP on augmented MNIST; writes the card and a PNG grid of samples
+    TrainGan {
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Generator steps
+        #[arg(long, default_value_t = 2000)]
+        iters: u64,
+        /// Channels of the first three transposed convolutions
+        #[arg(long, value_delimiter = ',', default_value = "16,8,4")]
+        widths: Vec<i64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Train on digits without geometric augmentation
+        #[arg(long)]
+        no_augment: bool,
     },
 }
 
@@ -139,6 +192,63 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("pair: test accuracy {:.4}, {:.1} s", t.report.test_accuracy, t.report.seconds);
             Ok(())
         }
+        Command::Fixtures { data: data_path, out, schedule, checkpoint } => {
+            let device = cli.device.resolve()?;
+            let schedule = match schedule.as_str() {
+                "full" => fixtures::Schedule::full(),
+                "smoke" => fixtures::Schedule::smoke(),
+                other => anyhow::bail!("unknown schedule '{other}': expected full or smoke"),
+            };
+            let path = data_path.unwrap_or_else(data::default_mnist_path);
+            eprintln!("training every fixture on {} into {}", describe(device), out.display());
+            let m = fixtures::train_all(&path, &out, &schedule, device, checkpoint.as_deref(), &mut log)?;
+            eprintln!("done in {:.1} min; see {}", m.total_seconds / 60.0, out.join("README.md").display());
+            Ok(())
+        }
+        Command::Invert { generator, image, out, restarts, steps, seed } => {
+            let device = cli.device.resolve()?;
+            let inv = gcert_torch::invert::invert_files(
+                &generator,
+                &image,
+                &out,
+                &InvertConfig { restarts, steps, seed, ..InvertConfig::default() },
+                device,
+            )?;
+            println!("reconstruction mse {:.6} per pixel (restarts: {:?})", inv.mse, inv.restart_mse);
+            Ok(())
+        }
+        Command::TrainGan { data: data_path, out, iters, widths: w, seed, checkpoint, no_augment } => {
+            let device = cli.device.resolve()?;
+            let cfg = GanConfig {
+                iters,
+                widths: widths(&w)?,
+                seed,
+                augment: (!no_augment).then(Augment::default),
+                ..GanConfig::default()
+            };
+            let path = data_path.unwrap_or_else(data::default_mnist_path);
+            let (tr, _, _) = Dataset::mnist_split(&path, device).context("loading MNIST")?;
+            eprintln!("training the generator (WGAN-GP) on {}", describe(device));
+            let ck = checkpoint.as_ref().map(Checkpoint::new);
+            let t = gan::train_gan(&cfg, &tr, device, &[], ck.as_ref(), &mut log)?;
+            t.generator.save_card(&out, true)?;
+            let grid = out.with_extension("png");
+            gcert_torch::image::write_grid(&grid, &gan::sample(&t.generator, cfg.latent, 64, 1)?, 8, 2)?;
+            eprintln!(
+                "generator: {:.1} s; card {}, samples {}",
+                t.report.seconds,
+                out.display(),
+                grid.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn widths(w: &[i64]) -> Result<[i64; 3]> {
+    match w {
+        [a, b, c] if w.iter().all(|&x| x > 0) => Ok([*a, *b, *c]),
+        _ => anyhow::bail!("--widths needs three positive channel counts, e.g. 16,8,4; found {w:?}"),
     }
 }
 
