@@ -1,1 +1,187 @@
+use gcert_core::builder::CardBuilder;
+use gcert_core::certificate::Decision;
+use gcert_core::network::forward_layers;
+use gcert_core::{Layer, Network, Segment};
+use gcert_exactline::ExactLine;
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
+use super::*;
+use crate::transpose::transpose_apply;
+
+/// Small random networks covering every op the bounder handles.
+fn random_net(arch: usize, seed: u64) -> Network {
+    let b = match arch {
+        0 => CardBuilder::new("mlp", &[3], seed)
+            .gain(2.0)
+            .linear(8)
+            .relu()
+            .linear(6)
+            .leaky_relu(0.1)
+            .linear(5)
+            .clamp(-0.3, 0.4)
+            .linear(3),
+        1 => CardBuilder::new("conv", &[1, 6, 6], seed)
+            .gain(2.0)
+            .conv2d(3, 3, 1, 1)
+            .batch_norm()
+            .relu()
+            .max_pool2d(2, 2, 0)
+            .conv_transpose2d(2, 2, 2, 0, 0)
+            .clamp(-0.2, 0.3)
+            .avg_pool2d(2, 2, 0)
+            .flatten()
+            .linear(3),
+        2 => CardBuilder::new("smooth", &[3], seed)
+            .gain(2.0)
+            .linear(7)
+            .tanh()
+            .linear(6)
+            .leaky_relu(-0.5)
+            .linear(5)
+            .sigmoid()
+            .linear(3),
+        _ => CardBuilder::new("pool", &[2, 5, 5], seed)
+            .gain(2.0)
+            .conv2d(2, 3, 1, 1)
+            .max_pool2d(3, 1, 1)
+            .leaky_relu(1.5)
+            .flatten()
+            .linear(4)
+            .relu()
+            .linear(3),
+    };
+    b.network().expect("random network is valid")
+}
+
+fn random_segment(len: usize, seed: u64, scale: f64) -> Segment {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let a = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
+    let b = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
+    Segment::new(a, b).unwrap()
+}
+
+fn at(l0: f64, l1: f64, s: f64) -> f64 {
+    l0 + s * (l1 - l0)
+}
+
+/// Outputs at `samples + 1` evenly spaced points of a sub-segment `[s0, s1]` of `seg`.
+fn sampled(layers: &[&Layer], seg: &Segment, s0: f64, s1: f64, samples: usize) -> Vec<(f64, Vec<f64>)> {
+    (0..=samples)
+        .map(|i| {
+            let s = i as f64 / samples as f64;
+            let x = seg.point(s0 + s * (s1 - s0));
+            (s, forward_layers(layers.iter().copied(), x.len(), &x, 1).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn transposes_are_adjoint() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let embed = Layer {
+        name: "embed",
+        op: Op::Embed { prefix: vec![0.5, -1.0], suffix: vec![2.0] },
+        in_shape: vec![3],
+        out_shape: vec![6],
+    };
+    let nets: Vec<Network> = (0..4).map(|a| random_net(a, 11 + a as u64)).collect();
+    let layers = nets.iter().flat_map(|n| n.layers.iter()).chain(std::iter::once(&embed));
+    let mut scratch = Scratch::default();
+    let mut checked = 0;
+    for layer in layers.filter(|l| l.kind() == Kind::Affine) {
+        let (n, m) = (layer.in_len(), layer.out_len());
+        let x: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let g: Vec<f64> = (0..2 * m).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let (mut ax, mut a0, mut gt) = (Vec::new(), Vec::new(), Vec::new());
+        layer.apply(&x, 1, &mut ax, &mut scratch);
+        layer.apply(&vec![0.0; n], 1, &mut a0, &mut scratch);
+        assert!(transpose_apply(layer, &g, 2, &mut gt));
+        for r in 0..2 {
+            let lhs: f64 = (0..m).map(|i| g[r * m + i] * (ax[i] - a0[i])).sum();
+            let rhs: f64 = (0..n).map(|i| gt[r * n + i] * x[i]).sum();
+            assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "{}: {lhs} vs {rhs}", layer.name);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Every neuron line brackets the network's value at every point of the chain (PL nets) and at
+    /// sampled points (every net), on a random sub-segment.
+    #[test]
+    fn neuron_lines_bracket_the_network(arch in 0usize..4, seed in 0u64..1000, scale in 0.05f64..2.0,
+                                        s0 in 0.0f64..0.5, len in 0.01f64..0.5, interval in any::<bool>()) {
+        let net = random_net(arch, seed);
+        let seg = random_segment(net.input_len(), seed + 1, scale);
+        let s1 = s0 + len;
+        let layers: Vec<&Layer> = net.layers.iter().collect();
+        let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
+        let bounder = Bounder::new(layers.clone(), &[], &[], relaxation);
+        let lines = bounder.neuron_lines(&seg.point(s0), &seg.point(s1));
+        let mut points = sampled(&layers, &seg, s0, s1, 64);
+        if net.first_nonlinear().is_none() {
+            let sub = Segment::new(seg.point(s0), seg.point(s1)).unwrap();
+            let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&sub).unwrap();
+            points.extend((0..chain.ratios.len()).map(|i| (chain.ratios[i], chain.value(i).to_vec())));
+        }
+        for (s, y) in points {
+            for (i, v) in y.iter().enumerate() {
+                let lo = at(lines.l0[i], lines.l1[i], s);
+                let hi = at(lines.u0[i], lines.u1[i], s);
+                let tol = 1e-9 * (1.0 + v.abs());
+                prop_assert!(lo <= v + tol && *v <= hi + tol, "neuron {i} at s={s}: {v} not in [{lo}, {hi}]");
+            }
+        }
+    }
+
+    /// Margin lines are never tighter than the exact margins (checked at the chain's points, where the
+    /// exact extremes are, and at samples).
+    #[test]
+    fn margin_lines_are_sound(arch in 0usize..4, seed in 0u64..1000, scale in 0.05f64..2.0,
+                              label in 0usize..3, interval in any::<bool>()) {
+        let net = random_net(arch, seed);
+        let seg = random_segment(net.input_len(), seed + 7, scale);
+        let layers: Vec<&Layer> = net.layers.iter().collect();
+        let decision = Decision::ArgMax { classes: 3 };
+        let (rows, offsets) = decision.margin_rows(label, 3);
+        let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
+        let lines = Bounder::new(layers.clone(), &rows, &offsets, relaxation).margins(&seg.a, &seg.b);
+        let mut points = sampled(&layers, &seg, 0.0, 1.0, 64);
+        if net.first_nonlinear().is_none() {
+            let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
+            points.extend((0..chain.ratios.len()).map(|i| (chain.ratios[i], chain.value(i).to_vec())));
+        }
+        let mut m = Vec::new();
+        for (s, y) in points {
+            decision.margins_of(label, &y, &mut m);
+            for (j, v) in m.iter().enumerate() {
+                let lo = at(lines.lower[0][j], lines.lower[1][j], s);
+                let hi = at(lines.upper[0][j], lines.upper[1][j], s);
+                prop_assert!(lo <= *v && *v <= hi, "margin {j} at s={s}: {v} not in [{lo}, {hi}]");
+            }
+        }
+    }
+}
+
+/// On a segment short enough that no neuron changes face, linear bounds are exact up to the widening.
+#[test]
+fn linear_bounds_are_exact_on_one_piece() {
+    let net = random_net(0, 3);
+    let seg = random_segment(3, 4, 1.0);
+    let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
+    let (a, b) = (seg.point(chain.ratios[0]), seg.point(chain.ratios[1]));
+    let layers: Vec<&Layer> = net.layers.iter().collect();
+    let (rows, offsets) = Decision::ArgMax { classes: 3 }.margin_rows(0, 3);
+    let lines = Bounder::new(layers, &rows, &offsets, Relaxation::Linear).margins(&a, &b);
+    let mut exact = Vec::new();
+    Decision::ArgMax { classes: 3 }.margins_of(0, chain.value(0), &mut exact);
+    for j in 0..2 {
+        assert!((lines.lower[0][j] - exact[j]).abs() < 1e-7, "{} vs {}", lines.lower[0][j], exact[j]);
+        assert!((lines.upper[0][j] - exact[j]).abs() < 1e-7);
+    }
+}
