@@ -19,6 +19,9 @@ pub fn run(root: &Path) -> Result<()> {
 
     // A DCGAN-shaped generator: latent 8 → 1×16×16 in [0, 1].
     let (card, tensors) = CardBuilder::new("generator", &[8], SEED)
+        // Gains chosen so that images are not blank (about 40% of pixels lit) and the classifier's label
+        // changes between the two latents: the demo then shows both verdicts.
+        .gain(3.0)
         .reshape(&[8, 1, 1])
         .conv_transpose2d(16, 4, 1, 0, 0)
         .batch_norm()
@@ -37,6 +40,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     // A small convolutional classifier: 1×16×16 → 10 logits.
     let (card, tensors) = CardBuilder::new("classifier", &[1, 16, 16], SEED + 1)
+        .gain(2.0)
         .conv2d(8, 3, 1, 1)
         .relu()
         .max_pool2d(2, 2, 0)

@@ -46,18 +46,95 @@ pub fn demo(root: &Path) -> Result<()> {
     let gcert = build_gcert(root)?;
     let f = root.join("fixtures");
     let p = |name: &str| f.join(name).to_string_lossy().into_owned();
-    println!("\n== exact chain of the fixture generator composed with the fixture classifier");
-    run(Command::new(&gcert).args([
-        "exactline",
-        "--model",
-        &p("generator.toml"),
-        "--then",
-        &p("classifier.toml"),
-        "--from",
-        &p("latent_a.npy"),
-        "--to",
-        &p("latent_b.npy"),
-    ]))?;
+    let out = std::env::temp_dir().join("gcert-demo");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let o = |name: &str| out.join(name).to_string_lossy().into_owned();
+    let (g, n, z, zb, d) =
+        (p("generator.toml"), p("classifier.toml"), p("latent_a.npy"), p("latent_b.npy"), p("direction.npy"));
+    let (cex, dirs) = (o("counterexample.npy"), o("directions.npy"));
+    let steps: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "exact chain of the fixture generator composed with the fixture classifier",
+            vec!["exactline", "--model", &g, "--then", &n, "--from", &z, "--to", &zb],
+        ),
+        (
+            "complete certification along the direction, tolerance 0.5, both sides",
+            vec![
+                "certify",
+                "--generator",
+                &g,
+                "--classifier",
+                &n,
+                "--latent",
+                &z,
+                "--direction",
+                &d,
+                "--eps",
+                "2",
+                "--two-sided",
+            ],
+        ),
+        (
+            "a tolerance too large: a violation with its re-evaluated counterexample",
+            vec![
+                "certify",
+                "--generator",
+                &g,
+                "--classifier",
+                &n,
+                "--latent",
+                &z,
+                "--direction",
+                &d,
+                "--eps",
+                "40",
+                "--two-sided",
+                "--counterexample-out",
+                &cex,
+                "--force",
+            ],
+        ),
+        (
+            "the same question answered by bound propagation with splitting (incomplete)",
+            vec![
+                "certify",
+                "--generator",
+                &g,
+                "--classifier",
+                &n,
+                "--latent",
+                &z,
+                "--direction",
+                &d,
+                "--eps",
+                "2",
+                "--two-sided",
+                "--method",
+                "incomplete",
+            ],
+        ),
+        (
+            "exact per-pixel bounds of the generator's images along the segment",
+            vec!["bounds", "--generator", &g, "--latent", &z, "--direction", &d, "--eps", "0.5"],
+        ),
+        (
+            "independent mutation directions of the generator at the latent point",
+            vec!["directions", "--generator", &g, "--latent", &z, "--out", &dirs, "--force"],
+        ),
+    ];
+    for (title, args) in steps {
+        println!("\n== {title}\n$ gcert {}", args.join(" "));
+        run_quiet(Command::new(&gcert).args(&args))?;
+    }
+    println!("\nfiles written under {}", out.display());
+    Ok(())
+}
+
+fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
     Ok(())
 }
 
