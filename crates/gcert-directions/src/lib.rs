@@ -29,6 +29,7 @@
 
 pub mod error;
 pub mod factor;
+pub mod geometry;
 pub mod jacobian;
 pub mod local;
 pub mod rpca;

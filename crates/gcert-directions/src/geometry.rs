@@ -1,0 +1,542 @@
+//! Naming geometric directions (paper §7.1.2, Fig. 9, Table 2): measure how the generated object's
+//! minimum-area enclosing rectangle changes along a direction.
+//!
+//! The object is the set of pixels brighter than a threshold (channels averaged); its outline is located to
+//! sub-pixel precision by interpolating the threshold crossing between neighbouring pixel centres, and its
+//! rectangle is found by rotating calipers over the convex hull of the outline (the minimum-area rectangle has
+//! a side on a hull edge). Its properties: the angle of the long side (degrees, compared modulo 90° so that a near-square
+//! whose long and short sides swap does not jump), the centre `x`, `y` (pixels), the size `√(area)` and the
+//! elongation `long/short`, which is what a shear changes (the paper notes that shear also changes the
+//! rectangle's size and angle, so its independence from those is not measured: N/A).
+//!
+//! Along a direction `d` the properties are sampled at `z + t·d`, `t` evenly spaced on `[-step, step]`, and
+//! each one's slope in `t` is fitted by least squares: degrees, pixels and percent per unit latent step (the
+//! calibration). To compare them, every slope becomes the displacement it causes on the object's outline
+//! (pixels per unit step): translation as is, rotation `θ·R` and scaling and elongation `s·R` with `R` half the
+//! size. A direction is named after the largest effect when it is at least `dominance` times the second.
+
+use gcert_core::Network;
+use serde::Serialize;
+
+use crate::error::{check_finite, Error, Result};
+use crate::local::image_shape;
+
+/// Something that turns latent points into images.
+pub trait ImageGenerator {
+    fn latent_len(&self) -> usize;
+    /// `[channels, height, width]`.
+    fn image_shape(&self) -> [usize; 3];
+    /// The images of `n` latent points (`zs` is `n × k`), one after the other.
+    fn generate(&self, zs: &[f64], n: usize) -> Result<Vec<f64>>;
+}
+
+/// A network as an [`ImageGenerator`].
+#[derive(Debug)]
+pub struct NetworkImages<'a> {
+    net: &'a Network,
+    shape: [usize; 3],
+}
+
+impl<'a> NetworkImages<'a> {
+    pub fn new(net: &'a Network) -> Result<Self> {
+        Ok(NetworkImages { net, shape: image_shape(net)? })
+    }
+}
+
+impl ImageGenerator for NetworkImages<'_> {
+    fn latent_len(&self) -> usize {
+        self.net.input_len()
+    }
+    fn image_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn generate(&self, zs: &[f64], n: usize) -> Result<Vec<f64>> {
+        Ok(self.net.forward(zs, n)?)
+    }
+}
+
+/// A minimum-area enclosing rectangle.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rect {
+    /// Centre, in pixels (x: column, y: row; a pixel's centre is at `+0.5`).
+    pub cx: f64,
+    pub cy: f64,
+    /// The long and the short side.
+    pub length: f64,
+    pub breadth: f64,
+    /// Direction of the long side in degrees, in `(-90, 90]`, measured from the x axis towards y (down).
+    pub angle: f64,
+}
+
+impl Rect {
+    pub fn size(&self) -> f64 {
+        (self.length * self.breadth).sqrt()
+    }
+    pub fn elongation(&self) -> f64 {
+        self.length / self.breadth
+    }
+}
+
+/// The minimum-area rectangle enclosing the pixels of `image` (`c × h × w`, channels averaged) brighter than
+/// `threshold`; `None` when no pixel is.
+pub fn min_area_rect(image: &[f64], shape: [usize; 3], threshold: f64) -> Option<Rect> {
+    let [c, h, w] = shape;
+    let value = |x: usize, y: usize| (0..c).map(|ch| image[(ch * h + y) * w + x]).sum::<f64>() / c as f64;
+    // The object's outline at sub-pixel precision: the centres of its pixels, and where the brightness crosses
+    // the threshold between a pixel and its right or lower neighbour (linear interpolation between centres); an
+    // object pixel on the border of the image reaches the border.
+    let mut points = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let v = value(x, y);
+            let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
+            if v > threshold {
+                points.push((px, py));
+                if x == 0 || x + 1 == w {
+                    points.push((if x == 0 { 0.0 } else { w as f64 }, py));
+                }
+                if y == 0 || y + 1 == h {
+                    points.push((px, if y == 0 { 0.0 } else { h as f64 }));
+                }
+            }
+            for (nx, ny) in [(x + 1, y), (x, y + 1)] {
+                if nx < w && ny < h {
+                    let u = value(nx, ny);
+                    if (v > threshold) != (u > threshold) {
+                        let t = (threshold - v) / (u - v);
+                        points.push((px + t * (nx - x) as f64, py + t * (ny - y) as f64));
+                    }
+                }
+            }
+        }
+    }
+    if points.is_empty() {
+        return None;
+    }
+    let hull = convex_hull(points);
+    let mut best: Option<(f64, Rect)> = None;
+    for i in 0..hull.len() {
+        let (a, b) = (hull[i], hull[(i + 1) % hull.len()]);
+        let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+        let norm = (dx * dx + dy * dy).sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        let (ux, uy) = (dx / norm, dy / norm);
+        let (mut lo_u, mut hi_u, mut lo_v, mut hi_v) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for &(px, py) in &hull {
+            let (u, v) = (px * ux + py * uy, -px * uy + py * ux);
+            lo_u = lo_u.min(u);
+            hi_u = hi_u.max(u);
+            lo_v = lo_v.min(v);
+            hi_v = hi_v.max(v);
+        }
+        let (eu, ev) = (hi_u - lo_u, hi_v - lo_v);
+        let area = eu * ev;
+        if best.as_ref().is_some_and(|(a, _)| *a <= area) {
+            continue;
+        }
+        let (mu, mv) = ((lo_u + hi_u) / 2.0, (lo_v + hi_v) / 2.0);
+        let (cx, cy) = (mu * ux - mv * uy, mu * uy + mv * ux);
+        // The long side's direction: along the edge, or perpendicular to it.
+        let (length, breadth, ax, ay) = if eu >= ev { (eu, ev, ux, uy) } else { (ev, eu, -uy, ux) };
+        let mut angle = ay.atan2(ax).to_degrees();
+        if angle <= -90.0 {
+            angle += 180.0;
+        } else if angle > 90.0 {
+            angle -= 180.0;
+        }
+        best = Some((area, Rect { cx, cy, length, breadth, angle }));
+    }
+    best.map(|(_, r)| r)
+}
+
+/// Andrew's monotone chain; collinear points dropped.
+fn convex_hull(mut p: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    p.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    p.dedup();
+    if p.len() < 3 {
+        return p;
+    }
+    let cross =
+        |o: (f64, f64), a: (f64, f64), b: (f64, f64)| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
+    let mut hull: Vec<(f64, f64)> = Vec::with_capacity(2 * p.len());
+    for pass in 0..2 {
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &(f64, f64)>> =
+            if pass == 0 { Box::new(p.iter()) } else { Box::new(p.iter().rev()) };
+        for &q in iter {
+            while hull.len() >= start + 2 && cross(hull[hull.len() - 2], hull[hull.len() - 1], q) <= 0.0 {
+                hull.pop();
+            }
+            hull.push(q);
+        }
+        hull.pop();
+    }
+    hull
+}
+
+/// The geometric properties a direction can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Property {
+    Rotation,
+    TranslateX,
+    TranslateY,
+    Scale,
+    Shear,
+}
+
+impl Property {
+    pub const ALL: [Property; 5] =
+        [Property::Rotation, Property::TranslateX, Property::TranslateY, Property::Scale, Property::Shear];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::Rotation => "rotation",
+            Property::TranslateX => "translate-x",
+            Property::TranslateY => "translate-y",
+            Property::Scale => "scale",
+            Property::Shear => "shear",
+        }
+    }
+
+    /// The unit of this property's calibration, per unit latent step.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Property::Rotation => "degrees",
+            Property::TranslateX | Property::TranslateY => "pixels",
+            Property::Scale | Property::Shear => "percent",
+        }
+    }
+}
+
+/// Parameters of the measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GeometryParams {
+    /// Pixels brighter than this (channels averaged) belong to the object (default 0.5).
+    pub threshold: f64,
+    /// Half-width of the latent interval sampled, `t ∈ [-step, step]` (default 0.5).
+    pub step: f64,
+    /// Number of samples (odd, at least 3; default 9).
+    pub points: usize,
+    /// How many times the largest effect must exceed the second to name a direction (default 2).
+    pub dominance: f64,
+}
+
+impl Default for GeometryParams {
+    fn default() -> Self {
+        GeometryParams { threshold: 0.5, step: 0.5, points: 9, dominance: 2.0 }
+    }
+}
+
+/// What moving along one direction does to the enclosing rectangle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectionGeometry {
+    /// The rectangle at `t = 0`.
+    pub rect: Rect,
+    /// Slopes per unit latent step in each property's unit (degrees, pixels, percent), in [`Property::ALL`]
+    /// order: the calibration.
+    pub slopes: [f64; 5],
+    /// The same slopes as outline displacement (pixels per unit step), comparable with each other.
+    pub effects: [f64; 5],
+    /// The dominant property, when one is.
+    pub name: Option<Property>,
+    /// Largest effect over the second largest.
+    pub dominance: f64,
+}
+
+impl DirectionGeometry {
+    /// The calibration of the named property: its change per unit latent step, in [`Property::unit`].
+    pub fn calibration(&self) -> Option<(Property, f64)> {
+        self.name.map(|p| (p, self.slopes[p as usize]))
+    }
+}
+
+fn wrap90(deg: f64) -> f64 {
+    let r = deg.rem_euclid(90.0);
+    if r > 45.0 {
+        r - 90.0
+    } else {
+        r
+    }
+}
+
+/// Measures what direction `d` does at `z` (see the module documentation). `d` need not be normalised: the
+/// slopes are per unit of `t` along `d` as given.
+pub fn measure_direction(
+    gen: &dyn ImageGenerator,
+    z: &[f64],
+    d: &[f64],
+    params: &GeometryParams,
+) -> Result<DirectionGeometry> {
+    let k = gen.latent_len();
+    if z.len() != k || d.len() != k {
+        return Err(Error::input(format!(
+            "a latent point and a direction need {k} values, found {} and {}",
+            z.len(),
+            d.len()
+        )));
+    }
+    check_finite("the latent point", z)?;
+    check_finite("the direction", d)?;
+    if params.points < 3 || params.points % 2 == 0 {
+        return Err(Error::input(format!(
+            "the number of samples must be odd and at least 3, found {}",
+            params.points
+        )));
+    }
+    if !(params.step > 0.0 && params.step.is_finite() && params.dominance >= 1.0) {
+        return Err(Error::input("the sampling step must be positive and the dominance at least 1"));
+    }
+    let n = params.points;
+    let ts: Vec<f64> = (0..n).map(|i| params.step * (2.0 * i as f64 / (n - 1) as f64 - 1.0)).collect();
+    let mut batch = Vec::with_capacity(n * k);
+    for &t in &ts {
+        batch.extend(z.iter().zip(d).map(|(a, b)| a + t * b));
+    }
+    let shape = gen.image_shape();
+    let images = gen.generate(&batch, n)?;
+    let len = shape.iter().product::<usize>();
+    let mut rects = Vec::with_capacity(n);
+    for (i, img) in images.chunks_exact(len).enumerate() {
+        let r = min_area_rect(img, shape, params.threshold).ok_or_else(|| {
+            Error::input(format!(
+                "no pixel above the threshold {} at t = {:.3}: there is no object to measure",
+                params.threshold, ts[i]
+            ))
+        })?;
+        rects.push(r);
+    }
+    let r0 = rects[n / 2];
+    let series: [Vec<f64>; 5] = [
+        rects.iter().map(|r| wrap90(r.angle - r0.angle)).collect(),
+        rects.iter().map(|r| r.cx).collect(),
+        rects.iter().map(|r| r.cy).collect(),
+        rects.iter().map(|r| 100.0 * (r.size() / r0.size() - 1.0)).collect(),
+        rects.iter().map(|r| 100.0 * (r.elongation() / r0.elongation() - 1.0)).collect(),
+    ];
+    let slopes = series.map(|s| slope(&ts, &s));
+    let radius = r0.size() / 2.0;
+    let effects = [
+        slopes[0].to_radians().abs() * radius,
+        slopes[1].abs(),
+        slopes[2].abs(),
+        slopes[3].abs() / 100.0 * radius,
+        slopes[4].abs() / 100.0 * radius,
+    ];
+    let mut order: Vec<usize> = (0..5).collect();
+    order.sort_by(|&a, &b| effects[b].total_cmp(&effects[a]));
+    let (first, second) = (effects[order[0]], effects[order[1]]);
+    let dominance = if second > 0.0 {
+        first / second
+    } else if first > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    };
+    let name = (first > 0.0 && dominance >= params.dominance).then_some(Property::ALL[order[0]]);
+    Ok(DirectionGeometry { rect: r0, slopes, effects, name, dominance })
+}
+
+/// Least-squares slope of `y` against `x`.
+fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+/// The four mutation kinds of the paper's Table 2 (translation joins x and y).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Translation,
+    Rotation,
+    Scaling,
+    Shearing,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Translation, Kind::Rotation, Kind::Scaling, Kind::Shearing];
+
+    fn of(p: Property) -> Kind {
+        match p {
+            Property::TranslateX | Property::TranslateY => Kind::Translation,
+            Property::Rotation => Kind::Rotation,
+            Property::Scale => Kind::Scaling,
+            Property::Shear => Kind::Shearing,
+        }
+    }
+
+    /// This kind's effect in a direction's effect vector.
+    fn effect(self, e: &[f64; 5]) -> f64 {
+        match self {
+            Kind::Translation => e[1].hypot(e[2]),
+            Kind::Rotation => e[0],
+            Kind::Scaling => e[3],
+            Kind::Shearing => e[4],
+        }
+    }
+}
+
+/// One cell of the independence matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Cell {
+    /// The column's effect over the row's own effect, along the row's direction; `None` when not measured
+    /// (the diagonal, shear against rotation and scale, or no direction of the row's kind).
+    pub ratio: Option<f64>,
+    /// `ratio <= tolerance`: moving along the row's direction leaves the column's property unchanged.
+    pub independent: Option<bool>,
+}
+
+/// The paper's Table 2: does moving along the direction of the row's kind change the column's property?
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndependenceMatrix {
+    /// Row kind → index of the direction that represents it (the most dominant of its kind).
+    pub representatives: Vec<(Kind, Option<usize>)>,
+    pub tolerance: f64,
+    /// `cells[row][column]`, rows and columns in [`Kind::ALL`] order.
+    pub cells: [[Cell; 4]; 4],
+}
+
+/// Builds the independence matrix from measured directions; cross effects up to `tolerance` times the
+/// direction's own effect count as independent.
+pub fn independence_matrix(measured: &[DirectionGeometry], tolerance: f64) -> IndependenceMatrix {
+    let representatives: Vec<(Kind, Option<usize>)> = Kind::ALL
+        .iter()
+        .map(|&kind| {
+            let best = measured
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.name.map(Kind::of) == Some(kind))
+                .max_by(|a, b| a.1.dominance.total_cmp(&b.1.dominance))
+                .map(|(i, _)| i);
+            (kind, best)
+        })
+        .collect();
+    let not_measured =
+        |a: Kind, b: Kind| a == b || matches!((a, b), (Kind::Shearing, Kind::Rotation | Kind::Scaling));
+    let mut cells = [[Cell { ratio: None, independent: None }; 4]; 4];
+    for (r, &(row, rep)) in representatives.iter().enumerate() {
+        let Some(i) = rep else { continue };
+        let e = &measured[i].effects;
+        let own = row.effect(e);
+        for (c, &col) in Kind::ALL.iter().enumerate() {
+            if not_measured(row, col) || not_measured(col, row) || own == 0.0 {
+                continue;
+            }
+            let ratio = col.effect(e) / own;
+            cells[r][c] = Cell { ratio: Some(ratio), independent: Some(ratio <= tolerance) };
+        }
+    }
+    IndependenceMatrix { representatives, tolerance, cells }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Draws a filled rectangle (12 × 6 at scale 1) on a 32 × 32 canvas, anti-aliased by 4×4 supersampling:
+    /// latent `[angle (radians), dx, dy, log scale, shear]`.
+    struct Shapes;
+
+    impl ImageGenerator for Shapes {
+        fn latent_len(&self) -> usize {
+            5
+        }
+        fn image_shape(&self) -> [usize; 3] {
+            [1, 32, 32]
+        }
+        fn generate(&self, zs: &[f64], n: usize) -> Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(n * 1024);
+            for z in zs.chunks_exact(5) {
+                let (a, dx, dy, s, sh) = (z[0], z[1], z[2], z[3].exp(), z[4]);
+                for y in 0..32 {
+                    for x in 0..32 {
+                        let mut hits = 0;
+                        for sy in 0..4 {
+                            for sx in 0..4 {
+                                // Undo translation, rotation, scale and shear to test against the base rectangle.
+                                let px = x as f64 + (sx as f64 + 0.5) / 4.0 - 16.0 - dx;
+                                let py = y as f64 + (sy as f64 + 0.5) / 4.0 - 16.0 - dy;
+                                let (u, v) = (px * a.cos() + py * a.sin(), -px * a.sin() + py * a.cos());
+                                let (u, v) = (u / s, v / s);
+                                let u = u - sh * v;
+                                if u.abs() <= 6.0 && v.abs() <= 3.0 {
+                                    hits += 1;
+                                }
+                            }
+                        }
+                        out.push(hits as f64 / 16.0);
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn rectangle_of_an_axis_aligned_block() {
+        let mut img = vec![0.0; 100];
+        for y in 2..5 {
+            for x in 3..9 {
+                img[y * 10 + x] = 1.0;
+            }
+        }
+        let r = min_area_rect(&img, [1, 10, 10], 0.5).unwrap();
+        assert!((r.cx - 6.0).abs() < 1e-12 && (r.cy - 3.5).abs() < 1e-12, "{r:?}");
+        assert!((r.length - 6.0).abs() < 1e-12 && (r.breadth - 3.0).abs() < 1e-12, "{r:?}");
+        assert!(r.angle.abs() < 1e-9 || (r.angle - 180.0).abs() < 1e-9, "{r:?}");
+        assert!(min_area_rect(&[0.0; 4], [1, 2, 2], 0.5).is_none());
+    }
+
+    #[test]
+    fn rotated_rectangle_angle_is_recovered() {
+        for deg in [-30.0f64, 10.0, 25.0, 40.0] {
+            let img = Shapes.generate(&[deg.to_radians(), 0.0, 0.0, 0.0, 0.0], 1).unwrap();
+            let r = min_area_rect(&img, [1, 32, 32], 0.5).unwrap();
+            assert!(wrap90(r.angle - deg).abs() < 2.5, "{deg}: {r:?}");
+            assert!((r.length - 12.0).abs() < 0.5 && (r.breadth - 6.0).abs() < 0.5, "{r:?}");
+            assert!((r.cx - 16.0).abs() < 0.6 && (r.cy - 16.0).abs() < 0.6, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn axis_directions_are_named_and_calibrated() {
+        let z = [0.3, 0.0, 0.0, 0.0, 0.0];
+        let p = GeometryParams::default();
+        let unit = |i: usize| (0..5).map(|j| f64::from(u8::from(i == j))).collect::<Vec<f64>>();
+        let measured: Vec<DirectionGeometry> =
+            (0..5).map(|i| measure_direction(&Shapes, &z, &unit(i), &p).unwrap()).collect();
+        let names: Vec<Option<Property>> = measured.iter().map(|m| m.name).collect();
+        // dx and dy are along the image axes; the object is rotated by 0.3 rad, which does not matter for them.
+        assert_eq!(names[0], Some(Property::Rotation), "{:?}", measured[0]);
+        assert_eq!(names[1], Some(Property::TranslateX), "{:?}", measured[1]);
+        assert_eq!(names[2], Some(Property::TranslateY), "{:?}", measured[2]);
+        assert_eq!(names[3], Some(Property::Scale), "{:?}", measured[3]);
+        // Calibrations: 1 rad = 57.3 degrees, 1 pixel per unit, e^t scaling is 100 % per unit at t = 0.
+        let (_, deg) = measured[0].calibration().unwrap();
+        assert!((deg - 57.3).abs() < 6.0, "{deg}");
+        let (_, px) = measured[1].calibration().unwrap();
+        assert!((px - 1.0).abs() < 0.15, "{px}");
+        let (_, pct) = measured[3].calibration().unwrap();
+        assert!((pct - 100.0).abs() < 15.0, "{pct}");
+        let m = independence_matrix(&measured, 0.25);
+        let t = 0; // translation row
+        assert_eq!(m.cells[t][1].independent, Some(true), "{m:?}");
+        assert_eq!(m.cells[t][2].independent, Some(true), "{m:?}");
+        assert_eq!(m.cells[1][2].independent, Some(true), "rotation does not scale: {m:?}");
+        assert_eq!(m.cells[2][1].independent, Some(true), "scaling does not rotate: {m:?}");
+        assert_eq!(m.cells[1][1].ratio, None);
+    }
+
+    #[test]
+    fn a_mixed_direction_is_not_named() {
+        let d = [0.0, 1.0, 1.0, 0.0, 0.0];
+        let g = measure_direction(&Shapes, &[0.0; 5], &d, &GeometryParams::default()).unwrap();
+        assert_eq!(g.name, None, "{g:?}");
+        assert!(g.effects[1] > 0.5 && g.effects[2] > 0.5);
+    }
+}
