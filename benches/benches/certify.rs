@@ -1,0 +1,157 @@
+//! Certifier backends on the DCGAN generator composed with the convolutional classifier (latent 50 →
+//! 1×32×32 → 10), one CPU core.
+//!
+//! - `certify/complete/{200,1000,3000}`: complete certification of one (image, direction) at the tolerance
+//!   whose exact chain has about that many pieces (throughput: pieces per second).
+//! - `certify/incomplete/{200,1000,3000}`: the incomplete backend (linear bounds + branch and bound, default
+//!   budget) on the same segments; how often it answers (certified, or violated with a counterexample) over
+//!   20 (image, direction) pairs is printed once, with the median times of both.
+//! - `certify/max_tolerance/{one_pass,bisection}`: `E_max` from one complete run against bisection over
+//!   complete runs to the same answer (relative precision 1e-6), on a segment where the label does change;
+//!   their ratio is printed.
+
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction};
+use gcert_certify::{Certifier, Complete, Incomplete, Problem, ProblemSpec, Verdict};
+use gcert_core::{Layer, Network};
+use gcert_exactline::ExactLine;
+
+fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64], eps: f64) -> Problem<'a> {
+    Problem::new(ProblemSpec {
+        generator: g.layers.iter().collect::<Vec<&Layer>>(),
+        classifier: n.layers.iter().collect(),
+        origin: z.to_vec(),
+        direction: d.to_vec(),
+        eps,
+        two_sided: false,
+        label: None,
+    })
+    .expect("valid problem")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `E_max` by bisection over complete runs, to relative precision `tol`.
+fn bisect(g: &Network, n: &Network, z: &[f64], d: &[f64], eps: f64, tol: f64) -> (f64, usize) {
+    let label = problem(g, n, z, d, eps).label;
+    let ok = |e: f64| {
+        let mut p = problem(g, n, z, d, e);
+        p.label = label;
+        Complete.certify(&p).expect("certify").verdict == Verdict::Certified
+    };
+    let mut runs = 1;
+    if ok(eps) {
+        return (eps, runs);
+    }
+    let (mut lo, mut hi) = (0.0, eps);
+    while hi - lo > tol * eps {
+        let mid = 0.5 * (lo + hi);
+        runs += 1;
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (0.5 * (lo + hi), runs)
+}
+
+fn bench_certify(c: &mut Criterion) {
+    let g = dcgan_generator(50, 7);
+    let n = conv_classifier(8);
+    let engine = ExactLine::for_networks(&[&g, &n]).expect("engine");
+    let (z, d) = latent_and_direction(50, 9);
+
+    let mut group = c.benchmark_group("certify");
+    group.sample_size(10);
+    let mut segments = Vec::new();
+    for target in [200, 1000, 3000] {
+        let (eps, pieces) = eps_for_pieces(&engine, &z, &d, target);
+        let p = problem(&g, &n, &z, &d, eps);
+        let exact = Complete.certify(&p).expect("certify");
+        let bounded = Incomplete::default().certify(&p).expect("certify");
+        eprintln!(
+            "eps={eps:.4}: {pieces} pieces; complete {} (E_max {:.4}, {:.1} ms), incomplete {} ({:.1} ms)",
+            exact.verdict.as_str(),
+            exact.max_tolerance,
+            exact.time_ms,
+            bounded.verdict.as_str(),
+            bounded.time_ms
+        );
+        group.throughput(Throughput::Elements(pieces as u64));
+        group.bench_with_input(BenchmarkId::new("complete", target), &p, |b, p| {
+            b.iter(|| Complete.certify(p).expect("certify"))
+        });
+        group.bench_with_input(BenchmarkId::new("incomplete", target), &p, |b, p| {
+            b.iter(|| Incomplete::default().certify(p).expect("certify"))
+        });
+        segments.push((target, eps));
+    }
+
+    // Answer rate of the incomplete backend over 20 (image, direction) pairs at each tolerance.
+    for &(target, eps) in &segments {
+        let (mut answered, mut agree, mut t_complete, mut t_incomplete) = (0, 0, Vec::new(), Vec::new());
+        for seed in 0..20 {
+            let (z, d) = latent_and_direction(50, 1000 + seed);
+            let p = problem(&g, &n, &z, &d, eps);
+            let start = Instant::now();
+            let exact = Complete.certify(&p).expect("certify");
+            t_complete.push(start.elapsed().as_secs_f64() * 1e3);
+            let start = Instant::now();
+            let bounded = Incomplete::default().certify(&p).expect("certify");
+            t_incomplete.push(start.elapsed().as_secs_f64() * 1e3);
+            if bounded.verdict != Verdict::Unknown {
+                answered += 1;
+                agree += usize::from(bounded.verdict == exact.verdict);
+            }
+        }
+        eprintln!(
+            "eps for ~{target} pieces: incomplete answered {answered}/20 (agreeing with complete: {agree}); \
+             median time complete {:.1} ms, incomplete {:.1} ms",
+            median(t_complete),
+            median(t_incomplete)
+        );
+    }
+
+    // One-pass E_max against bisection, on a pair whose label changes within the longest tolerance.
+    let (_, eps) = segments[segments.len() - 1];
+    let pair = (0..40).map(|s| latent_and_direction(50, 2000 + s)).find(|(z, d)| {
+        let m = Complete.certify(&problem(&g, &n, z, d, eps)).expect("certify").max_tolerance;
+        m > 0.0 && m < eps
+    });
+    if let Some((z, d)) = pair {
+        let p = problem(&g, &n, &z, &d, eps);
+        let one = Complete.certify(&p).expect("certify").max_tolerance;
+        let (bis, runs) = bisect(&g, &n, &z, &d, eps, 1e-6);
+        let start = Instant::now();
+        Complete.certify(&p).expect("certify");
+        let t_one = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        bisect(&g, &n, &z, &d, eps, 1e-6);
+        let t_bis = start.elapsed().as_secs_f64();
+        eprintln!(
+            "E_max: one pass {one:.6} in {:.1} ms; bisection {bis:.6} ({runs} complete runs) in {:.1} ms; \
+             bisection/one-pass = {:.1}x",
+            t_one * 1e3,
+            t_bis * 1e3,
+            t_bis / t_one
+        );
+        group.bench_function(BenchmarkId::new("max_tolerance", "one_pass"), |b| {
+            b.iter(|| Complete.certify(&p).expect("certify").max_tolerance)
+        });
+        group.bench_function(BenchmarkId::new("max_tolerance", "bisection"), |b| {
+            b.iter(|| bisect(&g, &n, &z, &d, eps, 1e-6))
+        });
+    } else {
+        eprintln!("E_max: no pair among 40 changes its label within eps={eps:.4}; bisection not timed");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_certify);
+criterion_main!(benches);
