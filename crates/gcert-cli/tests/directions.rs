@@ -185,3 +185,45 @@ fn bad_inputs_are_one_clear_error_each() {
     fails_with(&mutate(&["--direction", "z.npy", "--steps", "1"]), "at least 2 steps");
     assert!(!p.join("s.png").exists());
 }
+
+#[test]
+fn geometric_directions_are_named_with_calibrations_and_an_independence_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = save(&synthetic::geometric(16, 3), dir.path());
+    let z = latent(dir.path(), "z.npy", &[0.0; 16]);
+    let args = [
+        "directions",
+        "--generator",
+        g.to_str().unwrap(),
+        "--latent",
+        z.to_str().unwrap(),
+        "--max-iter",
+        "100000",
+        "--name-geometric",
+    ];
+    let o = gcert(&[&args[..], &["--out", "g.npy", "--json"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> =
+        v["geometry"]["directions"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
+    for expected in ["rotation", "translate-x", "translate-y", "scale"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let cal =
+        v["geometry"]["directions"].as_array().unwrap().iter().find(|d| d["name"] == "translate-x").unwrap();
+    assert_eq!(cal["calibration"]["unit"], "pixels");
+    assert!(cal["calibration"]["per_unit_step"].as_f64().unwrap().abs() > 0.1);
+    // Table 2: translation leaves rotation and scale alone, and rotation and scaling leave each other alone.
+    let cells = &v["geometry"]["independence"]["cells"];
+    assert_eq!(cells[0][1]["independent"], true, "{cells}");
+    assert_eq!(cells[0][2]["independent"], true, "{cells}");
+    assert_eq!(cells[1][2]["independent"], true, "{cells}");
+    assert_eq!(cells[2][1]["independent"], true, "{cells}");
+    assert!(cells[1][1]["ratio"].is_null());
+    // The text report carries the same table.
+    let o = gcert(&[&args[..], &["--out", "g2.npy"]].concat(), dir.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("independence (row's direction leaves column's property unchanged"), "{out}");
+    assert!(out.contains("rotation") && out.contains("degrees"), "{out}");
+}

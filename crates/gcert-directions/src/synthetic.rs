@@ -178,3 +178,71 @@ pub fn dcgan(k: usize, seed: u64) -> Result<Generator> {
     }
     Ok(Generator { card: card(&format!("dcgan-{k}"), vec![k, 1, 1], layers), tensors })
 }
+
+/// A soft-edged `12 × 6` rectangle at the centre of a `32 × 32` image (edges a logistic ramp about one pixel
+/// wide), as a function of its rotation (radians), translation `x`, `y` (pixels) and log scale.
+pub fn soft_rectangle(angle: f64, dx: f64, dy: f64, log_scale: f64) -> Vec<f64> {
+    let ramp = |t: f64| 1.0 / (1.0 + (-2.5 * t).exp());
+    let (c, s, k) = (angle.cos(), angle.sin(), (-log_scale).exp());
+    let mut out = Vec::with_capacity(32 * 32);
+    for y in 0..32 {
+        for x in 0..32 {
+            let (px, py) = (x as f64 + 0.5 - 16.0 - dx, y as f64 + 0.5 - 16.0 - dy);
+            let (u, v) = (k * (c * px + s * py), k * (-s * px + c * py));
+            out.push(ramp(6.0 - u.abs()) * ramp(3.0 - v.abs()));
+        }
+    }
+    out
+}
+
+/// A piecewise-linear generator of geometric mutations: `z ↦ clamp(R + D Q z, 0, 1)` on a `1 × 32 × 32`
+/// image, where `R` is [`soft_rectangle`] at rest, the four columns of `D` are its derivatives in rotation
+/// (per radian), translation `x` and `y` (per pixel) and log scale, and `Q` (`k × k`, `k ≥ 4`) is a random
+/// orthogonal mixing, so no latent axis is a geometric direction and `k − 4` directions change nothing. Near
+/// `z = 0` the image moves to first order as the transforms do; the four derivative images have different
+/// symmetries (odd/even in `x` and `y`), so they are orthogonal and the SVD separates them.
+pub fn geometric(k: usize, seed: u64) -> Generator {
+    assert!(k >= 4, "a geometric generator needs at least 4 latent dimensions");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Gram-Schmidt on a Gaussian matrix: a random orthogonal Q.
+    let mut q = gaussian(&mut rng, k * k, 1.0);
+    for i in 0..k {
+        for j in 0..i {
+            let dot: f64 = (0..k).map(|c| q[i * k + c] * q[j * k + c]).sum();
+            for c in 0..k {
+                q[i * k + c] -= dot * q[j * k + c];
+            }
+        }
+        let norm: f64 = (0..k).map(|c| q[i * k + c].powi(2)).sum::<f64>().sqrt();
+        for c in 0..k {
+            q[i * k + c] /= norm;
+        }
+    }
+    let n = 32 * 32;
+    let rest = soft_rectangle(0.0, 0.0, 0.0, 0.0);
+    let h = 1e-4;
+    let derivative = |f: &dyn Fn(f64) -> Vec<f64>| -> Vec<f64> {
+        f(h).iter().zip(f(-h)).map(|(a, b)| (a - b) / (2.0 * h)).collect()
+    };
+    let columns = [
+        derivative(&|t| soft_rectangle(t, 0.0, 0.0, 0.0)),
+        derivative(&|t| soft_rectangle(0.0, t, 0.0, 0.0)),
+        derivative(&|t| soft_rectangle(0.0, 0.0, t, 0.0)),
+        derivative(&|t| soft_rectangle(0.0, 0.0, 0.0, t)),
+    ];
+    // D is n × k with zero columns beyond the fourth.
+    let mut d = vec![0.0; n * k];
+    for (j, col) in columns.iter().enumerate() {
+        for p in 0..n {
+            d[p * k + j] = col[p];
+        }
+    }
+    let mut tensors = TensorStore::new();
+    let layers = vec![
+        linear(&mut tensors, "0", Tensor::new(vec![k, k], q), None),
+        linear(&mut tensors, "1", Tensor::new(vec![n, k], d), Some(Tensor::new(vec![n], rest))),
+        LayerSpec::Clamp { min: Some(0.0), max: Some(1.0) },
+        LayerSpec::Reshape { shape: vec![1, 32, 32] },
+    ];
+    Generator { card: card("geometric", vec![k], layers), tensors }
+}

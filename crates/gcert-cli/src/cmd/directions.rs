@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gcert_core::npy::{read_npy, write_npy};
+use gcert_directions::geometry::{
+    independence_matrix, measure_direction, GeometryParams, NetworkImages, Property,
+};
 use gcert_directions::{
     directions, image_shape, local_directions, sample_latents, FactorParams, Factorization, LocalParams,
     Region, RpcaParams,
@@ -60,6 +63,22 @@ pub struct Args {
     /// Latent step over which the finite leak of local directions is measured
     #[arg(long, default_value_t = 1.0)]
     step: f64,
+    /// Name each direction by what it does to the object's minimum enclosing rectangle (rotation,
+    /// translate-x/y, scale, shear), with its calibration and the independence matrix
+    #[arg(long)]
+    name_geometric: bool,
+    /// Naming: pixels brighter than this belong to the object
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Naming: the rectangle is measured at t in [-S, S] along each unit direction
+    #[arg(long, default_value_t = 0.5)]
+    geometry_step: f64,
+    /// Naming: the largest effect must exceed the second by this factor
+    #[arg(long, default_value_t = 2.0)]
+    dominance: f64,
+    /// Naming: cross effects up to this fraction of a direction's own effect count as independent
+    #[arg(long, default_value_t = 0.25)]
+    independence_tol: f64,
 }
 
 fn parse_rect(s: &str) -> Result<[usize; 4], String> {
@@ -98,6 +117,81 @@ fn write_rows(path: &Path, rows: &[Vec<f64>], k: usize) -> Result<()> {
     write_npy(path, &[rows.len(), k], &data).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Names each direction by what it does to the object's enclosing rectangle; adds the report to `report`
+/// (JSON) and `lines` (text).
+fn name_geometric(
+    args: &Args,
+    net: &gcert_core::Network,
+    z: &[f64],
+    rows: &[Vec<f64>],
+    report: &mut Value,
+    lines: &mut Vec<String>,
+) -> Result<()> {
+    let gen = NetworkImages::new(net)?;
+    let params = GeometryParams {
+        threshold: args.threshold,
+        step: args.geometry_step,
+        points: 9,
+        dominance: args.dominance,
+    };
+    let mut measured = Vec::with_capacity(rows.len());
+    for (i, d) in rows.iter().enumerate() {
+        let g = measure_direction(&gen, z, d, &params)
+            .with_context(|| format!("naming direction {i} (try another --threshold)"))?;
+        measured.push(g);
+    }
+    let matrix = independence_matrix(&measured, args.independence_tol);
+    lines.push(format!(
+        "geometry (threshold {}, t in ±{}): per unit latent step; effect = outline displacement in pixels",
+        args.threshold, args.geometry_step
+    ));
+    lines.push(format!(
+        "{:>4} {:<12} {:>22} {:>9}  effects rot/tx/ty/scale/shear",
+        "row", "name", "calibration", "dominance"
+    ));
+    for (i, g) in measured.iter().enumerate() {
+        let cal = g.calibration().map_or("-".to_string(), |(p, v)| format!("{v:.3} {}", p.unit()));
+        let name = g.name.map_or("mixed", |p| p.name());
+        let e: Vec<String> = g.effects.iter().map(|v| format!("{v:.3}")).collect();
+        lines.push(format!("{i:>4} {name:<12} {cal:>22} {:>9.2}  {}", g.dominance, e.join("/")));
+    }
+    lines.push(format!(
+        "independence (row's direction leaves column's property unchanged: ratio <= {}):",
+        args.independence_tol
+    ));
+    lines.push(format!(
+        "{:>12} {:>12} {:>12} {:>12} {:>12}",
+        "", "translation", "rotation", "scaling", "shearing"
+    ));
+    for (r, (kind, rep)) in matrix.representatives.iter().enumerate() {
+        let cells: Vec<String> = matrix.cells[r]
+            .iter()
+            .map(|c| match (c.ratio, c.independent) {
+                (Some(x), Some(true)) => format!("yes {x:.2}"),
+                (Some(x), _) => format!("NO {x:.2}"),
+                _ => "N/A".to_string(),
+            })
+            .collect();
+        let label = format!("{kind:?}{}", rep.map_or(" (none)".to_string(), |i| format!(" #{i}")));
+        lines
+            .push(format!("{label:>12} {:>12} {:>12} {:>12} {:>12}", cells[0], cells[1], cells[2], cells[3]));
+    }
+    report["geometry"] = json!({
+        "params": params,
+        "directions": measured.iter().enumerate().map(|(i, g)| json!({
+            "row": i,
+            "name": g.name.map(|p| p.name()),
+            "calibration": g.calibration().map(|(p, v)| json!({"property": p.name(), "per_unit_step": v, "unit": p.unit()})),
+            "rect": g.rect,
+            "slopes": Property::ALL.iter().zip(&g.slopes).map(|(p, v)| (p.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "effects": g.effects,
+            "dominance": if g.dominance.is_finite() { json!(g.dominance) } else { json!("inf") },
+        })).collect::<Vec<_>>(),
+        "independence": matrix,
+    });
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     if args.out.exists() && !args.force {
         bail!("{}: already exists; pass --force to overwrite it", args.out.display());
@@ -120,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
-    let header = json!({
+    let mut report = json!({
         "generator": args.generator,
         "latent_len": k,
         "image_shape": image,
@@ -129,72 +223,92 @@ pub fn run(args: Args) -> Result<()> {
         "rank_tol": args.rank_tol,
         "out": args.out,
     });
-    let Some(region) = region else {
-        let f = directions(&net, &zs, args.samples, &factor)?;
-        if f.rank == 0 {
-            bail!(
-                "{}: the image does not change along any latent direction at {} (rank 0)",
-                args.generator.display(),
-                args.latent.display()
-            );
+    let mut lines = vec![format!(
+        "generator: {} (latent {k}, image {image:?}), {} latent point(s)",
+        net.name, args.samples
+    )];
+    let rows: Vec<Vec<f64>> = match region {
+        None => {
+            let f = directions(&net, &zs, args.samples, &factor)?;
+            if f.rank == 0 {
+                bail!(
+                    "{}: the image does not change along any latent direction at {} (rank 0)",
+                    args.generator.display(),
+                    args.latent.display()
+                );
+            }
+            report["global"] = factorization_json(&f);
+            lines.push(describe("directions", &f));
+            lines.push(format!("singular values: {}", fmt_values(&f.singular_values[..f.rank])));
+            f.directions().rows().into_iter().map(|r| r.to_vec()).collect()
         }
-        let rows: Vec<Vec<f64>> = f.directions().rows().into_iter().map(|r| r.to_vec()).collect();
-        write_rows(&args.out, &rows, k)?;
-        if args.json {
-            let mut v = header;
-            v["global"] = factorization_json(&f);
-            return print_json(&v);
+        Some(region) => {
+            let where_ =
+                args.mask.as_ref().map_or_else(|| "--region".to_string(), |p| p.display().to_string());
+            let mask = region.mask(image).with_context(|| format!("{where_}: unusable region"))?;
+            let params = LocalParams { factor, step: args.step };
+            let local = local_directions(&net, &zs, args.samples, &mask, &params)?;
+            if local.directions.is_empty() {
+                bail!(
+                    "no local direction: the region's {} direction(s) all move the background (foreground rank {}, \
+                     background rank {} of {k})",
+                    local.foreground.rank,
+                    local.foreground.rank,
+                    local.background.rank
+                );
+            }
+            let inside = mask.iter().filter(|&&b| b).count();
+            report["local"] = json!({
+                "region_values": inside,
+                "step": args.step,
+                "foreground": factorization_json(&local.foreground),
+                "background": factorization_json(&local.background),
+                "directions": local.directions.iter().map(|d| json!({
+                    "source": d.source, "kept": d.kept, "leak_before": d.before, "leak_after": d.after,
+                })).collect::<Vec<_>>(),
+                "dropped": local.dropped,
+            });
+            lines.push(format!("region: {inside} of {} image values", mask.len()));
+            lines.push(describe("foreground", &local.foreground));
+            lines.push(describe("background", &local.background));
+            lines.push(format!(
+                "leak = background change / foreground change (first order | over a step of {})",
+                args.step
+            ));
+            lines.push(format!(
+                "{:>4} {:>6} {:>8}  {:>23}  {:>23}",
+                "row", "source", "kept", "leak before", "leak after"
+            ));
+            for (i, d) in local.directions.iter().enumerate() {
+                lines.push(format!(
+                    "{i:>4} {:>6} {:>8.4}  {:>10.3e} | {:>10.3e}  {:>10.3e} | {:>10.3e}",
+                    d.source,
+                    d.kept,
+                    d.before.first_order,
+                    d.before.finite,
+                    d.after.first_order,
+                    d.after.finite
+                ));
+            }
+            if !local.dropped.is_empty() {
+                lines.push(format!(
+                    "dropped (no component in the background's null space): {:?}",
+                    local.dropped
+                ));
+            }
+            local.directions.into_iter().map(|d| d.vector).collect()
         }
-        println!("generator: {} (latent {k}, image {image:?}), {} latent point(s)", net.name, args.samples);
-        println!("{}", describe("directions", &f));
-        println!("singular values: {}", fmt_values(&f.singular_values[..f.rank]));
-        println!("wrote {} directions ({} × {k}) to {}", f.rank, f.rank, args.out.display());
-        return Ok(());
     };
-    let where_ = args.mask.as_ref().map_or_else(|| "--region".to_string(), |p| p.display().to_string());
-    let mask = region.mask(image).with_context(|| format!("{where_}: unusable region"))?;
-    let params = LocalParams { factor, step: args.step };
-    let local = local_directions(&net, &zs, args.samples, &mask, &params)?;
-    if local.directions.is_empty() {
-        bail!(
-            "no local direction: the region's {} direction(s) all move the background (foreground rank {}, \
-             background rank {} of {k})",
-            local.foreground.rank,
-            local.foreground.rank,
-            local.background.rank
-        );
+    if args.name_geometric {
+        name_geometric(&args, &net, &z, &rows, &mut report, &mut lines)?;
     }
-    let rows: Vec<Vec<f64>> = local.directions.iter().map(|d| d.vector.clone()).collect();
     write_rows(&args.out, &rows, k)?;
     if args.json {
-        let mut v = header;
-        v["local"] = json!({
-            "region_values": mask.iter().filter(|&&b| b).count(),
-            "step": args.step,
-            "foreground": factorization_json(&local.foreground),
-            "background": factorization_json(&local.background),
-            "directions": local.directions.iter().map(|d| json!({
-                "source": d.source, "kept": d.kept, "leak_before": d.before, "leak_after": d.after,
-            })).collect::<Vec<_>>(),
-            "dropped": local.dropped,
-        });
-        return print_json(&v);
+        return print_json(&report);
     }
-    println!("generator: {} (latent {k}, image {image:?}), {} latent point(s)", net.name, args.samples);
-    println!("region: {} of {} image values", mask.iter().filter(|&&b| b).count(), mask.len());
-    println!("{}", describe("foreground", &local.foreground));
-    println!("{}", describe("background", &local.background));
-    println!("leak = background change / foreground change (first order | over a step of {})", args.step);
-    println!("{:>4} {:>6} {:>8}  {:>23}  {:>23}", "row", "source", "kept", "leak before", "leak after");
-    for (i, d) in local.directions.iter().enumerate() {
-        println!(
-            "{i:>4} {:>6} {:>8.4}  {:>10.3e} | {:>10.3e}  {:>10.3e} | {:>10.3e}",
-            d.source, d.kept, d.before.first_order, d.before.finite, d.after.first_order, d.after.finite
-        );
+    lines.push(format!("wrote {} directions ({} × {k}) to {}", rows.len(), rows.len(), args.out.display()));
+    for l in lines {
+        println!("{l}");
     }
-    if !local.dropped.is_empty() {
-        println!("dropped (no component in the background's null space): {:?}", local.dropped);
-    }
-    println!("wrote {} local directions ({} × {k}) to {}", rows.len(), rows.len(), args.out.display());
     Ok(())
 }
