@@ -68,7 +68,10 @@ impl DeviceChoice {
 /// A one-line description of a device for progress output.
 pub fn describe(device: Device) -> String {
     match device {
-        Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
+        Device::Cpu => match tch::get_num_threads() {
+            1 => "cpu (1 thread)".to_string(),
+            n => format!("cpu ({n} threads)"),
+        },
         Device::Cuda(i) => format!("cuda:{i}"),
         other => format!("{other:?}"),
     }

@@ -33,9 +33,9 @@ pub struct Schedule {
 impl Schedule {
     pub fn full() -> Schedule {
         Schedule {
-            classifier_epochs: [8, 5, 3, 4, 4],
-            gan_iters: 600,
-            vae_epochs: 6,
+            classifier_epochs: [20, 12, 12, 20, 15],
+            gan_iters: 2500,
+            vae_epochs: 20,
             inversion_steps: 300,
             max_batches: None,
         }
@@ -99,7 +99,7 @@ fn save_npy(path: &Path, shape: &[usize], t: &Tensor) -> Result<()> {
 }
 
 /// Trains every fixture into `out` (cards, weights, PNG grids, latents, `metrics.json`, `README.md`).
-/// With `checkpoints`, each classifier, the pair network and the GAN checkpoint into a subfolder and an
+/// With `checkpoints`, each classifier, the pair network, the GAN and the VAE checkpoint into a subfolder and an
 /// interrupted run resumes (a finished model is loaded instead of retrained).
 pub fn train_all(
     mnist: &Path,
@@ -134,10 +134,11 @@ pub fn train_all(
             card,
             description: arch.describe().to_string(),
             schedule: format!(
-                "{} epochs, batch {}, Adam {}{}",
+                "{} epochs, batch {}, Adam {} × {}^epoch{}",
                 cfg.epochs,
                 cfg.batch,
                 cfg.lr,
+                cfg.lr_decay,
                 if aug {
                     ", on-the-fly rotation ±30°, translation ±10%, scale 0.85–1.15, shear ±15°"
                 } else {
@@ -203,7 +204,7 @@ pub fn train_all(
         ..VaeConfig::default()
     };
     log("== VAE");
-    let v = vae::train_vae(&vcfg, &train_set, &test_set, device, &[], log)?;
+    let v = vae::train_vae(&vcfg, &train_set, &test_set, device, &[], ck("vae").as_ref(), log)?;
     v.decoder.save_card(&out.join("vae-decoder.toml"), true)?;
     v.encoder.save_card(&out.join("vae-encoder.toml"), true)?;
     let vs = gan::sample(&v.decoder, LATENT, 1000, 2)?;
@@ -292,7 +293,7 @@ pub fn readme(m: &Metrics) -> String {
          eval mode.\n\n",
     );
     s.push_str(&format!(
-        "Trained on {} in {:.1} minutes in all (the machine was shared with other jobs; times are wall-clock).\n\n",
+        "Trained on {} in {:.1} minutes in all (wall-clock, on a machine shared with other jobs).\n\n",
         m.device,
         m.total_seconds / 60.0
     ));

@@ -26,6 +26,8 @@ pub struct ClassifierConfig {
     pub epochs: u64,
     pub batch: usize,
     pub lr: f64,
+    /// The learning rate of epoch `e` is `lr · lr_decay^e`.
+    pub lr_decay: f64,
     pub seed: u64,
     /// Stop each epoch after this many batches (tiny test runs); `None` for full epochs.
     pub max_batches: Option<usize>,
@@ -38,7 +40,8 @@ impl ClassifierConfig {
             augment: augment.then(Augment::default),
             epochs,
             batch: 64,
-            lr: 1e-3,
+            lr: 2e-3,
+            lr_decay: 0.7,
             seed,
             max_batches: None,
         }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::models::{self, LATENT};
 use crate::nn::Net;
 use crate::objective::{generator_objective, GeneratorLoss, GeneratorStep};
-use crate::optim::Adam;
+use crate::optim::{Adam, Checkpoint, CheckpointMeta};
 use crate::random;
 use crate::train::{epoch_seed, Log};
 
@@ -39,7 +39,7 @@ impl Default for VaeConfig {
             lr: 1e-3,
             latent: LATENT,
             widths: [16, 8, 4],
-            sigma: 0.15,
+            sigma: 0.25,
             augment: None,
             seed: 0,
             max_batches: None,
@@ -83,19 +83,28 @@ pub fn train_vae(
     test: &Dataset,
     device: Device,
     extra: &[Box<dyn GeneratorLoss>],
+    checkpoint: Option<&Checkpoint>,
     log: Log<'_>,
 ) -> Result<TrainedVae> {
     train.check("training set")?;
     test.check("test set")?;
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(device);
     let (encoder, logvar) = models::encoder(&vs.root(), cfg.latent, "vae-encoder", cfg.seed);
     let decoder = models::generator(vs.root() / "dec", cfg.latent, cfg.widths, "vae-decoder", cfg.seed);
     let mut opt = Adam::new(&vs, cfg.lr, 0.9, 0.999);
     let inv2s2 = 1.0 / (2.0 * cfg.sigma * cfg.sigma);
     let trunk = 0..encoder.layers.len() - 1;
     let head = encoder.layers.len() - 1..encoder.layers.len();
-    let (mut seconds, mut final_loss) = (0.0, f64::NAN);
-    for epoch in 0..cfg.epochs {
+    let (mut seconds, mut final_loss, mut done) = (0.0, f64::NAN, 0);
+    let names: Vec<&str> = extra.iter().map(|e| e.name()).collect();
+    let key = VaeConfig { epochs: 0, ..cfg.clone() };
+    let tag = format!("vae:{}:extra={names:?}", serde_json::to_string(&key).unwrap_or_default());
+    if let Some(ck) = checkpoint.filter(|c| c.exists()) {
+        let meta = ck.load(&tag, &mut [("vae", &mut vs)], &mut [("opt", &mut opt)])?;
+        (done, seconds) = (meta.done, meta.seconds);
+        log(&format!("resumed from {} at epoch {done}/{}", ck.dir.display(), cfg.epochs));
+    }
+    for epoch in done..cfg.epochs {
         let t0 = std::time::Instant::now();
         let seed = epoch_seed(cfg.seed, epoch);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xBEEF);
@@ -131,6 +140,10 @@ pub fn train_vae(
             cfg.epochs,
             n as f64 / dt.max(1e-9)
         ));
+        if let Some(ck) = checkpoint {
+            let meta = CheckpointMeta { tag: tag.clone(), done: epoch + 1, seconds, steps: vec![opt.step] };
+            ck.save(&meta, &[("vae", &vs)], &[("opt", &opt)])?;
+        }
     }
     crate::gan::recalibrate(&decoder, cfg.latent, device, cfg.seed)?;
     let mut t = TrainedVae {
@@ -174,11 +187,27 @@ mod tests {
         let cfg = VaeConfig { epochs: 3, batch: 16, widths: [8, 4, 4], latent: 6, ..VaeConfig::default() };
         let mut lines = Vec::new();
         let test = Dataset { images: data.images.shallow_clone(), labels: data.labels.shallow_clone() };
-        let t = train_vae(&cfg, &data, &test, Device::Cpu, &[], &mut |l| lines.push(l.to_string())).unwrap();
+        let t = train_vae(&cfg, &data, &test, Device::Cpu, &[], None, &mut |l| lines.push(l.to_string()))
+            .unwrap();
         assert_eq!(lines.len(), 3, "{lines:?}");
         let first: f64 = lines[0].split_whitespace().nth(3).unwrap().parse().unwrap();
         assert!(t.report.final_loss < first, "{lines:?}");
         assert_eq!(t.encode(&data.images).unwrap().size(), [32, 6]);
         assert!(t.report.test_mse.is_finite() && t.report.test_mse < 0.2, "{}", t.report.test_mse);
+
+        // Two epochs with a checkpoint, then resumed to three: the uninterrupted run's decoder.
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoint::new(dir.path().join("ck"));
+        let short = VaeConfig { epochs: 2, ..cfg.clone() };
+        train_vae(&short, &data, &test, Device::Cpu, &[], Some(&ck), &mut |_| {}).unwrap();
+        let mut lines = Vec::new();
+        let resumed =
+            train_vae(&cfg, &data, &test, Device::Cpu, &[], Some(&ck), &mut |l| lines.push(l.to_string()))
+                .unwrap();
+        assert!(lines[0].contains("resumed") && lines[0].contains("epoch 2/3"), "{lines:?}");
+        for ((n, a), (_, b)) in t.decoder.named_tensors().iter().zip(resumed.decoder.named_tensors().iter()) {
+            let d = (a - b).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{n}: {d}");
+        }
     }
 }

