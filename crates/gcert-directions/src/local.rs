@@ -60,7 +60,7 @@ impl Region {
                 if *rw == 0 || *rh == 0 {
                     return Err(Error::input(format!("the region {x},{y},{rw},{rh} is empty")));
                 }
-                if x + rw > w || y + rh > h {
+                if x.checked_add(*rw).is_none_or(|e| e > w) || y.checked_add(*rh).is_none_or(|e| e > h) {
                     return Err(Error::input(format!(
                         "the region {x},{y},{rw},{rh} (x, y, width, height) reaches outside the {w}×{h} image"
                     )));

@@ -71,8 +71,8 @@ pub fn write_strip_png(
         3 => ExtendedColorType::Rgb8,
         _ => return Err(Error::input(format!("a PNG strip needs 1 or 3 channels, the images have {c}"))),
     };
-    if scale == 0 {
-        return Err(Error::input("the scale of a strip must be at least 1"));
+    if !(1..=64).contains(&scale) {
+        return Err(Error::input(format!("the scale of a strip must be between 1 and 64, found {scale}")));
     }
     let len = c * h * w;
     if len == 0 || images.is_empty() || images.len() % len != 0 {
@@ -158,5 +158,9 @@ mod tests {
         assert_eq!(unit_direction(&[3.0, 4.0], 2).unwrap(), vec![0.6, 0.8]);
         assert_eq!(ratios(3, true).unwrap(), vec![-1.0, 0.0, 1.0]);
         assert!(ratios(1, false).is_err());
+        let e = write_strip_png(Path::new("unused.png"), &[0.0; 4], [1, 2, 2], 0, false).unwrap_err();
+        assert!(e.to_string().contains("between 1 and 64"), "{e}");
+        let e = write_strip_png(Path::new("unused.png"), &[0.0; 8], [2, 2, 2], 1, false).unwrap_err();
+        assert!(e.to_string().contains("1 or 3 channels"), "{e}");
     }
 }

@@ -251,6 +251,14 @@ fn empty_and_full_regions_are_errors() {
     assert!(e.contains("whole image"), "{e}");
     let e = Region::Rect { x: 6, y: 0, w: 3, h: 3 }.mask(shape).unwrap_err().to_string();
     assert!(e.contains("outside"), "{e}");
+    let e = Region::Rect { x: usize::MAX, y: 0, w: 3, h: 3 }.mask(shape).unwrap_err().to_string();
+    assert!(e.contains("outside"), "{e}");
+    // A mask of h×w values applies to every channel.
+    let m = Region::Mask((0..64).map(|i| i == 9).collect()).mask([3, 8, 8]).unwrap();
+    assert_eq!(
+        m.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| i).collect::<Vec<_>>(),
+        vec![9, 73, 137]
+    );
     let e = Region::Mask(vec![false; 64]).mask(shape).unwrap_err().to_string();
     assert!(e.contains("empty"), "{e}");
     let e = Region::Mask(vec![true; 10]).mask(shape).unwrap_err().to_string();

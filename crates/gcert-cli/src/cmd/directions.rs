@@ -160,7 +160,7 @@ fn name_geometric(
         args.independence_tol
     ));
     lines.push(format!(
-        "{:>12} {:>12} {:>12} {:>12} {:>12}",
+        "{:>16} {:>12} {:>12} {:>12} {:>12}",
         "", "translation", "rotation", "scaling", "shearing"
     ));
     for (r, (kind, rep)) in matrix.representatives.iter().enumerate() {
@@ -174,7 +174,7 @@ fn name_geometric(
             .collect();
         let label = format!("{kind:?}{}", rep.map_or(" (none)".to_string(), |i| format!(" #{i}")));
         lines
-            .push(format!("{label:>12} {:>12} {:>12} {:>12} {:>12}", cells[0], cells[1], cells[2], cells[3]));
+            .push(format!("{label:>16} {:>12} {:>12} {:>12} {:>12}", cells[0], cells[1], cells[2], cells[3]));
     }
     report["geometry"] = json!({
         "params": params,
