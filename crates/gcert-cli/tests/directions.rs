@@ -227,3 +227,47 @@ fn geometric_directions_are_named_with_calibrations_and_an_independence_matrix()
     assert!(out.contains("independence (row's direction leaves column's property unchanged"), "{out}");
     assert!(out.contains("rotation") && out.contains("degrees"), "{out}");
 }
+
+#[test]
+fn global_directions_need_no_image_output() {
+    // A generator with a flat, non-square output: global directions work, a region does not.
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = synthetic::low_rank(8, 2, 4, 5);
+    g.card.layers.pop(); // drop the reshape to [1, 4, 4]
+    let mut w = g.tensors["1.weight"].clone();
+    w.shape = vec![16, 2];
+    g.tensors.insert("1.weight".into(), w);
+    let path = save(&g, dir.path());
+    let z = latent(dir.path(), "z.npy", &[0.1; 8]);
+    let args = ["directions", "--generator", path.to_str().unwrap(), "--latent", z.to_str().unwrap()];
+    let o = gcert(&[&args[..], &["--out", "d.npy"]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("output [16]"));
+    let mut g2 = g.clone();
+    g2.card.name = "odd".into();
+    g2.card.weights = "odd.safetensors".into();
+    let mut w = g2.tensors["1.weight"].clone();
+    w.shape = vec![15, 2];
+    w.data.truncate(30);
+    g2.tensors.insert("1.weight".into(), w);
+    let mut b = g2.tensors["1.bias"].clone();
+    b.shape = vec![15];
+    b.data.truncate(15);
+    g2.tensors.insert("1.bias".into(), b);
+    let path2 = save(&g2, dir.path());
+    let o = gcert(
+        &[
+            "directions",
+            "--generator",
+            path2.to_str().unwrap(),
+            "--latent",
+            "z.npy",
+            "--region",
+            "0,0,1,1",
+            "--out",
+            "e.npy",
+        ],
+        dir.path(),
+    );
+    fails_with(&o, "outputs 15 values, not an image");
+}

@@ -205,7 +205,7 @@ pub fn run(args: Args) -> Result<()> {
         rpca: RpcaParams { lambda: args.lambda, mu: args.mu, tol: args.tol, max_iter: args.max_iter },
         rank_tol: args.rank_tol,
     };
-    let image = image_shape(&net)?;
+    let output = net.output_shape().to_vec();
     let region = match (&args.region, &args.mask) {
         (Some([x, y, w, h]), None) => Some(Region::Rect { x: *x, y: *y, w: *w, h: *h }),
         (None, Some(path)) => {
@@ -217,14 +217,14 @@ pub fn run(args: Args) -> Result<()> {
     let mut report = json!({
         "generator": args.generator,
         "latent_len": k,
-        "image_shape": image,
+        "output_shape": output,
         "samples": args.samples,
         "seed": args.seed,
         "rank_tol": args.rank_tol,
         "out": args.out,
     });
     let mut lines = vec![format!(
-        "generator: {} (latent {k}, image {image:?}), {} latent point(s)",
+        "generator: {} (latent {k}, output {output:?}), {} latent point(s)",
         net.name, args.samples
     )];
     let rows: Vec<Vec<f64>> = match region {
@@ -245,6 +245,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(region) => {
             let where_ =
                 args.mask.as_ref().map_or_else(|| "--region".to_string(), |p| p.display().to_string());
+            let image = image_shape(&net)?;
             let mask = region.mask(image).with_context(|| format!("{where_}: unusable region"))?;
             let params = LocalParams { factor, step: args.step };
             let local = local_directions(&net, &zs, args.samples, &mask, &params)?;
