@@ -24,7 +24,7 @@
 use gcert_core::ops::{Kind, Scratch};
 use gcert_core::{Layer, Op};
 
-use crate::transpose::{abs_layer, transpose_apply};
+use crate::transpose::{abs_layer, adjoint_layer, transpose_apply};
 
 /// How neuron bounds are represented while they propagate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +86,8 @@ enum Pullback {
 pub struct Bounder<'a> {
     layers: Vec<&'a Layer>,
     abs: Vec<Option<Layer>>,
+    /// Adjoints of the layers with weights, for back-substitution on the batched kernels.
+    adjoint: Vec<Option<Layer>>,
     /// `layer(0)` for affine layers: the constant term.
     constant: Vec<Vec<f64>>,
     /// Margin rows (`k × output`), row-major, and offsets.
@@ -93,6 +95,8 @@ pub struct Bounder<'a> {
     offsets: Vec<f64>,
     k: usize,
     relaxation: Relaxation,
+    /// Whether back-substitution also tightens the margins' upper lines.
+    upper: bool,
 }
 
 impl<'a> Bounder<'a> {
@@ -100,6 +104,11 @@ impl<'a> Bounder<'a> {
     pub fn new(layers: Vec<&'a Layer>, rows: &[Vec<f64>], offsets: &[f64], relaxation: Relaxation) -> Self {
         let mut scratch = Scratch::default();
         let abs = layers.iter().map(|l| abs_layer(l)).collect();
+        let adjoint = if relaxation == Relaxation::Linear {
+            layers.iter().map(|l| adjoint_layer(l)).collect()
+        } else {
+            vec![None; layers.len()]
+        };
         let constant = layers
             .iter()
             .map(|l| {
@@ -115,12 +124,21 @@ impl<'a> Bounder<'a> {
         Bounder {
             layers,
             abs,
+            adjoint,
             constant,
             rows: rows.concat(),
             offsets: offsets.to_vec(),
             k: rows.len(),
             relaxation,
+            upper: true,
         }
+    }
+
+    /// Back-substitutes only for the margins' lower lines (all a verdict needs), at half the cost; the
+    /// upper lines come from the forward pass alone.
+    pub fn lower_only(mut self) -> Self {
+        self.upper = false;
+        self
     }
 
     /// Lines of every neuron of the last layer over the line from `x0` to `x1` (forward pass only).
@@ -271,16 +289,27 @@ impl<'a> Bounder<'a> {
             }
         }
         if linear {
-            let back = self.back_substitute(&pulls, x0, x1);
-            for j in 0..k {
-                // Rows j (margins) and k + j (negated margins).
-                let (b0, b1) = (back[0][j], back[1][j]);
-                if b0 + b1 > lines.lower[0][j] + lines.lower[1][j] {
-                    (lines.lower[0][j], lines.lower[1][j]) = (b0, b1);
-                }
-                let (c0, c1) = (-back[0][k + j], -back[1][k + j]);
-                if c0 + c1 < lines.upper[0][j] + lines.upper[1][j] {
-                    (lines.upper[0][j], lines.upper[1][j]) = (c0, c1);
+            // Back-substitute only the margins the forward lines leave undecided: the signed rows
+            // `(margin j, +1)` tighten its lower line, `(margin j, −1)` its upper line.
+            let undecided = |j: usize| {
+                let positive = lines.lower[0][j] > 0.0 && lines.lower[1][j] > 0.0;
+                let negative = lines.upper[0][j] <= 0.0 && lines.upper[1][j] <= 0.0;
+                !positive && !negative
+            };
+            let mut signed: Vec<(usize, f64)> = (0..k).filter(|&j| undecided(j)).map(|j| (j, 1.0)).collect();
+            if self.upper {
+                signed.extend((0..k).filter(|&j| undecided(j)).map(|j| (j, -1.0)));
+            }
+            if !signed.is_empty() {
+                let back = self.back_substitute(&pulls, &signed, x0, x1);
+                for (r, &(j, sign)) in signed.iter().enumerate() {
+                    let (b0, b1) = (sign * back[0][r], sign * back[1][r]);
+                    if sign > 0.0 && b0 + b1 > lines.lower[0][j] + lines.lower[1][j] {
+                        (lines.lower[0][j], lines.lower[1][j]) = (b0, b1);
+                    }
+                    if sign < 0.0 && b0 + b1 < lines.upper[0][j] + lines.upper[1][j] {
+                        (lines.upper[0][j], lines.upper[1][j]) = (b0, b1);
+                    }
                 }
             }
         }
@@ -295,16 +324,24 @@ impl<'a> Bounder<'a> {
         lines
     }
 
-    /// Pulls the margin rows and their negations back to the input; returns their lower lines at both ends.
-    fn back_substitute(&self, pulls: &[Pullback], x0: &[f64], x1: &[f64]) -> [Vec<f64>; 2] {
-        let k2 = 2 * self.k;
+    /// Pulls the signed margin rows `sign·m_j` back to the input; returns their lower lines at both ends.
+    fn back_substitute(
+        &self,
+        pulls: &[Pullback],
+        signed: &[(usize, f64)],
+        x0: &[f64],
+        x1: &[f64],
+    ) -> [Vec<f64>; 2] {
+        let k2 = signed.len();
         let w = self.layers.last().map_or(0, |l| l.out_len());
         let mut lambda: Vec<f64> = Vec::with_capacity(k2 * w);
-        lambda.extend_from_slice(&self.rows);
-        lambda.extend(self.rows.iter().map(|v| -v));
-        let mut constant: Vec<f64> =
-            self.offsets.iter().copied().chain(self.offsets.iter().map(|v| -v)).collect();
+        let mut constant = Vec::with_capacity(k2);
+        for &(j, sign) in signed {
+            lambda.extend(self.rows[j * w..(j + 1) * w].iter().map(|v| sign * v));
+            constant.push(sign * self.offsets[j]);
+        }
         let mut next = Vec::new();
+        let mut scratch = Scratch::default();
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let m = layer.out_len();
             match &pulls[i] {
@@ -314,7 +351,12 @@ impl<'a> Bounder<'a> {
                         constant[r] +=
                             lambda[r * m..(r + 1) * m].iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
                     }
-                    transpose_apply(layer, &lambda, k2, &mut next);
+                    match &self.adjoint[i] {
+                        Some(adjoint) => adjoint.apply(&lambda, k2, &mut next, &mut scratch),
+                        None => {
+                            transpose_apply(layer, &lambda, k2, &mut next);
+                        }
+                    }
                     std::mem::swap(&mut lambda, &mut next);
                 }
                 Pullback::Elementwise(relax) => {

@@ -34,7 +34,7 @@ impl Certifier for Incomplete {
     fn certify(&self, problem: &Problem<'_>) -> Result<Certificate> {
         let start = Instant::now();
         let (rows, offsets) = problem.decision.margin_rows(problem.label, problem.output_len());
-        let bounder = Bounder::new(problem.layers(), &rows, &offsets, self.relaxation);
+        let bounder = Bounder::new(problem.layers(), &rows, &offsets, self.relaxation).lower_only();
         let signs = signs(problem);
         let mut sides = Vec::new();
         for &sign in signs {

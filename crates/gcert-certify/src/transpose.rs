@@ -1,6 +1,7 @@
 //! The transposed linear part of affine layers, for back-substitution: `g ↦ Aᵀ g` where the layer computes
 //! `x ↦ A x + c`.
 
+use gcert_core::ops::ConvGeom;
 use gcert_core::{Layer, Op};
 
 /// For each of the `k` rows `g_r` of `g` (covectors on the layer's output), writes the covector `g_r A` on
@@ -162,4 +163,32 @@ pub fn abs_layer(layer: &Layer) -> Option<Layer> {
         }
     };
     Some(Layer { name: layer.name, op, in_shape: layer.in_shape.clone(), out_shape: layer.out_shape.clone() })
+}
+
+/// The adjoint of a linear, convolution or transposed-convolution layer as a layer of the opposite kind
+/// with the same weights (no bias), so that back-substitution runs on the core's batched kernels:
+/// `adjoint.apply(g)` equals [`transpose_apply`] for these layers. `None` for other layers.
+pub fn adjoint_layer(layer: &Layer) -> Option<Layer> {
+    let swap = |g: &ConvGeom| ConvGeom { cin: g.cout, cout: g.cin, h: g.oh, w: g.ow, oh: g.h, ow: g.w, ..*g };
+    let op = match &layer.op {
+        Op::Linear { weight, inputs, outputs, .. } => {
+            let mut t = vec![0.0; weight.len()];
+            for o in 0..*outputs {
+                for i in 0..*inputs {
+                    t[i * outputs + o] = weight[o * inputs + i];
+                }
+            }
+            Op::Linear { weight: t, bias: vec![0.0; *inputs], inputs: *outputs, outputs: *inputs }
+        }
+        // Conv2d weight [cout, cin, kh, kw] read as a transposed convolution's [cin', cout', kh, kw] from
+        // cout channels to cin: the same array. The kernels skip positions outside either image.
+        Op::Conv2d { weight, geom, .. } => {
+            Op::ConvTranspose2d { weight: weight.clone(), bias: vec![0.0; geom.cin], geom: swap(geom) }
+        }
+        Op::ConvTranspose2d { weight, geom, .. } => {
+            Op::Conv2d { weight: weight.clone(), bias: vec![0.0; geom.cin], geom: swap(geom) }
+        }
+        _ => return None,
+    };
+    Some(Layer { name: layer.name, op, in_shape: layer.out_shape.clone(), out_shape: layer.in_shape.clone() })
 }

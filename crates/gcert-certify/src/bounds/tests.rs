@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::transpose::transpose_apply;
+use crate::transpose::{adjoint_layer, transpose_apply};
 
 /// Small random networks covering every op the bounder handles.
 fn random_net(arch: usize, seed: u64) -> Network {
@@ -98,6 +98,14 @@ fn transposes_are_adjoint() {
         layer.apply(&x, 1, &mut ax, &mut scratch);
         layer.apply(&vec![0.0; n], 1, &mut a0, &mut scratch);
         assert!(transpose_apply(layer, &g, 2, &mut gt));
+        if let Some(adjoint) = adjoint_layer(layer) {
+            let mut ga = Vec::new();
+            adjoint.apply(&g, 2, &mut ga, &mut scratch);
+            assert_eq!(ga.len(), gt.len());
+            for (a, b) in ga.iter().zip(&gt) {
+                assert!((a - b).abs() < 1e-12 * (1.0 + b.abs()), "{}: adjoint layer {a} vs {b}", layer.name);
+            }
+        }
         for r in 0..2 {
             let lhs: f64 = (0..m).map(|i| g[r * m + i] * (ax[i] - a0[i])).sum();
             let rhs: f64 = (0..n).map(|i| gt[r * n + i] * x[i]).sum();
