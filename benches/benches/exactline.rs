@@ -2,17 +2,13 @@
 //!
 //! For segments of about 200, 1,000 and 3,000 pieces, `engine` computes the exact chain and `floor` evaluates
 //! the same composition once at every final ratio in one batched forward pass: the least any exact method must
-//! do. `cargo xtask bench` prints the engine/floor ratios from these medians. Peak memory of a 10^5-piece
-//! segment is measured once, streamed into a sink that keeps only the logit bounds, against keeping the chain.
+//! do. `cargo xtask bench` prints the engine/floor ratios from these medians. Peak memory is measured by the
+//! `memory` bench.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction, segment};
 use gcert_core::network::forward_layers;
-use gcert_exactline::{Bounds, ExactLine};
-use peak_alloc::PeakAlloc;
-
-#[global_allocator]
-static PEAK: PeakAlloc = PeakAlloc;
+use gcert_exactline::ExactLine;
 
 fn bench_exactline(c: &mut Criterion) {
     let gen = dcgan_generator(50, 7);
@@ -21,7 +17,10 @@ fn bench_exactline(c: &mut Criterion) {
     let (z, d) = latent_and_direction(50, 9);
     let layers = gcert_core::compose(&[&gen, &cls]).expect("compose");
     let mut group = c.benchmark_group("exactline");
-    group.sample_size(10).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(4));
+    group
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(4));
     for target in [200, 1000, 3000] {
         let (eps, pieces) = eps_for_pieces(&engine, &z, &d, target);
         let seg = segment(&z, &d, eps);
@@ -33,30 +32,12 @@ fn bench_exactline(c: &mut Criterion) {
             b.iter(|| engine.chain(seg).expect("chain"))
         });
         group.bench_with_input(BenchmarkId::new("floor", target), &points, |b, points| {
-            b.iter(|| forward_layers(layers.iter().copied(), 50, points, chain.ratios.len()).expect("forward"))
+            b.iter(|| {
+                forward_layers(layers.iter().copied(), 50, points, chain.ratios.len()).expect("forward")
+            })
         });
     }
     group.finish();
-
-    // Peak memory for a ~10^5-piece segment (one run each; not a timing).
-    let (eps, _) = eps_for_pieces(&engine, &z, &d, 20_000);
-    let seg = segment(&z, &d, eps * 5.0);
-    PEAK.reset_peak_usage();
-    let base = PEAK.current_usage();
-    let mut bounds = Bounds::new(engine.output_len());
-    engine.run(&seg, &mut bounds).expect("stream");
-    let streamed = PEAK.peak_usage().saturating_sub(base);
-    PEAK.reset_peak_usage();
-    let base = PEAK.current_usage();
-    let chain = engine.chain(&seg).expect("chain");
-    let kept = PEAK.peak_usage().saturating_sub(base);
-    eprintln!(
-        "peak memory, {} pieces: streamed into bounds {:.1} MiB, whole chain kept {:.1} MiB",
-        bounds.pieces(),
-        streamed as f64 / (1 << 20) as f64,
-        kept as f64 / (1 << 20) as f64
-    );
-    assert_eq!(chain.pieces(), bounds.pieces());
 }
 
 criterion_group!(benches, bench_exactline);

@@ -20,7 +20,6 @@ fn run(cmd: &mut Command) -> Result<()> {
 pub fn test(root: &Path) -> Result<()> {
     run_setup()?;
     crate::data::run_data(false)?;
-    run(torch_cargo()?.args(["fmt", "--all", "--", "--check"]))?;
     // The engine must build without libtorch and BLAS (STYLE.md): neither may be in its dependency tree.
     for heavy in ["tch", "torch-sys", "ndarray-linalg", "openblas-src"] {
         let out = torch_cargo()?
@@ -31,7 +30,8 @@ pub fn test(root: &Path) -> Result<()> {
             bail!("gcert-exactline depends on {heavy}:\n{}", String::from_utf8_lossy(&out.stdout));
         }
     }
-    run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))
+    run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))?;
+    run(torch_cargo()?.args(["fmt", "--all", "--", "--check"]))
 }
 
 /// Builds the `gcert` binary in release mode and returns its path.

@@ -6,7 +6,7 @@ use gcert_core::{Chain, Error, Layer, Network, Op, Result, Segment};
 use crate::sink::Sink;
 
 /// Breakpoints a layer hands on at once before the rest of the network runs chunk by chunk.
-pub const DEFAULT_CHUNK: usize = 1024;
+pub const DEFAULT_CHUNK: usize = 256;
 
 /// The exact-line engine over a fixed sequence of piecewise-linear layers.
 #[derive(Debug, Clone)]
@@ -121,36 +121,43 @@ impl<'a> ExactLine<'a> {
         sink: &mut Dedup<'_, S>,
     ) {
         let Some((level, rest)) = levels.split_first_mut() else {
+            // Past the last layer: chunks share their boundary point, which the adapter drops.
             sink.push(ratios, input);
             return;
         };
         let layer = self.layers[l];
-        let n = match layer.kind() {
+        let w = layer.out_len();
+        match layer.kind() {
             Kind::Affine => {
-                level.ratios.clear();
-                level.ratios.extend_from_slice(ratios);
+                // No new breakpoints: the input is already at most a chunk (plus one interval's breakpoints).
                 layer.apply(input, ratios.len(), &mut level.out, &mut level.scratch);
-                ratios.len()
+                self.descend(l + 1, ratios, &level.out, rest, sink);
             }
             Kind::Elementwise | Kind::MaxPool => {
-                refine(layer, ratios, input, level);
-                let n = level.ratios.len();
-                layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
-                n
+                // Refine consecutive intervals until a chunk is full, hand it on, go on from its last point:
+                // the layer's buffers never hold much more than a chunk, however many pieces the segment has.
+                let v = layer.in_len();
+                let last = ratios.len() - 1;
+                let mut i = 0;
+                while i < last {
+                    level.ratios.clear();
+                    level.pre.clear();
+                    level.ratios.push(ratios[i]);
+                    level.pre.extend_from_slice(&input[i * v..(i + 1) * v]);
+                    while i < last && level.ratios.len() < self.chunk {
+                        let (u, x) = (&input[i * v..(i + 1) * v], &input[(i + 1) * v..(i + 2) * v]);
+                        refine_interval(layer, u, x, ratios[i], ratios[i + 1], level);
+                        level.ratios.push(ratios[i + 1]);
+                        level.pre.extend_from_slice(x);
+                        i += 1;
+                    }
+                    let n = level.ratios.len();
+                    layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
+                    debug_assert_eq!(level.out.len(), n * w);
+                    self.descend(l + 1, &level.ratios, &level.out, rest, sink);
+                }
             }
             Kind::NonLinear => unreachable!("rejected when the engine was built"),
-        };
-        let w = layer.out_len();
-        // Consecutive chunks share their boundary point; the sink adapter drops the repeat.
-        let step = self.chunk - 1;
-        let mut start = 0;
-        loop {
-            let end = (start + self.chunk).min(n);
-            self.descend(l + 1, &level.ratios[start..end], &level.out[start * w..end * w], rest, sink);
-            if end == n {
-                break;
-            }
-            start += step;
         }
     }
 }
@@ -172,70 +179,57 @@ impl<S: Sink> Dedup<'_, S> {
     }
 }
 
-/// Inserts the breakpoints of a piecewise-linear layer between consecutive input points and fills
-/// `level.ratios` and `level.pre` with the old and new points, in order.
-fn refine(layer: &Layer, ratios: &[f64], input: &[f64], level: &mut Level) {
-    let w = layer.in_len();
-    level.ratios.clear();
-    level.pre.clear();
-    for i in 0..ratios.len() - 1 {
-        let u = &input[i * w..(i + 1) * w];
-        let v = &input[(i + 1) * w..(i + 2) * w];
-        level.ratios.push(ratios[i]);
-        level.pre.extend_from_slice(u);
-        level.local.clear();
-        match &layer.op {
-            Op::MaxPool2d(g) => {
-                for ch in 0..g.c {
-                    for oy in 0..g.oh {
-                        for ox in 0..g.ow {
-                            g.window(ch, oy, ox, &mut level.window);
-                            argmax_switches(&level.window, u, v, &mut level.local);
-                        }
-                    }
-                }
-            }
-            _ => {
-                for &face in layer.faces() {
-                    let c = layer.face_value(face);
-                    if !c.is_finite() {
-                        continue;
-                    }
-                    for (&a, &b) in u.iter().zip(v) {
-                        let (da, db) = (a - c, b - c);
-                        if (da < 0.0 && db > 0.0) || (da > 0.0 && db < 0.0) {
-                            level.local.push(da / (da - db));
-                        }
+/// Appends to `level` the breakpoints of a piecewise-linear layer strictly inside the interval from `u` (at
+/// ratio `t0`) to `v` (at `t1`), in order, with the layer's input interpolated at each.
+fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level: &mut Level) {
+    level.local.clear();
+    match &layer.op {
+        Op::MaxPool2d(g) => {
+            for ch in 0..g.c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        g.window(ch, oy, ox, &mut level.window);
+                        argmax_switches(&level.window, u, v, &mut level.local);
                     }
                 }
             }
         }
-        if level.local.is_empty() {
-            continue;
-        }
-        level.local.sort_unstable_by(f64::total_cmp);
-        let (t0, t1) = (ratios[i], ratios[i + 1]);
-        let mut prev = t0;
-        let mut prev_s = f64::NAN;
-        for k in 0..level.local.len() {
-            let s = level.local[k];
-            if s == prev_s {
-                continue;
+        _ => {
+            for &face in layer.faces() {
+                let c = layer.face_value(face);
+                if !c.is_finite() {
+                    continue;
+                }
+                for (&a, &b) in u.iter().zip(v) {
+                    let (da, db) = (a - c, b - c);
+                    if (da < 0.0 && db > 0.0) || (da > 0.0 && db < 0.0) {
+                        level.local.push(da / (da - db));
+                    }
+                }
             }
-            prev_s = s;
-            let t = t0 + s * (t1 - t0);
-            // A ratio that rounds onto a neighbour would make an empty piece.
-            if t <= prev || t >= t1 {
-                continue;
-            }
-            prev = t;
-            level.ratios.push(t);
-            level.pre.extend(u.iter().zip(v).map(|(a, b)| a + s * (b - a)));
         }
     }
-    let last = ratios.len() - 1;
-    level.ratios.push(ratios[last]);
-    level.pre.extend_from_slice(&input[last * w..]);
+    if level.local.is_empty() {
+        return;
+    }
+    level.local.sort_unstable_by(f64::total_cmp);
+    let mut prev = t0;
+    let mut prev_s = f64::NAN;
+    for k in 0..level.local.len() {
+        let s = level.local[k];
+        if s == prev_s {
+            continue;
+        }
+        prev_s = s;
+        let t = t0 + s * (t1 - t0);
+        // A ratio that rounds onto a neighbour would make an empty piece.
+        if t <= prev || t >= t1 {
+            continue;
+        }
+        prev = t;
+        level.ratios.push(t);
+        level.pre.extend(u.iter().zip(v).map(|(a, b)| a + s * (b - a)));
+    }
 }
 
 /// Local ratios `s ∈ (0, 1)` at which the arg-max of the window's values `u + s (v − u)` changes.
