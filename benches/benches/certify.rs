@@ -6,15 +6,19 @@
 //! - `certify/incomplete/{200,1000,3000}`: the incomplete backend (linear bounds + branch and bound, default
 //!   budget) on the same segments; how often it answers (certified, or violated with a counterexample) over
 //!   20 (image, direction) pairs is printed once, with the median times of both.
-//! - `certify/max_tolerance/{one_pass,bisection}`: `E_max` from one complete run against bisection over
-//!   complete runs to the same answer (relative precision 1e-6), on a segment where the label does change;
-//!   their ratio is printed.
+//! - The random classifier keeps its label everywhere (its answers are all `certified`), so the label-changing
+//!   measurements use the committed MNIST-trained classifier `fixtures/trained/classifier-conv4.toml` (4 conv and
+//!   2 linear layers, 1×32×32 → 10) after the same DCGAN shape with weights at gain 2: the incomplete backend's
+//!   answer rate and times over 20 pairs, and `certify/max_tolerance/{one_pass,bisection}`: `E_max` from one
+//!   complete run against bisection over complete runs (relative precision 1e-6) on a pair whose label
+//!   changes; their ratio is printed.
 
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction};
 use gcert_certify::{Certifier, Complete, Incomplete, Problem, ProblemSpec, Verdict};
+use gcert_core::builder::CardBuilder;
 use gcert_core::{Layer, Network};
 use gcert_exactline::ExactLine;
 
@@ -29,6 +33,54 @@ fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64], eps: f64) -
         label: None,
     })
     .expect("valid problem")
+}
+
+/// The DCGAN shape of `gcert_benches::dcgan_generator` with weights drawn at `gain`: larger images
+/// changes per latent step, so a trained classifier's label does change along segments.
+fn dcgan_with_gain(gain: f64, seed: u64) -> Network {
+    CardBuilder::new("dcgan", &[50], seed)
+        .gain(gain)
+        .reshape(&[50, 1, 1])
+        .conv_transpose2d(16, 4, 1, 0, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(8, 4, 2, 1, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(4, 4, 2, 1, 0)
+        .batch_norm()
+        .relu()
+        .conv_transpose2d(1, 4, 2, 1, 0)
+        .clamp(0.0, 1.0)
+        .network()
+        .expect("valid generator")
+}
+
+/// Incomplete against complete over 20 (image, direction) pairs at `eps`.
+fn answer_rate(g: &Network, n: &Network, eps: f64, what: &str) {
+    let (mut answered, mut agree, mut violated, mut t_complete, mut t_incomplete) =
+        (0, 0, 0, Vec::new(), Vec::new());
+    for seed in 0..20 {
+        let (z, d) = latent_and_direction(50, 1000 + seed);
+        let p = problem(g, n, &z, &d, eps);
+        let start = Instant::now();
+        let exact = Complete.certify(&p).expect("certify");
+        t_complete.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let bounded = Incomplete::default().certify(&p).expect("certify");
+        t_incomplete.push(start.elapsed().as_secs_f64() * 1e3);
+        violated += usize::from(exact.verdict == Verdict::Violated);
+        if bounded.verdict != Verdict::Unknown {
+            answered += 1;
+            agree += usize::from(bounded.verdict == exact.verdict);
+        }
+    }
+    eprintln!(
+        "{what}, eps {eps:.4}: complete finds {violated}/20 violated; incomplete answered {answered}/20 \
+         (agreeing with complete: {agree}); median time complete {:.1} ms, incomplete {:.1} ms",
+        median(t_complete),
+        median(t_incomplete)
+    );
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -93,29 +145,21 @@ fn bench_certify(c: &mut Criterion) {
         segments.push((target, eps));
     }
 
-    // Answer rate of the incomplete backend over 20 (image, direction) pairs at each tolerance.
     for &(target, eps) in &segments {
-        let (mut answered, mut agree, mut t_complete, mut t_incomplete) = (0, 0, Vec::new(), Vec::new());
-        for seed in 0..20 {
-            let (z, d) = latent_and_direction(50, 1000 + seed);
-            let p = problem(&g, &n, &z, &d, eps);
-            let start = Instant::now();
-            let exact = Complete.certify(&p).expect("certify");
-            t_complete.push(start.elapsed().as_secs_f64() * 1e3);
-            let start = Instant::now();
-            let bounded = Incomplete::default().certify(&p).expect("certify");
-            t_incomplete.push(start.elapsed().as_secs_f64() * 1e3);
-            if bounded.verdict != Verdict::Unknown {
-                answered += 1;
-                agree += usize::from(bounded.verdict == exact.verdict);
-            }
-        }
-        eprintln!(
-            "eps for ~{target} pieces: incomplete answered {answered}/20 (agreeing with complete: {agree}); \
-             median time complete {:.1} ms, incomplete {:.1} ms",
-            median(t_complete),
-            median(t_incomplete)
-        );
+        answer_rate(&g, &n, eps, &format!("random DCGAN∘classifier, ~{target} pieces"));
+    }
+
+    // A classifier whose label does change: the trained MNIST one after the DCGAN at gain 2.
+    let trained =
+        Network::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/trained/classifier-conv4.toml"))
+            .expect("the committed trained classifier");
+    let (g, n) = (dcgan_with_gain(2.0, 7), trained);
+    let engine = ExactLine::for_networks(&[&g, &n]).expect("engine");
+    let mut segments = Vec::new();
+    for target in [200, 1000] {
+        let (eps, _) = eps_for_pieces(&engine, &z, &d, target);
+        answer_rate(&g, &n, eps, &format!("DCGAN (gain 2)∘trained conv4, ~{target} pieces"));
+        segments.push((target, eps));
     }
 
     // One-pass E_max against bisection, on a pair whose label changes within the longest tolerance.
@@ -126,7 +170,9 @@ fn bench_certify(c: &mut Criterion) {
     });
     if let Some((z, d)) = pair {
         let p = problem(&g, &n, &z, &d, eps);
-        let one = Complete.certify(&p).expect("certify").max_tolerance;
+        let first = Complete.certify(&p).expect("certify");
+        let one = first.max_tolerance;
+        group.throughput(Throughput::Elements(first.pieces as u64));
         let (bis, runs) = bisect(&g, &n, &z, &d, eps, 1e-6);
         let start = Instant::now();
         Complete.certify(&p).expect("certify");
