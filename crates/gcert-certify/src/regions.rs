@@ -90,13 +90,15 @@ fn bound(bounder: &Bounder<'_>, region: Region) -> Leaf {
 }
 
 /// Bounds every region, then halves the least decided ones while `budget` evaluations remain. With
-/// `stop_on_violation`, stops as soon as a counterexample is found. `probe(r)` evaluates the model at
+/// `verdict_first`, also probes the middle of every region it splits, and once a counterexample at ratio
+/// `r_c` is known splits only regions before `r_c` (where the certified prefix can still grow); without it,
+/// the whole side is refined for the fraction bounds. `probe(r)` evaluates the model at
 /// ratio `r` of this side and returns a counterexample if the label is not kept there.
 pub fn explore(
     bounder: &Bounder<'_>,
     regions: Vec<Region>,
     budget: usize,
-    stop_on_violation: bool,
+    verdict_first: bool,
     probe: &mut dyn FnMut(f64) -> Result<Option<Counterexample>>,
 ) -> Result<Explored> {
     let mut out = Explored::default();
@@ -115,8 +117,12 @@ pub fn explore(
     for leaf in &leaves {
         check(leaf, &mut out, probe)?;
     }
-    while spent + 2 <= budget && !(stop_on_violation && out.counterexample.is_some()) {
+    while spent + 2 <= budget {
         let Some(ByGap(_, i)) = heap.pop() else { break };
+        let found = out.counterexample.as_ref().map(|c| c.t.abs());
+        if verdict_first && found.is_some_and(|rc| leaves[i].region.r0 >= rc) {
+            continue;
+        }
         leaves[i].alive = false;
         let r = leaves[i].region.clone();
         let rm = 0.5 * (r.r0 + r.r1);
@@ -124,7 +130,7 @@ pub fn explore(
             continue;
         }
         // An undecided region's middle is a cheap place to look for a counterexample.
-        if stop_on_violation && out.counterexample.is_none() {
+        if verdict_first && out.counterexample.is_none() {
             out.counterexample = probe(rm)?;
         }
         let xm: Vec<f64> = r.x0.iter().zip(&r.x1).map(|(a, b)| 0.5 * (a + b)).collect();
