@@ -171,6 +171,38 @@ fn bad_inputs_are_one_clear_error_each() {
     fails_with(&dirs(&["--latent", "z.npy", "--region", "3,3,2,2"]), "reaches outside the 4×4 image");
     fails_with(&dirs(&["--latent", "z.npy", "--mask", "empty_mask.npy"]), "empty_mask.npy: unusable region");
     fails_with(&dirs(&["--latent", "z.npy", "--lambda=-1"]), "lambda must be positive");
+    // Naming needs an object: no pixel is brighter than 2.
+    let dark = save(&synthetic::dcgan(6, 2).unwrap(), p);
+    let o = gcert(
+        &[
+            "directions",
+            "--generator",
+            dark.to_str().unwrap(),
+            "--latent",
+            "z.npy",
+            "--out",
+            "o.npy",
+            "--threshold",
+            "2",
+            "--name-geometric",
+        ],
+        p,
+    );
+    fails_with(&o, "no pixel above the threshold 2");
+    // A generator clamped flat at z: nothing moves, globally or in a region.
+    let mut flat = synthetic::low_rank(6, 2, 4, 1);
+    flat.card.name = "flat".into();
+    flat.card.weights = "flat.safetensors".into();
+    flat.tensors.get_mut("1.bias").unwrap().data.fill(-10.0);
+    flat.card.layers.insert(2, gcert_core::card::LayerSpec::Clamp { min: Some(0.0), max: None });
+    let flat = save(&flat, p);
+    let flat_args =
+        ["directions", "--generator", flat.to_str().unwrap(), "--latent", "z.npy", "--out", "o.npy"];
+    fails_with(
+        &gcert(&flat_args, p),
+        "flat.toml: the image does not change along any latent direction at z.npy (rank 0)",
+    );
+    fails_with(&gcert(&[&flat_args[..], &["--region", "0,0,2,2"]].concat(), p), "the region does not change");
     assert!(!p.join("o.npy").exists());
     let mutate = |extra: &[&str]| {
         gcert(

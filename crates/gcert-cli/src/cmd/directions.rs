@@ -249,6 +249,13 @@ pub fn run(args: Args) -> Result<()> {
             let mask = region.mask(image).with_context(|| format!("{where_}: unusable region"))?;
             let params = LocalParams { factor, step: args.step };
             let local = local_directions(&net, &zs, args.samples, &mask, &params)?;
+            if local.foreground.rank == 0 {
+                bail!(
+                    "{}: the region does not change along any latent direction at {} (foreground rank 0)",
+                    args.generator.display(),
+                    args.latent.display()
+                );
+            }
             if local.directions.is_empty() {
                 bail!(
                     "no local direction: the region's {} direction(s) all move the background (foreground rank {}, \
