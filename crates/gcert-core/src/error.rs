@@ -8,12 +8,9 @@ use std::path::PathBuf;
 /// name, and the expected against the found value.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The I/O error's text is part of this message (not a separate source), so chains print it once.
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     #[error("{}: {message}", path.display())]
     Card { path: PathBuf, message: String },
     #[error("{}: layer {index} ({op}): {message}", path.display())]
@@ -31,7 +28,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
 
     pub(crate) fn card(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

@@ -305,10 +305,10 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
                 None => vec![1.0; c],
             };
             let beta = ctx.bias(bias, c)?;
-            if !(*eps >= 0.0) {
+            if eps.is_nan() || *eps < 0.0 {
                 return Err(ctx.err(format!("eps must be non-negative, found {eps}")));
             }
-            if let Some(i) = var.iter().position(|&v| !(v + eps > 0.0)) {
+            if let Some(i) = var.iter().position(|&v| v + eps <= 0.0 || (v + eps).is_nan()) {
                 return Err(ctx.err(format!("running_var[{i}] + eps = {} is not positive", var[i] + eps)));
             }
             let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();

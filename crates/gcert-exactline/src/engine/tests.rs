@@ -1,5 +1,4 @@
 use gcert_core::builder::CardBuilder;
-use gcert_core::ops::Face;
 use gcert_core::{Network, Segment};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -85,13 +84,12 @@ fn pattern(layers: &[&Layer], x: &[f64], tol: f64) -> Vec<Option<usize>> {
             _ if layer.kind() == Kind::Elementwise => {
                 for &v in &cur {
                     let mut face = Some(0);
+                    // Faces are ordered thresholds: the face index counts the thresholds below the value.
                     for (k, &f) in layer.faces().iter().enumerate() {
                         let c = layer.face_value(f);
                         if (v - c).abs() <= tol {
                             face = None;
-                        } else if face.is_some()
-                            && ((f == Face::Lower && v > c) || (f == Face::Upper && v > c))
-                        {
+                        } else if face.is_some() && v > c {
                             face = Some(k + 1);
                         }
                     }
