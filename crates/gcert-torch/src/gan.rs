@@ -283,4 +283,23 @@ mod tests {
         assert_eq!(samples.size(), [5, 1, 32, 32]);
         assert!(samples.min().double_value(&[]) >= 0.0 && samples.max().double_value(&[]) <= 1.0);
     }
+
+    #[test]
+    fn cuda_trains_when_present_and_is_refused_otherwise() {
+        match crate::device::DeviceChoice::Cuda(0).resolve() {
+            Ok(device) => {
+                let cpu = tiny_data();
+                let data =
+                    Dataset { images: cpu.images.to_device(device), labels: cpu.labels.to_device(device) };
+                let t = train_gan(&tiny_cfg(2), &data, device, &[], None, &mut |_| {}).unwrap();
+                assert_eq!(t.generator.device(), device);
+                assert!(t.report.wasserstein.is_finite());
+                assert_eq!(sample(&t.generator, LATENT, 3, 0).unwrap().device(), device);
+            }
+            Err(e) => {
+                assert!(!tch::Cuda::is_available());
+                assert!(e.to_string().contains("sees no CUDA device"), "{e}");
+            }
+        }
+    }
 }
