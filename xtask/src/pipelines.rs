@@ -52,6 +52,11 @@ pub fn demo(root: &Path) -> Result<()> {
     let (g, n, z, zb, d) =
         (p("generator.toml"), p("classifier.toml"), p("latent_a.npy"), p("latent_b.npy"), p("direction.npy"));
     let (cex, dirs) = (o("counterexample.npy"), o("directions.npy"));
+    let (tg, tc, tz) =
+        (p("trained/generator.toml"), p("trained/classifier-conv4.toml"), p("trained/latents/gan-z-3.npy"));
+    let (mdirs, mcex, mstrip) =
+        (o("mnist-directions.npy"), o("mnist-counterexample.npy"), o("mnist-strip.png"));
+    let mdir2 = format!("{mdirs}:2");
     let steps: Vec<(&str, Vec<&str>)> = vec![
         (
             "exact chain of the fixture generator composed with the fixture classifier",
@@ -120,6 +125,48 @@ pub fn demo(root: &Path) -> Result<()> {
         (
             "independent mutation directions of the generator at the latent point",
             vec!["directions", "--generator", &g, "--latent", &z, "--out", &dirs, "--force"],
+        ),
+        (
+            "trained MNIST generator: independent directions at the latent of a real test digit (a 3)",
+            vec!["directions", "--generator", &tg, "--latent", &tz, "--out", &mdirs, "--force"],
+        ),
+        (
+            "trained MNIST generator and 4-conv classifier along direction 2, tolerance 3, both sides",
+            vec![
+                "certify",
+                "--generator",
+                &tg,
+                "--classifier",
+                &tc,
+                "--latent",
+                &tz,
+                "--direction",
+                &mdir2,
+                "--eps",
+                "3",
+                "--two-sided",
+                "--counterexample-out",
+                &mcex,
+                "--force",
+            ],
+        ),
+        (
+            "the images along that direction, as a PNG strip",
+            vec![
+                "mutate",
+                "--generator",
+                &tg,
+                "--latent",
+                &tz,
+                "--direction",
+                &mdir2,
+                "--eps",
+                "3",
+                "--two-sided",
+                "--out",
+                &mstrip,
+                "--force",
+            ],
         ),
     ];
     for (title, args) in steps {

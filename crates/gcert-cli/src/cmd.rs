@@ -46,3 +46,27 @@ pub fn fmt_values(values: &[f64]) -> String {
     let parts: Vec<String> = values.iter().map(|v| format!("{v:.6}")).collect();
     format!("[{}]", parts.join(", "))
 }
+
+/// Reads `FILE.npy:ROW` or `FILE.npy`.
+pub fn read_direction(spec: &str, k: usize) -> Result<Vec<f64>> {
+    let (path, row) = match spec.rsplit_once(':') {
+        Some((p, r)) if !p.is_empty() && r.parse::<usize>().is_ok() => (p, r.parse::<usize>().ok()),
+        _ => (spec, None),
+    };
+    let path = Path::new(path);
+    let arr = read_npy(path)?;
+    let rows = match arr.shape.as_slice() {
+        [n] if *n == k => 1,
+        [r, n] if *n == k => *r,
+        s => bail!("{}: a direction file must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
+    };
+    let row = match row {
+        Some(r) if r < rows => r,
+        Some(r) => bail!("{}: row {r} does not exist, the file has {rows} direction(s)", path.display()),
+        None if rows == 1 => 0,
+        None => {
+            bail!("{}: the file has {rows} directions; name one as {}:ROW", path.display(), path.display())
+        }
+    };
+    Ok(arr.data[row * k..(row + 1) * k].to_vec())
+}

@@ -13,7 +13,7 @@ use gcert_core::npy::write_npy;
 use gcert_core::{Layer, Network, Op};
 use serde_json::json;
 
-use super::{fmt_values, load_network, print_json, read_input};
+use super::{fmt_values, load_network, print_json, read_direction, read_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -51,7 +51,7 @@ pub struct Args {
     /// Latent point z (.npy)
     #[arg(long)]
     latent: Option<PathBuf>,
-    /// Mutation direction d (.npy); normalised to unit length
+    /// Mutation direction d: FILE.npy, or FILE.npy:ROW for a row of a `gcert directions` file; normalised
     #[arg(long)]
     direction: Option<PathBuf>,
     /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
@@ -290,7 +290,7 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("a latent segment needs --latent, --direction and --eps");
             };
             let z = read_input(latent, &shape, "the latent point")?;
-            let d = read_input(direction, &shape, "the direction")?;
+            let d = read_direction(&direction.to_string_lossy(), shape.iter().product())?;
             if d.iter().all(|&v| v == 0.0) {
                 bail!("{}: the direction is zero; it cannot be normalised", direction.display());
             }
