@@ -2,6 +2,7 @@
 
 pub mod bounds;
 pub mod certify;
+pub mod continuity;
 pub mod directions;
 pub mod eval;
 pub mod exactline;

@@ -32,6 +32,9 @@ enum Command {
     Bounds(cmd::bounds::Args),
     /// The latent of a real image under a PL generator (GAN inversion), with its reconstruction error
     Invert(cmd::invert::Args),
+    /// How continuous a generator is: Def. 3's constant C, path evenness and exact-chain pieces over random
+    /// latent pairs
+    Continuity(cmd::continuity::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Certify(a) => cmd::certify::run(*a),
         Command::Bounds(a) => cmd::bounds::run(a),
         Command::Invert(a) => cmd::invert::run(a),
+        Command::Continuity(a) => cmd::continuity::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,107 @@
+//! `gcert continuity`: how continuous a generator is (DESIGN.md §7, paper Def. 3 and Table 8) over random
+//! latent pairs: the constant `C` with the distribution of `d_X / d_Z`, path evenness, straightness and
+//! exact-chain pieces per segment.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use gcert_continuity::{measure, Options, Summary};
+use serde_json::{json, Value};
+
+use super::{load_network, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Generator model card (latent -> image)
+    #[arg(long)]
+    generator: PathBuf,
+    /// Random latent pairs from the standard normal prior
+    #[arg(long, default_value_t = 10_000)]
+    pairs: usize,
+    /// How many of the pairs also get an exact chain (0: none, for a generator that is not piecewise linear)
+    #[arg(long, default_value_t = 100)]
+    chains: usize,
+    /// Interior points γ per segment for evenness and straightness
+    #[arg(long, default_value_t = 15)]
+    gammas: usize,
+    /// Seed of the latent pairs
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+fn summary_json(s: &Option<Summary>) -> Value {
+    match s {
+        None => Value::Null,
+        Some(s) => json!({
+            "count": s.count, "min": s.min, "p5": s.p5, "p25": s.p25, "median": s.median,
+            "p75": s.p75, "p95": s.p95, "max": s.max, "mean": s.mean,
+        }),
+    }
+}
+
+fn summary_line(s: &Option<Summary>) -> String {
+    match s {
+        None => "none".into(),
+        Some(s) => format!(
+            "min {:.4}  p5 {:.4}  median {:.4}  p95 {:.4}  max {:.4}  mean {:.4}  (n = {})",
+            s.min, s.p5, s.median, s.p95, s.max, s.mean, s.count
+        ),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let g = load_network(&args.generator)?;
+    if g.input_shapes.len() != 1 {
+        bail!("{}: a generator takes one input, this card has {}", g.path.display(), g.input_shapes.len());
+    }
+    if args.chains > args.pairs {
+        bail!("--chains ({}) must not exceed --pairs ({})", args.chains, args.pairs);
+    }
+    let options = Options {
+        pairs: args.pairs,
+        gammas: args.gammas,
+        chain_pairs: args.chains,
+        seed: args.seed,
+        ..Options::default()
+    };
+    let start = Instant::now();
+    let r = measure(&g, &options).with_context(|| format!("measuring {}", args.generator.display()))?;
+    let time_ms = start.elapsed().as_secs_f64() * 1e3;
+    let ratio = Some(r.ratio.clone());
+    if args.json {
+        return print_json(&json!({
+            "generator": args.generator.display().to_string(),
+            "pairs": args.pairs,
+            "seed": args.seed,
+            "c": if r.c.is_finite() { json!(r.c) } else { Value::Null },
+            "ratio": summary_json(&ratio),
+            "evenness": summary_json(&r.evenness),
+            "straightness": summary_json(&r.straightness),
+            "pieces": summary_json(&r.pieces),
+            "collapsed": r.collapsed,
+            "time_ms": time_ms,
+        }));
+    }
+    println!(
+        "generator: {} (latent {:?} -> {:?})",
+        args.generator.display(),
+        g.input_shapes[0],
+        g.output_shape()
+    );
+    println!("pairs: {} (seed {}), exact chains on {}", args.pairs, args.seed, args.chains);
+    println!("C (Def. 3): {:.4}", r.c);
+    println!("d_X/d_Z: {}", summary_line(&ratio));
+    println!("evenness, max |ratio - γ| per segment: {}", summary_line(&r.evenness));
+    println!(
+        "straightness, max distance from the straight path per segment: {}",
+        summary_line(&r.straightness)
+    );
+    println!("pieces per segment: {}", summary_line(&r.pieces));
+    println!("collapsed pairs (G(z1) = G(z2)): {}", r.collapsed);
+    println!("time: {time_ms:.0} ms");
+    Ok(())
+}
