@@ -18,7 +18,6 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction};
 use gcert_certify::{Certifier, Complete, Incomplete, Problem, ProblemSpec, Verdict};
-use gcert_core::builder::CardBuilder;
 use gcert_core::{Layer, Network};
 use gcert_exactline::ExactLine;
 
@@ -35,25 +34,10 @@ fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64], eps: f64) -
     .expect("valid problem")
 }
 
-/// The DCGAN shape of `gcert_benches::dcgan_generator` with weights drawn at `gain`: larger images
+/// The DCGAN shape of `gcert_benches::dcgan_generator` with weights drawn at `gain`: larger image
 /// changes per latent step, so a trained classifier's label does change along segments.
 fn dcgan_with_gain(gain: f64, seed: u64) -> Network {
-    CardBuilder::new("dcgan", &[50], seed)
-        .gain(gain)
-        .reshape(&[50, 1, 1])
-        .conv_transpose2d(16, 4, 1, 0, 0)
-        .batch_norm()
-        .relu()
-        .conv_transpose2d(8, 4, 2, 1, 0)
-        .batch_norm()
-        .relu()
-        .conv_transpose2d(4, 4, 2, 1, 0)
-        .batch_norm()
-        .relu()
-        .conv_transpose2d(1, 4, 2, 1, 0)
-        .clamp(0.0, 1.0)
-        .network()
-        .expect("valid generator")
+    gcert_benches::dcgan_generator_with_gain(50, seed, gain)
 }
 
 /// Incomplete against complete over 20 (image, direction) pairs at `eps`.

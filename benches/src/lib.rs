@@ -9,7 +9,13 @@ use rand_chacha::ChaCha8Rng;
 
 /// Latent 50 → 1×32×32: conv-transpose 50→16→8→4→1 channels, kernel 4, batch-norm + ReLU between, clamp.
 pub fn dcgan_generator(latent: usize, seed: u64) -> Network {
+    dcgan_generator_with_gain(latent, seed, 1.0)
+}
+
+/// The same shape with weights drawn at `gain` (larger image changes per latent step).
+pub fn dcgan_generator_with_gain(latent: usize, seed: u64, gain: f64) -> Network {
     CardBuilder::new("dcgan", &[latent], seed)
+        .gain(gain)
         .reshape(&[latent, 1, 1])
         .conv_transpose2d(16, 4, 1, 0, 0)
         .batch_norm()
