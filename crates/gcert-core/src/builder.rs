@@ -207,3 +207,11 @@ impl CardBuilder {
         Network::from_card(&card, &tensors, Path::new(&origin))
     }
 }
+
+/// A seeded random segment with both ends uniform in `[-scale, scale)^len` (for tests and benchmarks).
+pub fn random_segment(len: usize, seed: u64, scale: f64) -> crate::Result<crate::Segment> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let a = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
+    let b = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
+    crate::Segment::new(a, b)
+}

@@ -56,10 +56,7 @@ fn random_net(arch: usize, seed: u64) -> Network {
 }
 
 fn random_segment(len: usize, seed: u64, scale: f64) -> Segment {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let a = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
-    let b = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
-    Segment::new(a, b).unwrap()
+    gcert_core::builder::random_segment(len, seed, scale).unwrap()
 }
 
 fn at(l0: f64, l1: f64, s: f64) -> f64 {

@@ -1,8 +1,6 @@
 use gcert_core::builder::CardBuilder;
 use gcert_core::{Network, Segment};
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 use super::*;
 use crate::Bounds;
@@ -53,10 +51,7 @@ fn random_net(arch: usize, seed: u64) -> Network {
 }
 
 fn random_segment(len: usize, seed: u64, scale: f64) -> Segment {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let a = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
-    let b = (0..len).map(|_| rng.gen_range(-scale..scale)).collect();
-    Segment::new(a, b).unwrap()
+    gcert_core::builder::random_segment(len, seed, scale).unwrap()
 }
 
 /// Which linear face every PL neuron is on at `x` (`None` where it sits on a boundary, within `tol`).
