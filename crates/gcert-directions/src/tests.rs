@@ -7,7 +7,7 @@ use gcert_core::card::{LayerSpec, ModelCard, Pair, FORMAT};
 use gcert_core::ops::Scratch;
 use gcert_core::tensors::{Tensor, TensorStore};
 use gcert_core::{Network, Op};
-use ndarray::Array2;
+use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -239,11 +239,27 @@ proptest! {
         prop_assert_eq!(local.background.rank, k_bg);
         prop_assert!(local.foreground.rank > k_bg);
         prop_assert_eq!(local.directions.len(), local.foreground.rank);
+        // What robust PCA did not put into the low-rank part L of the background's Gram matrix G_B bounds the
+        // leak: a unit d in L's trailing singular space has ‖J_B d‖² = dᵀ G_B d ≤ σ_{r+1}(L) + ‖G_B − L‖₂.
+        // When the solver separates cleanly (no sparse part) that is only its 1e-7 residual; when it moves a
+        // little of G_B into S (seed 460 below: 0.08 % of ‖G_B‖) the leak grows to about 1e-4, and the bound
+        // says by how much.
+        let background: Vec<bool> = mask.iter().map(|&b| !b).collect();
+        let plan = JacobianPlan::new(&net);
+        let (g_b, g_f) = (plan.mean_gram(&z, 1, Some(&background)).unwrap(), plan.mean_gram(&z, 1, Some(&mask)).unwrap());
+        let rp = robust_pca(&g_b, &FactorParams::default().rpca).unwrap();
+        let off_low_rank = max_abs(&(&g_b - &rp.low_rank)) * k as f64; // ≥ ‖G_B − L‖₂
+        let sigma_next = local.background.singular_values[k_bg];
         for d in &local.directions {
-            // The null space comes from robust PCA's low-rank part, exact to the solver's 1e-7 residual.
-            prop_assert!(d.after.first_order < 1e-5, "leak after projection {:?}", d.after);
-            // The relus stay active along the step, so the finite leak vanishes as well.
-            prop_assert!(d.after.finite < 1e-5, "finite leak after projection {:?}", d.after);
+            let v = Array1::from(d.vector.clone());
+            let (moved_b, moved_f) = (v.dot(&g_b.dot(&v)), v.dot(&g_f.dot(&v)));
+            prop_assert!(moved_b <= sigma_next + off_low_rank + 1e-15, "{moved_b} > {sigma_next} + {off_low_rank}");
+            prop_assert!((d.after.first_order - (moved_b.max(0.0) / moved_f).sqrt()).abs() <= 1e-6 + 1e-6 * d.after.first_order);
+            if local.background.rpca.sparse_share == 0.0 {
+                prop_assert!(d.after.first_order < 1e-5, "leak after a clean separation {:?}", d.after);
+            }
+            // The relus stay active along the step, so the finite leak equals the first-order one.
+            prop_assert!((d.after.finite - d.after.first_order).abs() <= 1e-9 + 1e-6 * d.after.first_order, "{:?}", d.after);
             let norm: f64 = d.vector.iter().map(|v| v * v).sum::<f64>().sqrt();
             prop_assert!((norm - 1.0).abs() < 1e-12);
         }
