@@ -10,6 +10,9 @@
 //!   `(1 − γ) G(z1) + γ G(z2)`, relative to `‖G(z2) − G(z1)‖`;
 //! - the exact chain's piece count per segment (fewer pieces: cheaper certification).
 //!
+//! [`quality`] judges the generator's samples with a classifier card (mean top softmax probability, the
+//! fraction above 0.9, the class histogram and its entropy), as training does with libtorch.
+//!
 //! ```
 //! use gcert_continuity::{measure, Options};
 //! use gcert_core::builder::CardBuilder;
@@ -26,6 +29,9 @@ use gcert_core::{Network, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+pub mod quality;
+pub use quality::{quality, Quality};
 
 /// What can go wrong while measuring.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,12 @@
 //! `gcert continuity`: how continuous a generator is (DESIGN.md §7, paper Def. 3 and Table 8) over random
 //! latent pairs: the constant `C` with the distribution of `d_X / d_Z`, path evenness, straightness and
-//! exact-chain pieces per segment.
+//! exact-chain pieces per segment; with `--judge`, the generator's sample quality judged by a classifier card.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use gcert_continuity::{measure, Options, Summary};
+use gcert_continuity::{measure, quality, Options, Quality, Summary};
 use serde_json::{json, Value};
 
 use super::{load_network, print_json};
@@ -25,9 +25,16 @@ pub struct Args {
     /// Interior points γ per segment for evenness and straightness
     #[arg(long, default_value_t = 15)]
     gammas: usize,
-    /// Seed of the latent pairs
+    /// Seed of the latent pairs (and of the --judge samples)
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Classifier card that judges the generator's samples (mean top softmax probability, fraction above 0.9,
+    /// class histogram and its entropy)
+    #[arg(long)]
+    judge: Option<PathBuf>,
+    /// Prior samples for --judge
+    #[arg(long, default_value_t = 1000)]
+    samples: usize,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -53,6 +60,17 @@ fn summary_line(s: &Option<Summary>) -> String {
     }
 }
 
+fn quality_json(q: &Option<Quality>) -> Value {
+    match q {
+        None => Value::Null,
+        Some(q) => json!({
+            "samples": q.samples, "mean_confidence": q.mean_confidence,
+            "confident_fraction": q.confident_fraction, "class_counts": q.class_counts,
+            "class_entropy_bits": q.class_entropy_bits,
+        }),
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let g = load_network(&args.generator)?;
     if g.input_shapes.len() != 1 {
@@ -70,7 +88,17 @@ pub fn run(args: Args) -> Result<()> {
     };
     let start = Instant::now();
     let r = measure(&g, &options).with_context(|| format!("measuring {}", args.generator.display()))?;
+    let judged = match &args.judge {
+        None => None,
+        Some(path) => {
+            let judge = load_network(path)?;
+            let q = quality(&g, &judge, args.samples, args.seed)
+                .with_context(|| format!("judging {} with {}", args.generator.display(), path.display()))?;
+            Some((path, q))
+        }
+    };
     let time_ms = start.elapsed().as_secs_f64() * 1e3;
+    let q = judged.as_ref().map(|(_, q)| q.clone());
     let ratio = Some(r.ratio.clone());
     if args.json {
         return print_json(&json!({
@@ -83,6 +111,7 @@ pub fn run(args: Args) -> Result<()> {
             "straightness": summary_json(&r.straightness),
             "pieces": summary_json(&r.pieces),
             "collapsed": r.collapsed,
+            "quality": quality_json(&q),
             "time_ms": time_ms,
         }));
     }
@@ -102,6 +131,18 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("pieces per segment: {}", summary_line(&r.pieces));
     println!("collapsed pairs (G(z1) = G(z2)): {}", r.collapsed);
+    if let Some((path, q)) = &judged {
+        println!(
+            "quality (judge {}, {} samples): mean confidence {:.4}, confident (> 0.9) {:.4}, class entropy {:.3} \
+             bits, classes {:?}",
+            path.display(),
+            q.samples,
+            q.mean_confidence,
+            q.confident_fraction,
+            q.class_entropy_bits,
+            q.class_counts
+        );
+    }
     println!("time: {time_ms:.0} ms");
     Ok(())
 }
