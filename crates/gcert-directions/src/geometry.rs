@@ -14,6 +14,10 @@
 //! calibration). To compare them, every slope becomes the displacement it causes on the object's outline
 //! (pixels per unit step): translation as is, rotation `θ·R` and scaling and elongation `s·R` with `R` half the
 //! size. A direction is named after the largest effect when it is at least `dominance` times the second.
+//!
+//! [`between_check`] is the paper's Table 3 check (DESIGN.md §7 (b)): along a segment `z → z + eps·d`, does each
+//! sampled intermediate image's angle, centre and size lie between the two end images' values, up to the
+//! measurement's own noise?
 
 use gcert_core::Network;
 use serde::Serialize;
@@ -434,6 +438,179 @@ pub fn independence_matrix(measured: &[DirectionGeometry], tolerance: f64) -> In
     IndependenceMatrix { representatives, tolerance, cells }
 }
 
+/// The properties the between-ends check compares (paper Table 3): the rectangle's angle (degrees), centre `x`
+/// and `y` (pixels) and size `√(area)` (pixels, under [`Property::Scale`]).
+pub const BETWEEN_PROPERTIES: [Property; 4] =
+    [Property::Rotation, Property::TranslateX, Property::TranslateY, Property::Scale];
+
+/// Parameters of the between-ends check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BetweenParams {
+    /// The segment is `z → z + eps·d`.
+    pub eps: f64,
+    /// Intermediate images per segment, at `t = j / (samples + 1)`, `j = 1..=samples` (the ends excluded).
+    pub samples: usize,
+    /// Pixels brighter than this (channels averaged) belong to the object.
+    pub threshold: f64,
+    /// A value up to this many degrees outside the ends' angles still passes.
+    pub tolerance_degrees: f64,
+    /// A centre or size up to this many pixels outside the ends' values still passes.
+    pub tolerance_pixels: f64,
+}
+
+impl Default for BetweenParams {
+    /// `eps` 1, 20 samples, threshold 0.5; tolerances 2.5° and 0.35 pixels: the measurement's own noise, the
+    /// largest change of a property that is constant in truth when an anti-aliased 12 × 6 rectangle on a
+    /// 32 × 32 canvas (4 × 4 supersampling) is translated, rotated or scaled smoothly, over 40 starting poses:
+    /// the angle moved by up to 2.26° under translation, the centre by up to 0.14 pixels and the size by up to
+    /// 0.33 pixels under rotation.
+    fn default() -> Self {
+        BetweenParams {
+            eps: 1.0,
+            samples: 20,
+            threshold: 0.5,
+            tolerance_degrees: 2.5,
+            tolerance_pixels: 0.35,
+        }
+    }
+}
+
+/// Counts of one property over the checked intermediate images.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct PropertyTally {
+    /// Intermediate images whose property was compared with the ends'.
+    pub checked: usize,
+    /// Of those, the ones within the ends' interval widened by the tolerance.
+    pub passed: usize,
+    /// Of those, the ones within the ends' interval itself (no tolerance).
+    pub passed_strict: usize,
+    /// The largest distance of a value outside the ends' interval (0 when none is outside), in the property's
+    /// unit (degrees or pixels).
+    pub worst: f64,
+}
+
+impl PropertyTally {
+    /// `passed / checked`; `None` when nothing was checked.
+    pub fn fraction(&self) -> Option<f64> {
+        (self.checked > 0).then(|| self.passed as f64 / self.checked as f64)
+    }
+
+    fn merge(&mut self, other: &PropertyTally) {
+        self.checked += other.checked;
+        self.passed += other.passed;
+        self.passed_strict += other.passed_strict;
+        self.worst = self.worst.max(other.worst);
+    }
+}
+
+/// The between-ends check over one or more segments (DESIGN.md §7 (b), paper Table 3): does every sampled
+/// intermediate image's rectangle property lie between the two ends' values?
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct BetweenCheck {
+    /// Segments whose ends and intermediate images all had an object.
+    pub segments: usize,
+    /// Segments skipped because some image along them had no pixel above the threshold.
+    pub skipped: usize,
+    /// One tally per property, in [`BETWEEN_PROPERTIES`] order.
+    pub properties: [PropertyTally; 4],
+}
+
+impl BetweenCheck {
+    /// Adds another check's segments to this one.
+    pub fn merge(&mut self, other: &BetweenCheck) {
+        self.segments += other.segments;
+        self.skipped += other.skipped;
+        for (a, b) in self.properties.iter_mut().zip(&other.properties) {
+            a.merge(b);
+        }
+    }
+
+    /// All properties together.
+    pub fn total(&self) -> PropertyTally {
+        let mut t = PropertyTally::default();
+        self.properties.iter().for_each(|p| {
+            t.checked += p.checked;
+            t.passed += p.passed;
+            t.passed_strict += p.passed_strict;
+        });
+        t
+    }
+}
+
+/// Checks the segment `z → z + eps·d` (see [`BetweenCheck`]): the rectangles of the two end images and of
+/// `params.samples` intermediate images. Angles are compared after unwrapping along the segment (each step
+/// taken modulo 90°, as [`measure_direction`] compares them), so a near-square whose long and short sides swap
+/// does not count as a jump. A segment with an image without an object is counted as skipped.
+pub fn between_check(
+    gen: &dyn ImageGenerator,
+    z: &[f64],
+    d: &[f64],
+    params: &BetweenParams,
+) -> Result<BetweenCheck> {
+    let k = gen.latent_len();
+    if z.len() != k || d.len() != k {
+        return Err(Error::input(format!(
+            "a latent point and a direction need {k} values, found {} and {}",
+            z.len(),
+            d.len()
+        )));
+    }
+    check_finite("the latent point", z)?;
+    check_finite("the direction", d)?;
+    if params.samples == 0 {
+        return Err(Error::input("the between-ends check needs at least one intermediate sample, found 0"));
+    }
+    let finite_nonneg = |x: f64| x >= 0.0 && x.is_finite();
+    if !(params.eps.is_finite()
+        && finite_nonneg(params.tolerance_degrees)
+        && finite_nonneg(params.tolerance_pixels))
+    {
+        return Err(Error::input(format!(
+            "eps must be finite and the tolerances finite and non-negative, found eps {}, {}°, {} pixels",
+            params.eps, params.tolerance_degrees, params.tolerance_pixels
+        )));
+    }
+    // Order along the segment: start, the intermediates, end.
+    let n = params.samples + 2;
+    let ts: Vec<f64> = (0..n).map(|j| j as f64 / (n - 1) as f64).collect();
+    let mut batch = Vec::with_capacity(n * k);
+    for &t in &ts {
+        batch.extend(z.iter().zip(d).map(|(a, b)| a + t * params.eps * b));
+    }
+    let shape = gen.image_shape();
+    let len = shape.iter().product::<usize>();
+    let images = gen.generate(&batch, n)?;
+    let rects: Option<Vec<Rect>> =
+        images.chunks_exact(len).map(|img| min_area_rect(img, shape, params.threshold)).collect();
+    let Some(rects) = rects else {
+        return Ok(BetweenCheck { skipped: 1, ..BetweenCheck::default() });
+    };
+    let mut angle = vec![0.0; n];
+    for j in 1..n {
+        angle[j] = angle[j - 1] + wrap90(rects[j].angle - rects[j - 1].angle);
+    }
+    let series: [Vec<f64>; 4] = [
+        angle,
+        rects.iter().map(|r| r.cx).collect(),
+        rects.iter().map(|r| r.cy).collect(),
+        rects.iter().map(Rect::size).collect(),
+    ];
+    let tolerances =
+        [params.tolerance_degrees, params.tolerance_pixels, params.tolerance_pixels, params.tolerance_pixels];
+    let mut check = BetweenCheck { segments: 1, ..BetweenCheck::default() };
+    for ((s, tol), tally) in series.iter().zip(tolerances).zip(&mut check.properties) {
+        let (lo, hi) = (s[0].min(s[n - 1]), s[0].max(s[n - 1]));
+        for &v in &s[1..n - 1] {
+            let outside = (lo - v).max(v - hi).max(0.0);
+            tally.checked += 1;
+            tally.passed += usize::from(outside <= tol);
+            tally.passed_strict += usize::from(outside == 0.0);
+            tally.worst = tally.worst.max(outside);
+        }
+    }
+    Ok(check)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,5 +715,87 @@ mod tests {
         let g = measure_direction(&Shapes, &[0.0; 5], &d, &GeometryParams::default()).unwrap();
         assert_eq!(g.name, None, "{g:?}");
         assert!(g.effects[1] > 0.5 && g.effects[2] > 0.5);
+    }
+
+    /// [`Shapes`] with the x offset folded: `dx = 4 (relu(z₁) + relu(−z₁))`, a relu network's way of making a
+    /// path that goes out and comes back.
+    struct FoldedShapes;
+
+    impl ImageGenerator for FoldedShapes {
+        fn latent_len(&self) -> usize {
+            5
+        }
+        fn image_shape(&self) -> [usize; 3] {
+            [1, 32, 32]
+        }
+        fn generate(&self, zs: &[f64], n: usize) -> Result<Vec<f64>> {
+            let folded: Vec<f64> = zs
+                .chunks_exact(5)
+                .flat_map(|z| [z[0], 4.0 * (z[1].max(0.0) + (-z[1]).max(0.0)), z[2], z[3], z[4]])
+                .collect();
+            Shapes.generate(&folded, n)
+        }
+    }
+
+    fn unit(i: usize) -> Vec<f64> {
+        (0..5).map(|j| f64::from(u8::from(i == j))).collect()
+    }
+
+    /// Along translation, rotation and scaling of the rectangle every intermediate property lies between the
+    /// ends'; the properties that do not change in truth stay within the default tolerance (the measurement's
+    /// noise, which this test also bounds).
+    #[test]
+    fn monotone_mutations_pass_the_between_ends_check() {
+        let z = [0.3, -2.0, 1.0, 0.0, 0.0];
+        let p = BetweenParams::default();
+        // (latent axis, eps, the property it changes): 5 pixels right, 4 up, 0.6 rad, 40% larger.
+        for (axis, eps, changed) in [(1, 5.0, 1), (2, -4.0, 2), (0, 0.6, 0), (3, 0.34, 3)] {
+            let c = between_check(&Shapes, &z, &unit(axis), &BetweenParams { eps, ..p }).unwrap();
+            assert_eq!((c.segments, c.skipped), (1, 0));
+            for (prop, t) in BETWEEN_PROPERTIES.iter().zip(&c.properties) {
+                assert_eq!(t.checked, 20);
+                assert_eq!(t.passed, 20, "axis {axis}, {}: {c:?}", prop.name());
+            }
+            // The property that moves lies strictly between the ends, with no tolerance needed.
+            assert_eq!(c.properties[changed].passed_strict, 20, "axis {axis}: {c:?}");
+        }
+    }
+
+    /// Through the fold the object moves 4 pixels left and back: every intermediate x lies outside the ends'
+    /// (equal) values, by up to 4 pixels at the middle; the other properties are untouched and pass.
+    #[test]
+    fn a_folded_path_fails_the_between_ends_check() {
+        let z = [0.0, -1.0, 0.0, 0.0, 0.0];
+        let c = between_check(&FoldedShapes, &z, &unit(1), &BetweenParams { eps: 2.0, ..Default::default() })
+            .unwrap();
+        let [angle, x, y, size] = c.properties;
+        assert_eq!((x.checked, x.passed, x.passed_strict), (20, 0, 0), "{c:?}");
+        // The middle samples are at t = 10/21 and 11/21: dx = 4/21 from the fold.
+        assert!((x.worst - 4.0 * 20.0 / 21.0).abs() < 0.1, "{c:?}");
+        for t in [angle, y, size] {
+            assert_eq!((t.checked, t.passed), (20, 20), "{c:?}");
+        }
+        let total = c.total();
+        assert_eq!((total.checked, total.passed), (80, 60));
+    }
+
+    #[test]
+    fn segments_without_an_object_are_skipped_and_checks_merge() {
+        // log scale −4: the rectangle is 0.2 pixels long and no pixel reaches the threshold at the start.
+        let z = [0.0, 0.0, 0.0, -4.0, 0.0];
+        let p = BetweenParams { eps: 4.0, samples: 5, ..Default::default() };
+        let mut c = between_check(&Shapes, &z, &unit(3), &p).unwrap();
+        assert_eq!((c.segments, c.skipped, c.total().checked), (0, 1, 0));
+        assert_eq!(c.properties[0].fraction(), None);
+        c.merge(&between_check(&Shapes, &[0.0; 5], &unit(1), &p).unwrap());
+        assert_eq!((c.segments, c.skipped, c.properties[1].checked), (1, 1, 5));
+        assert_eq!(c.properties[1].fraction(), Some(1.0));
+
+        let err = between_check(&Shapes, &[0.0; 4], &unit(1), &p).unwrap_err().to_string();
+        assert!(err.contains("need 5 values, found 4 and 5"), "{err}");
+        let err = between_check(&Shapes, &[0.0; 5], &unit(1), &BetweenParams { samples: 0, ..p })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one intermediate sample"), "{err}");
     }
 }

@@ -1,15 +1,18 @@
 //! `gcert continuity`: how continuous a generator is (DESIGN.md §7, paper Def. 3 and Table 8) over random
 //! latent pairs: the constant `C` with the distribution of `d_X / d_Z`, path evenness, straightness and
-//! exact-chain pieces per segment; with `--judge`, the generator's sample quality judged by a classifier card.
+//! exact-chain pieces per segment; with `--judge`, the generator's sample quality judged by a classifier card;
+//! with `--directions` and `--latent`, Table 3's between-ends check of the object's enclosing rectangle.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gcert_continuity::{measure, quality, Options, Quality, Summary};
+use gcert_core::npy::read_npy;
+use gcert_directions::geometry::{between_check, BetweenCheck, BetweenParams, NetworkImages, PropertyTally};
 use serde_json::{json, Value};
 
-use super::{load_network, print_json};
+use super::{load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -35,6 +38,28 @@ pub struct Args {
     /// Prior samples for --judge
     #[arg(long, default_value_t = 1000)]
     samples: usize,
+    /// Between-ends check (paper Table 3): directions file (.npy, one direction per row, as written by
+    /// `gcert directions --out`); every row is checked from every --latent
+    #[arg(long, requires = "latent")]
+    directions: Option<PathBuf>,
+    /// Between-ends check: segment starts (.npy, each shaped as the generator's input or flat); one or more
+    #[arg(long, num_args = 1.., requires = "directions")]
+    latent: Vec<PathBuf>,
+    /// Between-ends check: each segment is z -> z + eps·d
+    #[arg(long, default_value_t = 1.0)]
+    eps: f64,
+    /// Between-ends check: intermediate images per segment (the ends excluded)
+    #[arg(long, default_value_t = 20)]
+    between: usize,
+    /// Between-ends check: pixels brighter than this belong to the object
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f64,
+    /// Between-ends check: an angle this many degrees outside the ends' still passes
+    #[arg(long, default_value_t = BetweenParams::default().tolerance_degrees)]
+    tolerance_degrees: f64,
+    /// Between-ends check: a centre or size this many pixels outside the ends' still passes
+    #[arg(long, default_value_t = BetweenParams::default().tolerance_pixels)]
+    tolerance_pixels: f64,
     /// Print one JSON object instead of text
     #[arg(long)]
     json: bool,
@@ -71,6 +96,48 @@ fn quality_json(q: &Option<Quality>) -> Value {
     }
 }
 
+/// The rectangle properties of the between-ends check, in `BETWEEN_PROPERTIES` order: JSON key and unit.
+const BETWEEN_NAMES: [(&str, &str); 4] =
+    [("angle", "°"), ("center_x", " px"), ("center_y", " px"), ("size", " px")];
+
+fn tally_json(t: &PropertyTally) -> Value {
+    json!({
+        "checked": t.checked, "passed": t.passed, "passed_strict": t.passed_strict, "fraction": t.fraction(),
+        "worst": t.worst,
+    })
+}
+
+fn between_json(b: &Option<(BetweenParams, usize, usize, BetweenCheck)>) -> Value {
+    let Some((p, latents, directions, c)) = b else { return Value::Null };
+    let total = c.total();
+    let mut properties = serde_json::Map::new();
+    for ((name, _), t) in BETWEEN_NAMES.iter().zip(&c.properties) {
+        properties.insert((*name).into(), tally_json(t));
+    }
+    json!({
+        "eps": p.eps, "samples": p.samples, "threshold": p.threshold,
+        "tolerance_degrees": p.tolerance_degrees, "tolerance_pixels": p.tolerance_pixels,
+        "latents": latents, "directions": directions, "segments": c.segments, "skipped": c.skipped,
+        "properties": properties,
+        "checked": total.checked, "passed": total.passed, "passed_strict": total.passed_strict,
+        "fraction": total.fraction(),
+    })
+}
+
+fn percent(t: &PropertyTally) -> String {
+    t.fraction().map_or("-".into(), |f| format!("{:.1}%", 100.0 * f))
+}
+
+/// Reads the rows of a directions file for a generator with `k` latent values.
+fn read_directions(path: &std::path::Path, k: usize) -> Result<Vec<Vec<f64>>> {
+    let arr = read_npy(path)?;
+    match arr.shape.as_slice() {
+        [n] if *n == k => Ok(vec![arr.data]),
+        [r, n] if *n == k && *r > 0 => Ok(arr.data.chunks_exact(k).map(<[f64]>::to_vec).collect()),
+        s => bail!("{}: a directions file must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let g = load_network(&args.generator)?;
     if g.input_shapes.len() != 1 {
@@ -97,6 +164,34 @@ pub fn run(args: Args) -> Result<()> {
             Some((path, q))
         }
     };
+    let between = match &args.directions {
+        None => None,
+        Some(path) => {
+            let k = g.input_len();
+            let dirs = read_directions(path, k)?;
+            let latents = args
+                .latent
+                .iter()
+                .map(|l| read_input(l, &g.input_shapes[0], "the latent point"))
+                .collect::<Result<Vec<_>>>()?;
+            let params = BetweenParams {
+                eps: args.eps,
+                samples: args.between,
+                threshold: args.threshold,
+                tolerance_degrees: args.tolerance_degrees,
+                tolerance_pixels: args.tolerance_pixels,
+            };
+            let images = NetworkImages::new(&g)
+                .with_context(|| format!("between-ends check on {}", args.generator.display()))?;
+            let mut check = BetweenCheck::default();
+            for z in &latents {
+                for d in &dirs {
+                    check.merge(&between_check(&images, z, d, &params).context("between-ends check")?);
+                }
+            }
+            Some((params, latents.len(), dirs.len(), check))
+        }
+    };
     let time_ms = start.elapsed().as_secs_f64() * 1e3;
     let q = judged.as_ref().map(|(_, q)| q.clone());
     let ratio = Some(r.ratio.clone());
@@ -112,6 +207,7 @@ pub fn run(args: Args) -> Result<()> {
             "pieces": summary_json(&r.pieces),
             "collapsed": r.collapsed,
             "quality": quality_json(&q),
+            "between": between_json(&between),
             "time_ms": time_ms,
         }));
     }
@@ -141,6 +237,31 @@ pub fn run(args: Args) -> Result<()> {
             q.confident_fraction,
             q.class_entropy_bits,
             q.class_counts
+        );
+    }
+    if let Some((p, latents, directions, c)) = &between {
+        println!(
+            "between-ends check: {} segments ({latents} latent(s) × {directions} direction(s), z -> z + {}·d), \
+             {} skipped (no object); {} intermediate images each, threshold {}, tolerance {}° / {} px",
+            c.segments, p.eps, c.skipped, p.samples, p.threshold, p.tolerance_degrees, p.tolerance_pixels
+        );
+        for ((name, unit), t) in BETWEEN_NAMES.iter().zip(&c.properties) {
+            println!(
+                "  {name}: {}/{} between the ends ({}), {} without tolerance, worst {:.3}{unit} outside",
+                t.passed,
+                t.checked,
+                percent(t),
+                t.passed_strict,
+                t.worst
+            );
+        }
+        let t = c.total();
+        println!(
+            "  all: {}/{} ({}), {} without tolerance",
+            t.passed,
+            t.checked,
+            percent(&t),
+            t.passed_strict
         );
     }
     println!("time: {time_ms:.0} ms");
