@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod continuity;
 mod data;
 mod fixtures;
 mod pipelines;
@@ -39,6 +40,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The continuity-regulation ablation: re-measure the cards in fixtures/continuity/ and rewrite
+    /// docs/continuity.md (with --train, first train the cards that are missing)
+    Continuity {
+        /// Train the missing cards first (needs libtorch)
+        #[arg(long)]
+        train: bool,
+        /// Train every card again, overwriting the committed ones
+        #[arg(long)]
+        retrain: bool,
+        /// auto, cpu, cuda or cuda:N (training only)
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Train every trained fixture (classifiers, pair network, generator, VAE, latents) into fixtures/trained/
     TrainFixtures {
         /// auto, cpu, cuda or cuda:N
@@ -67,6 +81,9 @@ fn main() -> Result<()> {
         Command::Bench { filter } => pipelines::bench(&root(), filter.as_deref()),
         Command::Setup => setup::run_setup(),
         Command::Data { force } => data::run_data(force),
+        Command::Continuity { train, retrain, device } => {
+            continuity::continuity(&root(), train, retrain, &device)
+        }
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }
 }

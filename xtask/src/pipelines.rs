@@ -35,7 +35,7 @@ pub fn test(root: &Path) -> Result<()> {
 }
 
 /// Builds the `gcert` binary in release mode and returns its path.
-fn build_gcert(root: &Path) -> Result<std::path::PathBuf> {
+pub fn build_gcert(root: &Path) -> Result<std::path::PathBuf> {
     run(torch_cargo()?.args(["build", "--release", "-p", "gcert-cli"]))?;
     Ok(root.join("target/release/gcert"))
 }

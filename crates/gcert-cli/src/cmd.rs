@@ -8,6 +8,7 @@ pub mod eval;
 pub mod exactline;
 pub mod invert;
 pub mod mutate;
+pub mod train;
 
 use std::path::Path;
 

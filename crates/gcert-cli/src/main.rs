@@ -35,6 +35,9 @@ enum Command {
     /// How continuous a generator is: Def. 3's constant C, path evenness and exact-chain pieces over random
     /// latent pairs
     Continuity(cmd::continuity::Args),
+    /// Train a generator (WGAN-GP or VAE) on MNIST, optionally with continuity regulation (`--regulate λ`);
+    /// runs the gcert-train binary, which needs libtorch
+    Train(cmd::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => cmd::bounds::run(a),
         Command::Invert(a) => cmd::invert::run(a),
         Command::Continuity(a) => cmd::continuity::run(a),
+        Command::Train(a) => cmd::train::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

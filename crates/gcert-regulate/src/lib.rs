@@ -31,8 +31,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::Mutex;
-
 use gcert_torch::nn::Net;
 use gcert_torch::objective::{GeneratorLoss, GeneratorStep};
 use gcert_torch::random;
@@ -91,7 +89,8 @@ impl Pace for EvenPace {
 }
 
 /// How the squared deviations are averaged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Reduction {
     /// The mean over every output element (pixel) of every pair: what DESIGN.md §7's λ values refer to.
     #[default]
@@ -170,14 +169,15 @@ pub fn continuity_loss(
 }
 
 /// The weighted continuity term as a generator loss: each step draws its own pairs from the prior with a
-/// seeded ChaCha stream (independent of the trainer's latents), so that runs repeat exactly.
+/// ChaCha stream seeded by `(seed, iteration)` (independent of the trainer's latents), so that runs repeat
+/// exactly and a run resumed from a checkpoint draws what the uninterrupted run would have.
 #[derive(Debug)]
 pub struct Continuity {
     weight: f64,
     pairs: Option<i64>,
     pace: Box<dyn Pace>,
     reduction: Reduction,
-    rng: Mutex<ChaCha8Rng>,
+    seed: u64,
 }
 
 impl Continuity {
@@ -194,7 +194,7 @@ impl Continuity {
             pairs: None,
             pace: Box::new(EvenPace),
             reduction: Reduction::default(),
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+            seed,
         })
     }
 
@@ -220,9 +220,9 @@ impl Continuity {
         self.weight
     }
 
-    /// The weighted term for one step's generator, with the latent shape, kind and device of `z`
+    /// The weighted term for step `iteration` of a generator, with the latent shape, kind and device of `z`
     /// (`[batch, ...latent]`).
-    pub fn weighted(&self, generator: &Net, z: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn weighted(&self, generator: &Net, z: &Tensor, iteration: u64, train: bool) -> Result<Tensor> {
         let size = z.size();
         if size.len() < 2 || size[0] == 0 {
             return Err(Error::Input(format!("latents must be a non-empty batch, found shape {size:?}")));
@@ -231,7 +231,9 @@ impl Continuity {
         let mut shape = vec![n];
         shape.extend_from_slice(&size[1..]);
         let (z1, z2, gamma) = {
-            let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iteration) ^ 0xC0_471_4017,
+            );
             let device = z.device();
             let z1 = random::normal(&mut rng, &shape, device);
             let z2 = random::normal(&mut rng, &shape, device);
@@ -250,10 +252,23 @@ impl GeneratorLoss for Continuity {
         "continuity"
     }
 
+    fn tag(&self) -> String {
+        let pairs = self.pairs.map_or_else(|| "batch".to_string(), |n| n.to_string());
+        let seed = self.seed;
+        format!(
+            "continuity(lambda={}, pairs={pairs}, pace={}, reduction={:?}, seed={seed})",
+            self.weight,
+            self.pace.name(),
+            self.reduction
+        )
+    }
+
     fn loss(&self, step: &GeneratorStep<'_>) -> gcert_torch::Result<Tensor> {
-        Ok(self.weighted(step.generator, step.z, true)?)
+        Ok(self.weighted(step.generator, step.z, step.iteration, true)?)
     }
 }
+
+pub mod config;
 
 #[cfg(test)]
 mod tests;

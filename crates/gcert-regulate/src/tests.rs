@@ -39,7 +39,7 @@ fn zero_for_an_affine_generator_for_every_reduction_and_seed() {
     for seed in 0..5 {
         for reduction in [Reduction::PerElement, Reduction::PerSample] {
             let term = Continuity::new(1.0, seed).unwrap().with_reduction(reduction);
-            let l = value(&term.weighted(&g, &z, true).unwrap());
+            let l = value(&term.weighted(&g, &z, 0, true).unwrap());
             assert!((0.0..=1e-10).contains(&l), "seed {seed}, {reduction:?}: {l}");
         }
     }
@@ -50,12 +50,12 @@ fn positive_for_a_curved_generator_and_scaled_by_the_weight() {
     let vs = VarStore::new(Device::Cpu);
     let g = curved(&vs).to(Kind::Double, Device::Cpu);
     let z = normal(1, &[64, K]);
-    let one = value(&Continuity::new(1.0, 9).unwrap().weighted(&g, &z, true).unwrap());
-    let hundred = value(&Continuity::new(100.0, 9).unwrap().weighted(&g, &z, true).unwrap());
+    let one = value(&Continuity::new(1.0, 9).unwrap().weighted(&g, &z, 0, true).unwrap());
+    let hundred = value(&Continuity::new(100.0, 9).unwrap().weighted(&g, &z, 0, true).unwrap());
     assert!(one > 1e-6, "a ReLU net is curved along random segments: {one}");
     assert!((hundred - 100.0 * one).abs() <= 1e-9 * hundred, "{hundred} against 100 × {one}");
     let per_sample = Continuity::new(1.0, 9).unwrap().with_reduction(Reduction::PerSample);
-    let s = value(&per_sample.weighted(&g, &z, true).unwrap());
+    let s = value(&per_sample.weighted(&g, &z, 0, true).unwrap());
     assert!((s - 12.0 * one).abs() <= 1e-9 * s, "the squared norm is 12 elements' sum: {s} against {one}");
 }
 
@@ -126,14 +126,16 @@ fn the_same_seed_repeats_and_another_differs() {
     let vs = VarStore::new(Device::Cpu);
     let g = curved(&vs).to(Kind::Double, Device::Cpu);
     let z = normal(5, &[32, K]);
-    let draw = |seed| value(&Continuity::new(1.0, seed).unwrap().weighted(&g, &z, false).unwrap());
-    assert_eq!(draw(11), draw(11));
-    assert_ne!(draw(11), draw(12));
-    let term = Continuity::new(1.0, 11).unwrap();
-    let (a, b) = (term.weighted(&g, &z, false).unwrap(), term.weighted(&g, &z, false).unwrap());
-    assert_ne!(value(&a), value(&b), "each step draws new pairs");
+    let draw = |seed, it| value(&Continuity::new(1.0, seed).unwrap().weighted(&g, &z, it, false).unwrap());
+    assert_eq!(draw(11, 3), draw(11, 3), "a step's pairs depend on (seed, iteration) only");
+    assert_ne!(draw(11, 3), draw(12, 3));
+    assert_ne!(draw(11, 3), draw(11, 4), "each step draws new pairs");
     let pairs = Continuity::new(1.0, 11).unwrap().with_pairs(7).unwrap();
-    assert!(value(&pairs.weighted(&g, &z, false).unwrap()) > 0.0);
+    assert!(value(&pairs.weighted(&g, &z, 0, false).unwrap()) > 0.0);
+    // The checkpoint tag records every setting that changes the term.
+    let tag = Continuity::new(100.0, 11).unwrap().with_pairs(7).unwrap().tag();
+    assert_eq!(tag, "continuity(lambda=100, pairs=7, pace=even, reduction=PerElement, seed=11)");
+    assert_ne!(Continuity::new(10.0, 11).unwrap().tag(), Continuity::new(100.0, 11).unwrap().tag());
 }
 
 #[test]

@@ -20,6 +20,7 @@ use crate::train::Log;
 
 /// How the generator is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GanConfig {
     /// Generator steps.
     pub iters: u64,
@@ -121,7 +122,8 @@ pub fn train_gan(
     let extra_names: Vec<&str> = extra.iter().map(|e| e.name()).collect();
     // The schedule's length and logging are not part of the tag: a run may be resumed and extended.
     let key = GanConfig { iters: 0, log_every: 0, checkpoint_every: 0, ..cfg.clone() };
-    let tag = format!("gan:{}:extra={extra_names:?}", serde_json::to_string(&key).unwrap_or_default());
+    let extra_tags: Vec<String> = extra.iter().map(|e| e.tag()).collect();
+    let tag = format!("gan:{}:extra={extra_tags:?}", serde_json::to_string(&key).unwrap_or_default());
     let (mut done, mut seconds) = (0, 0.0);
     if let Some(ck) = checkpoint.filter(|c| c.exists()) {
         let meta = ck.load(

@@ -28,6 +28,11 @@ pub struct GeneratorStep<'a> {
 pub trait GeneratorLoss: std::fmt::Debug {
     /// A short name for progress lines and reports.
     fn name(&self) -> &str;
+    /// Everything that changes what the term computes (name, weight, settings): checkpoints of a run record
+    /// it, so that a run is never resumed under another term. Defaults to the name.
+    fn tag(&self) -> String {
+        self.name().to_string()
+    }
     /// The weighted term for this step (a scalar tensor).
     fn loss(&self, step: &GeneratorStep<'_>) -> Result<Tensor>;
 }

@@ -18,6 +18,7 @@ use crate::train::{epoch_seed, Log};
 
 /// How the VAE is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VaeConfig {
     pub epochs: u64,
     pub batch: usize,
@@ -97,8 +98,9 @@ pub fn train_vae(
     let head = encoder.layers.len() - 1..encoder.layers.len();
     let (mut seconds, mut final_loss, mut done) = (0.0, f64::NAN, 0);
     let names: Vec<&str> = extra.iter().map(|e| e.name()).collect();
+    let tags: Vec<String> = extra.iter().map(|e| e.tag()).collect();
     let key = VaeConfig { epochs: 0, ..cfg.clone() };
-    let tag = format!("vae:{}:extra={names:?}", serde_json::to_string(&key).unwrap_or_default());
+    let tag = format!("vae:{}:extra={tags:?}", serde_json::to_string(&key).unwrap_or_default());
     if let Some(ck) = checkpoint.filter(|c| c.exists()) {
         let meta = ck.load(&tag, &mut [("vae", &mut vs)], &mut [("opt", &mut opt)])?;
         (done, seconds) = (meta.done, meta.seconds);
@@ -109,6 +111,7 @@ pub fn train_vae(
         let seed = epoch_seed(cfg.seed, epoch);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xBEEF);
         let (mut sum, mut n, mut steps) = (0.0, 0usize, 0u64);
+        let mut extra_sums = vec![0.0; extra.len()];
         for (b, idx) in train.batches(cfg.batch, seed).iter().enumerate() {
             if cfg.max_batches.is_some_and(|m| b >= m) {
                 break;
@@ -125,7 +128,10 @@ pub fn train_vae(
             let recon = (&xr - &x).pow_tensor_scalar(2).sum(Kind::Float) * (inv2s2 / bs);
             let kl = ((&mu * &mu) + lv.exp() - &lv - 1.0).sum(Kind::Float) * (0.5 / bs);
             let step = GeneratorStep { generator: &decoder, z: &z, fake: &xr, iteration: opt.step as u64 };
-            let (loss, _) = generator_objective(recon + kl, &step, extra)?;
+            let (loss, parts) = generator_objective(recon + kl, &step, extra)?;
+            for (acc, (_, v)) in extra_sums.iter_mut().zip(&parts) {
+                *acc += v;
+            }
             opt.backward_step(&loss);
             sum += loss.double_value(&[]) * bs;
             n += idx.len();
@@ -134,8 +140,13 @@ pub fn train_vae(
         let dt = t0.elapsed().as_secs_f64();
         seconds += dt;
         final_loss = sum / n.max(1) as f64;
+        let extras: String = names
+            .iter()
+            .zip(&extra_sums)
+            .map(|(name, v)| format!("  {name} {:.4}", v / steps.max(1) as f64))
+            .collect();
         log(&format!(
-            "epoch {}/{}  loss {final_loss:.2}  {:.0} samples/s  {steps} steps  {dt:.1} s",
+            "epoch {}/{}  loss {final_loss:.2}{extras}  {:.0} samples/s  {steps} steps  {dt:.1} s",
             epoch + 1,
             cfg.epochs,
             n as f64 / dt.max(1e-9)
