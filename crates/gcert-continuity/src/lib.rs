@@ -123,6 +123,12 @@ pub struct Report {
     /// Def. 3's constant on the sampled pairs, `max(max ratio, 1 / min ratio)`; infinite when two distinct
     /// latents map to the same image.
     pub c: f64,
+    /// The smallest Def. 3 constant over every rescaling `s · d_X` of the image distance,
+    /// `√(max ratio / min ratio)`: `C` without the arbitrary unit of pixel distances (1 for a map that scales
+    /// every distance by the same factor).
+    pub c_rescaled: f64,
+    /// The same from the 5th and 95th percentiles, `√(p95 / p5)`: insensitive to the few most extreme pairs.
+    pub c_rescaled_p5_p95: f64,
     /// Per segment, the largest `|‖G(z_γ) − G(z1)‖ / ‖G(z2) − G(z1)‖ − γ|`; `None` when every pair collapsed.
     pub evenness: Option<Summary>,
     /// Per segment, the largest `‖G(z_γ) − ((1 − γ) G(z1) + γ G(z2))‖ / ‖G(z2) − G(z1)‖`.
@@ -260,9 +266,13 @@ pub fn measure(generator: &Network, options: &Options) -> Result<Report> {
     }
     let ratio = Summary::of(&ratios).ok_or_else(|| Error::Input("no pairs were measured".into()))?;
     let c = ratio.max.max(1.0 / ratio.min);
+    let c_rescaled = (ratio.max / ratio.min).sqrt();
+    let c_rescaled_p5_p95 = (ratio.p95 / ratio.p5).sqrt();
     Ok(Report {
         ratio,
         c,
+        c_rescaled,
+        c_rescaled_p5_p95,
         evenness: Summary::of(&evenness),
         straightness: Summary::of(&straightness),
         collapsed,

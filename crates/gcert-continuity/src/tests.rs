@@ -44,6 +44,8 @@ fn a_scaled_rotation_has_c_equal_to_its_scale() {
     let r = measure(&g, &options(500)).unwrap();
     assert!((r.ratio.min - 2.0).abs() < 1e-12 && (r.ratio.max - 2.0).abs() < 1e-12, "{:?}", r.ratio);
     assert!((r.c - 2.0).abs() < 1e-12);
+    // Every distance scales by the same factor: after rescaling d_X, an isometry.
+    assert!((r.c_rescaled - 1.0).abs() < 1e-12 && (r.c_rescaled_p5_p95 - 1.0).abs() < 1e-12);
     assert!(r.evenness.unwrap().max < 1e-12 && r.straightness.unwrap().max < 1e-12);
     let p = r.pieces.unwrap();
     assert_eq!((p.count, p.min, p.max), (200, 1.0, 1.0));
@@ -60,6 +62,9 @@ fn a_linear_generator_has_c_from_its_singular_values() {
     assert!(r.ratio.min >= 0.5 - 1e-12 && r.ratio.max <= 3.0 + 1e-12, "{:?}", r.ratio);
     assert!((r.ratio.min - 0.5).abs() < 1e-3 && (r.ratio.max - 3.0).abs() < 1e-3, "{:?}", r.ratio);
     assert!((r.c - 3.0).abs() < 1e-3, "{}", r.c);
+    // Rescaled: √(σ_max / σ_min) = √6, whatever the unit; the percentiles give less.
+    assert!((r.c_rescaled - 6f64.sqrt()).abs() < 1e-3, "{}", r.c_rescaled);
+    assert!(r.c_rescaled_p5_p95 > 1.0 && r.c_rescaled_p5_p95 < r.c_rescaled);
     assert_eq!(r.pieces, None);
 
     // A contraction (σ = 0.25, 0.5, rotated by 45°): C = 1 / σ_min = 4.
