@@ -18,11 +18,11 @@ use serde_json::{json, Value};
 use crate::setup::torch_cargo;
 
 /// The λ values of the sweep (500 generator steps each).
-pub const SWEEP: [f64; 5] = [0.0, 10.0, 100.0, 1000.0, 10000.0];
+pub const SWEEP: [f64; 6] = [0.0, 10.0, 100.0, 300.0, 1000.0, 10000.0];
 /// Generator steps of a sweep run.
 pub const SWEEP_ITERS: u64 = 500;
 /// The λ of the regulated generator and VAE, chosen from the sweep (see `choose` and docs/continuity.md).
-pub const REGULATED_LAMBDA: f64 = 1000.0;
+pub const REGULATED_LAMBDA: f64 = 100.0;
 /// The judge of sample quality (the generators learn augmented digits).
 const JUDGE: &str = "fixtures/trained/classifier-conv4-aug.toml";
 /// Random latent pairs and exact chains per measurement.
@@ -438,4 +438,47 @@ Sweep runs: `gcert train --config fixtures/continuity/gan.toml --iters {SWEEP_IT
 {PAIRS} prior pairs per card (seed 0), exact chains on {CHAINS} of them, 1,000 judged samples.
 "
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A measurement with the given C, evenness median and judge confidence.
+    fn card(c: f64, even: f64, conf: f64) -> Value {
+        json!({ "c": c, "c_rescaled": c, "c_rescaled_p5_p95": c, "evenness": { "median": even, "p95": even },
+                "quality": { "mean_confidence": conf }, "training": { "seconds": 10.0 } })
+    }
+
+    #[test]
+    fn the_page_shows_every_card_and_says_what_improved_and_what_did_not() {
+        let mut cards = serde_json::Map::new();
+        for (i, &l) in SWEEP.iter().enumerate() {
+            // Confidence falls with λ; only the last two fall by more than 0.05.
+            let conf = if l <= REGULATED_LAMBDA { 0.7 - 0.001 * i as f64 } else { 0.5 };
+            cards.insert(sweep_card(l), card(2.0, 0.2 / (1.0 + i as f64), conf));
+        }
+        for model in ["generator", "vae"] {
+            cards.insert(format!("fixtures/continuity/{model}-unregulated.toml"), card(2.0, 0.2, 0.7));
+            cards.insert(format!("fixtures/continuity/{model}-regulated.toml"), card(2.5, 0.1, 0.69));
+        }
+        let doc = render(&json!({ "cards": cards })).unwrap();
+        assert!(doc.contains(&format!("is **{REGULATED_LAMBDA}**")), "{doc}");
+        assert!(!doc.contains("does NOT pick"), "{doc}");
+        assert!(doc.contains("evenness: median max \\|ratio − γ\\|: improved (0.2000 → 0.1000)"), "{doc}");
+        assert!(doc.contains("C (Def. 3): NOT improved (2.000 → 2.500)"), "{doc}");
+        assert!(doc.contains("| C (Def. 3) | 2.000 | 2.500 | +25.0% (worse) |"), "{doc}");
+        assert_eq!(doc.matches("## ").count(), 4, "sweep, generator, VAE, reproduce");
+        // A missing measure is a dash, not a number.
+        assert!(doc.contains("| – |"), "{doc}");
+    }
+
+    #[test]
+    fn changes_are_relative_and_judged_by_direction() {
+        assert_eq!(change(2.0, 1.0, Some(true)), "-50.0% (better)");
+        assert_eq!(change(2.0, 1.0, Some(false)), "-50.0% (worse)");
+        assert_eq!(change(2.0, 3.0, None), "+50.0%");
+        assert_eq!(change(f64::NAN, 3.0, Some(true)), "–");
+        assert_eq!(change(2.0, 2.0, Some(true)), "+0.0%");
+    }
 }
