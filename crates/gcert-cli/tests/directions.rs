@@ -116,6 +116,18 @@ fn local_directions_report_their_leak_before_and_after_projection() {
         read_npy(&dir.path().join("local.npy")).unwrap(),
         read_npy(&dir.path().join("local2.npy")).unwrap()
     );
+    // The paper's null space (robust PCA's low-rank part) is available and recorded; here it is exact too.
+    let o = gcert(
+        &[&base[..], &["--region", "4,4,8,8", "--null-space", "low-rank", "--out", "l3.npy", "--json"]]
+            .concat(),
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((&v["local"]["null_space"], &w["local"]["null_space"]), (&"gram".into(), &"low-rank".into()));
+    for d in w["local"]["directions"].as_array().unwrap() {
+        assert!(d["leak_after"]["first_order"].as_f64().unwrap() < 1e-5, "{d}");
+    }
 }
 
 #[test]

@@ -39,7 +39,9 @@ pub mod synthetic;
 pub use error::{Error, Result};
 pub use factor::{directions, factorize, sample_latents, FactorParams, Factorization, RpcaSummary};
 pub use jacobian::{finite_difference_jacobian, jacobian, JacobianPlan};
-pub use local::{image_shape, local_directions, Leak, LocalDirection, LocalDirections, LocalParams, Region};
+pub use local::{
+    image_shape, local_directions, Leak, LocalDirection, LocalDirections, LocalParams, NullSpace, Region,
+};
 pub use rpca::{robust_pca, Rpca, RpcaParams};
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //! leak after projection is zero exactly when robust PCA keeps all of the background's Jacobian in that part.
 
 use gcert_core::Network;
-use ndarray::{Array1, Array2, ArrayView1};
+use ndarray::{s, Array1, Array2, ArrayView1};
+use ndarray_linalg::{Eigh, UPLO};
 use serde::Serialize;
 
 use crate::error::{check_finite, Error, Result};
@@ -100,12 +101,31 @@ pub struct LocalParams {
     pub factor: FactorParams,
     /// The latent step of the finite leak (default 1).
     pub step: f64,
+    /// Where the background's null space comes from (default [`NullSpace::Gram`]).
+    pub null_space: NullSpace,
 }
 
 impl Default for LocalParams {
     fn default() -> Self {
-        LocalParams { factor: FactorParams::default(), step: 1.0 }
+        LocalParams { factor: FactorParams::default(), step: 1.0, null_space: NullSpace::default() }
     }
+}
+
+/// The basis of the background's null space `B_null` (`k − r_B` directions, `r_B` the background's rank from
+/// robust PCA either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NullSpace {
+    /// The eigenvectors of the `k − r_B` smallest eigenvalues of the background's Gram matrix `M_B` itself.
+    /// Among all `(k − r_B)`-dimensional subspaces this one moves the background least: a unit `d` in it has
+    /// mean first-order background change `dᵀ M_B d ≤ λ_{r_B+1}(M_B)`, the smallest such bound
+    /// (Courant–Fischer). The default.
+    #[default]
+    Gram,
+    /// The trailing right singular vectors of robust PCA's low-rank part `L_B` (the paper's Eq. 15–17 as
+    /// written). Whatever robust PCA moves into its sparse part `S_B` can leak: `dᵀ M_B d ≤ σ_{r_B+1}(L_B) +
+    /// ‖S_B + R‖₂`.
+    LowRank,
 }
 
 /// Background change over foreground change along a direction.
@@ -158,11 +178,22 @@ pub fn local_directions(
     let k = plan.latent_len();
     let background: Vec<bool> = mask.iter().map(|&b| !b).collect();
     let fg = factorize(&plan.mean_gram(zs, m, Some(mask))?, &params.factor)?;
-    let bg = factorize(&plan.mean_gram(zs, m, Some(&background))?, &params.factor)?;
+    let m_b = plan.mean_gram(zs, m, Some(&background))?;
+    let bg = factorize(&m_b, &params.factor)?;
     let z = &zs[..k];
     let j = plan.jacobian(z)?;
     let g0 = net.forward(z, 1)?;
-    let null = bg.null_space();
+    let gram_null;
+    let null = match params.null_space {
+        NullSpace::LowRank => bg.null_space(),
+        NullSpace::Gram => {
+            // Ascending eigenvalues: the first k − r_B eigenvectors (columns) span the least-moving subspace.
+            let (_, vecs) =
+                m_b.eigh(UPLO::Lower).map_err(|e| Error::linalg("symmetric eigensolver (syevd)", e))?;
+            gram_null = vecs.slice(s![.., ..k - bg.rank]).t().to_owned();
+            gram_null.view()
+        }
+    };
     let mut directions = Vec::new();
     let mut dropped = Vec::new();
     for (source, v) in fg.directions().rows().into_iter().enumerate() {

@@ -235,7 +235,18 @@ proptest! {
         let net = synthetic::separable(k, k_bg, 16, [x, y, 8, 8], seed).network().unwrap();
         let mask = Region::Rect { x, y, w: 8, h: 8 }.mask(image_shape(&net).unwrap()).unwrap();
         let z = vec![0.05; k];
-        let local = local_directions(&net, &z, 1, &mask, &LocalParams::default()).unwrap();
+        // The default null space, the eigenvectors of G_B's k − r_B smallest eigenvalues, is exact here: the
+        // background depends on k_bg latent directions only, so G_B has rank k_bg and the leak vanishes.
+        let gram = local_directions(&net, &z, 1, &mask, &LocalParams::default()).unwrap();
+        prop_assert_eq!(gram.background.rank, k_bg);
+        prop_assert_eq!(gram.directions.len(), gram.foreground.rank);
+        for d in &gram.directions {
+            prop_assert!(d.after.first_order < 1e-6, "leak after projection on G_B's null space {:?}", d.after);
+            prop_assert!((d.after.finite - d.after.first_order).abs() <= 1e-9 + 1e-6 * d.after.first_order);
+        }
+        // The paper's null space, that of robust PCA's low-rank part L.
+        let params = LocalParams { null_space: NullSpace::LowRank, ..LocalParams::default() };
+        let local = local_directions(&net, &z, 1, &mask, &params).unwrap();
         prop_assert_eq!(local.background.rank, k_bg);
         prop_assert!(local.foreground.rank > k_bg);
         prop_assert_eq!(local.directions.len(), local.foreground.rank);

@@ -10,11 +10,18 @@ use gcert_directions::geometry::{
 };
 use gcert_directions::{
     directions, image_shape, local_directions, sample_latents, FactorParams, Factorization, LocalParams,
-    Region, RpcaParams,
+    NullSpace, Region, RpcaParams,
 };
 use serde_json::{json, Value};
 
 use super::{fmt_values, load_network, print_json, read_input};
+
+/// `--null-space`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NullSpaceArg {
+    Gram,
+    LowRank,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,6 +70,10 @@ pub struct Args {
     /// Latent step over which the finite leak of local directions is measured
     #[arg(long, default_value_t = 1.0)]
     step: f64,
+    /// Local directions: the background's null space from its Gram matrix (gram: the k − r_B least-moving
+    /// eigenvectors, the smallest leak) or from robust PCA's low-rank part (low-rank: the paper's Eq. 15–17)
+    #[arg(long, value_enum, default_value_t = NullSpaceArg::Gram)]
+    null_space: NullSpaceArg,
     /// Name each direction by what it does to the object's minimum enclosing rectangle (rotation,
     /// translate-x/y, scale, shear), with its calibration and the independence matrix
     #[arg(long)]
@@ -247,7 +258,11 @@ pub fn run(args: Args) -> Result<()> {
                 args.mask.as_ref().map_or_else(|| "--region".to_string(), |p| p.display().to_string());
             let image = image_shape(&net)?;
             let mask = region.mask(image).with_context(|| format!("{where_}: unusable region"))?;
-            let params = LocalParams { factor, step: args.step };
+            let null_space = match args.null_space {
+                NullSpaceArg::Gram => NullSpace::Gram,
+                NullSpaceArg::LowRank => NullSpace::LowRank,
+            };
+            let params = LocalParams { factor, step: args.step, null_space };
             let local = local_directions(&net, &zs, args.samples, &mask, &params)?;
             if local.foreground.rank == 0 {
                 bail!(
@@ -269,6 +284,7 @@ pub fn run(args: Args) -> Result<()> {
             report["local"] = json!({
                 "region_values": inside,
                 "step": args.step,
+                "null_space": null_space,
                 "foreground": factorization_json(&local.foreground),
                 "background": factorization_json(&local.background),
                 "directions": local.directions.iter().map(|d| json!({
@@ -280,8 +296,12 @@ pub fn run(args: Args) -> Result<()> {
             lines.push(describe("foreground", &local.foreground));
             lines.push(describe("background", &local.background));
             lines.push(format!(
-                "leak = background change / foreground change (first order | over a step of {})",
-                args.step
+                "leak = background change / foreground change (first order | over a step of {}); null space from {}",
+                args.step,
+                match null_space {
+                    NullSpace::Gram => "the background's Gram matrix",
+                    NullSpace::LowRank => "robust PCA's low-rank part",
+                }
             ));
             lines.push(format!(
                 "{:>4} {:>6} {:>8}  {:>23}  {:>23}",
