@@ -52,11 +52,16 @@ pub fn demo(root: &Path) -> Result<()> {
     let (g, n, z, zb, d) =
         (p("generator.toml"), p("classifier.toml"), p("latent_a.npy"), p("latent_b.npy"), p("direction.npy"));
     let (cex, dirs) = (o("counterexample.npy"), o("directions.npy"));
-    let (tg, tc, tz) =
-        (p("trained/generator.toml"), p("trained/classifier-conv4.toml"), p("trained/latents/gan-z-3.npy"));
+    // The MNIST part runs on the continuity-regulated generator (docs/continuity.md) and the latent of a real
+    // test "3" under it.
+    let (tg, tc, tz) = (
+        p("continuity/generator-regulated.toml"),
+        p("trained/classifier-conv4.toml"),
+        p("continuity/latents/gan-z-3.npy"),
+    );
     let (mdirs, mcex, mstrip) =
         (o("mnist-directions.npy"), o("mnist-counterexample.npy"), o("mnist-strip.png"));
-    let mdir2 = format!("{mdirs}:2");
+    let mdir = format!("{mdirs}:3");
     let steps: Vec<(&str, Vec<&str>)> = vec![
         (
             "exact chain of the fixture generator composed with the fixture classifier",
@@ -127,11 +132,11 @@ pub fn demo(root: &Path) -> Result<()> {
             vec!["directions", "--generator", &g, "--latent", &z, "--out", &dirs, "--force"],
         ),
         (
-            "trained MNIST generator: independent directions at the latent of a real test digit (a 3)",
+            "regulated MNIST generator: independent directions at the latent of a real test digit (a 3)",
             vec!["directions", "--generator", &tg, "--latent", &tz, "--out", &mdirs, "--force"],
         ),
         (
-            "trained MNIST generator and 4-conv classifier along direction 2, tolerance 3, both sides",
+            "regulated MNIST generator and 4-conv classifier along direction 3, tolerance 5, both sides",
             vec![
                 "certify",
                 "--generator",
@@ -141,9 +146,9 @@ pub fn demo(root: &Path) -> Result<()> {
                 "--latent",
                 &tz,
                 "--direction",
-                &mdir2,
+                &mdir,
                 "--eps",
-                "3",
+                "5",
                 "--two-sided",
                 "--counterexample-out",
                 &mcex,
@@ -159,9 +164,9 @@ pub fn demo(root: &Path) -> Result<()> {
                 "--latent",
                 &tz,
                 "--direction",
-                &mdir2,
+                &mdir,
                 "--eps",
-                "3",
+                "5",
                 "--two-sided",
                 "--out",
                 &mstrip,

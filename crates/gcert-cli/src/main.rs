@@ -40,7 +40,26 @@ enum Command {
     Train(cmd::train::Args),
 }
 
+/// `gcert … | head` closes stdout early; `println!` then panics with "Broken pipe". Leave quietly with the status
+/// a process killed by SIGPIPE has (128 + 13), as other command-line tools do, instead of a panic message.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("GCERT_LOG"))
         .with_writer(std::io::stderr)

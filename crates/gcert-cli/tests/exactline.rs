@@ -158,3 +158,30 @@ fn bad_inputs_exit_2_with_one_clear_error() {
         "outputs shape [1, 16, 16] but generator",
     );
 }
+
+/// `gcert … | head -1`: the reader goes away after one line; gcert leaves quietly (status 141, as a process
+/// killed by SIGPIPE) instead of panicking.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
+    let g = fixtures.join("generator.toml");
+    let z = fixtures.join("latent_a.npy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gcert"))
+        .args(["directions", "--generator", g.to_str().unwrap(), "--latent", z.to_str().unwrap()])
+        .args(["--samples", "8", "--name-geometric", "--threshold", "0.3", "--out"])
+        .arg(std::env::temp_dir().join(format!("gcert-pipe-{}.npy", std::process::id())))
+        .arg("--force")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the pipe before gcert writes anything (it computes for a while first).
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(141), "{err}");
+}
