@@ -49,6 +49,9 @@ enum Command {
         /// Train every card again, overwriting the committed ones
         #[arg(long)]
         retrain: bool,
+        /// Only rewrite docs/continuity.md from fixtures/continuity/measurements.json
+        #[arg(long, conflicts_with_all = ["train", "retrain"])]
+        render: bool,
         /// auto, cpu, cuda or cuda:N (training only)
         #[arg(long, default_value = "auto")]
         device: String,
@@ -81,8 +84,8 @@ fn main() -> Result<()> {
         Command::Bench { filter } => pipelines::bench(&root(), filter.as_deref()),
         Command::Setup => setup::run_setup(),
         Command::Data { force } => data::run_data(force),
-        Command::Continuity { train, retrain, device } => {
-            continuity::continuity(&root(), train, retrain, &device)
+        Command::Continuity { train, retrain, render, device } => {
+            continuity::continuity(&root(), train, retrain, render, &device)
         }
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }
