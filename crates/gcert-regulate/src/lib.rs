@@ -232,7 +232,7 @@ impl Continuity {
         shape.extend_from_slice(&size[1..]);
         let (z1, z2, gamma) = {
             let mut rng = ChaCha8Rng::seed_from_u64(
-                self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iteration) ^ 0xC0_471_4017,
+                self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(iteration) ^ 0x000C_0471_4017,
             );
             let device = z.device();
             let z1 = random::normal(&mut rng, &shape, device);
