@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde_json::{json, Value};
 
-use crate::setup::torch_cargo;
+use crate::setup::{run, torch_cargo};
 
 /// The λ values of the sweep (500 generator steps each).
 pub const SWEEP: [f64; 6] = [0.0, 10.0, 100.0, 300.0, 1000.0, 10000.0];
@@ -86,15 +86,6 @@ fn runs() -> Vec<Run> {
         });
     }
     runs
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
 }
 
 fn output(cmd: &mut Command) -> Result<String> {

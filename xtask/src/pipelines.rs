@@ -5,16 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup::{run_setup, torch_cargo};
-
-fn run(cmd: &mut Command) -> Result<()> {
-    eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
-}
+use crate::setup::{run, run_setup, torch_cargo};
 
 /// Set-up, then every test of the workspace, the formatting check and the dependency-direction check.
 pub fn test(root: &Path) -> Result<()> {

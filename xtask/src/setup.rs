@@ -40,7 +40,8 @@ fn torch_ok(venv: &Path) -> bool {
     Command::new(&py).args(["-c", &check]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+/// Runs a command, echoing it first; a failure names the command and its status.
+pub fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
     let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {

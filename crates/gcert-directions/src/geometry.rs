@@ -266,6 +266,19 @@ fn wrap90(deg: f64) -> f64 {
     }
 }
 
+/// A latent point and a direction of `k` finite values each.
+fn check_segment(k: usize, z: &[f64], d: &[f64]) -> Result<()> {
+    if z.len() != k || d.len() != k {
+        return Err(Error::input(format!(
+            "a latent point and a direction need {k} values, found {} and {}",
+            z.len(),
+            d.len()
+        )));
+    }
+    check_finite("the latent point", z)?;
+    check_finite("the direction", d)
+}
+
 /// Measures what direction `d` does at `z` (see the module documentation). `d` need not be normalised: the
 /// slopes are per unit of `t` along `d` as given.
 pub fn measure_direction(
@@ -275,15 +288,7 @@ pub fn measure_direction(
     params: &GeometryParams,
 ) -> Result<DirectionGeometry> {
     let k = gen.latent_len();
-    if z.len() != k || d.len() != k {
-        return Err(Error::input(format!(
-            "a latent point and a direction need {k} values, found {} and {}",
-            z.len(),
-            d.len()
-        )));
-    }
-    check_finite("the latent point", z)?;
-    check_finite("the direction", d)?;
+    check_segment(k, z, d)?;
     if params.points < 3 || params.points % 2 == 0 {
         return Err(Error::input(format!(
             "the number of samples must be odd and at least 3, found {}",
@@ -548,15 +553,7 @@ pub fn between_check(
     params: &BetweenParams,
 ) -> Result<BetweenCheck> {
     let k = gen.latent_len();
-    if z.len() != k || d.len() != k {
-        return Err(Error::input(format!(
-            "a latent point and a direction need {k} values, found {} and {}",
-            z.len(),
-            d.len()
-        )));
-    }
-    check_finite("the latent point", z)?;
-    check_finite("the direction", d)?;
+    check_segment(k, z, d)?;
     if params.samples == 0 {
         return Err(Error::input("the between-ends check needs at least one intermediate sample, found 0"));
     }
