@@ -354,7 +354,12 @@ impl<'a> Bounder<'a> {
                     match &self.adjoint[i] {
                         Some(adjoint) => adjoint.apply(&lambda, k2, &mut next, &mut scratch),
                         None => {
-                            transpose_apply(layer, &lambda, k2, &mut next);
+                            let transposed = transpose_apply(layer, &lambda, k2, &mut next);
+                            debug_assert!(
+                                transposed,
+                                "{}: an affine layer with neither transpose",
+                                layer.name
+                            );
                         }
                     }
                     std::mem::swap(&mut lambda, &mut next);

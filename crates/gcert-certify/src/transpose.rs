@@ -5,88 +5,16 @@ use gcert_core::ops::ConvGeom;
 use gcert_core::{Layer, Op};
 
 /// For each of the `k` rows `g_r` of `g` (covectors on the layer's output), writes the covector `g_r A` on
-/// the layer's input into `out`. Returns `false` for layers that are not affine.
+/// the layer's input into `out`, for the affine layers without weights (channel affine, reshape, average pool,
+/// gather, embed). Returns `false` for the others: linear and convolution layers transpose through
+/// [`adjoint_layer`], and non-affine layers have no transpose. Every affine layer is covered by exactly one
+/// of the two.
 pub fn transpose_apply(layer: &Layer, g: &[f64], k: usize, out: &mut Vec<f64>) -> bool {
     let (n_in, n_out) = (layer.in_len(), layer.out_len());
     debug_assert_eq!(g.len(), k * n_out);
     out.clear();
     out.resize(k * n_in, 0.0);
     match &layer.op {
-        Op::Linear { weight, inputs, .. } => {
-            for (gr, or) in g.chunks_exact(n_out).zip(out.chunks_exact_mut(n_in)) {
-                for (&v, w) in gr.iter().zip(weight.chunks_exact(*inputs)) {
-                    if v != 0.0 {
-                        for (o, w) in or.iter_mut().zip(w) {
-                            *o += v * w;
-                        }
-                    }
-                }
-            }
-        }
-        Op::Conv2d { weight, geom: c, .. } => {
-            for r in 0..k {
-                let gr = &g[r * n_out..(r + 1) * n_out];
-                let or = &mut out[r * n_in..(r + 1) * n_in];
-                for co in 0..c.cout {
-                    for ci in 0..c.cin {
-                        for ky in 0..c.kh {
-                            for kx in 0..c.kw {
-                                let w = weight[((co * c.cin + ci) * c.kh + ky) * c.kw + kx];
-                                if w == 0.0 {
-                                    continue;
-                                }
-                                for oy in 0..c.oh {
-                                    let iy = (oy * c.stride[0] + ky) as isize - c.padding[0] as isize;
-                                    if iy < 0 || iy >= c.h as isize {
-                                        continue;
-                                    }
-                                    let grow = &gr[(co * c.oh + oy) * c.ow..][..c.ow];
-                                    let orow = &mut or[(ci * c.h + iy as usize) * c.w..][..c.w];
-                                    for ox in 0..c.ow {
-                                        let ix = (ox * c.stride[1] + kx) as isize - c.padding[1] as isize;
-                                        if ix >= 0 && ix < c.w as isize {
-                                            orow[ix as usize] += w * grow[ox];
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Op::ConvTranspose2d { weight, geom: c, .. } => {
-            for r in 0..k {
-                let gr = &g[r * n_out..(r + 1) * n_out];
-                let or = &mut out[r * n_in..(r + 1) * n_in];
-                for ci in 0..c.cin {
-                    for co in 0..c.cout {
-                        for ky in 0..c.kh {
-                            for kx in 0..c.kw {
-                                let w = weight[((ci * c.cout + co) * c.kh + ky) * c.kw + kx];
-                                if w == 0.0 {
-                                    continue;
-                                }
-                                for iy in 0..c.h {
-                                    let oy = (iy * c.stride[0] + ky) as isize - c.padding[0] as isize;
-                                    if oy < 0 || oy >= c.oh as isize {
-                                        continue;
-                                    }
-                                    let grow = &gr[(co * c.oh + oy as usize) * c.ow..][..c.ow];
-                                    let orow = &mut or[(ci * c.h + iy) * c.w..][..c.w];
-                                    for ix in 0..c.w {
-                                        let ox = (ix * c.stride[1] + kx) as isize - c.padding[1] as isize;
-                                        if ox >= 0 && ox < c.ow as isize {
-                                            orow[ix] += w * grow[ox as usize];
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
         Op::ChannelAffine { scale, spatial, .. } => {
             for (gr, or) in g.chunks_exact(n_out).zip(out.chunks_exact_mut(n_in)) {
                 for (c, (gc, oc)) in gr.chunks_exact(*spatial).zip(or.chunks_exact_mut(*spatial)).enumerate()
@@ -127,9 +55,17 @@ pub fn transpose_apply(layer: &Layer, g: &[f64], k: usize, out: &mut Vec<f64>) -
                 or.copy_from_slice(&gr[prefix.len()..prefix.len() + n_in]);
             }
         }
-        Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } | Op::MaxPool2d(_) | Op::Sigmoid | Op::Tanh => {
-            return false
-        }
+        // Weighted layers transpose into a layer of the opposite kind ([`adjoint_layer`]), which runs on the
+        // core's batched kernels; non-affine layers have no transpose.
+        Op::Linear { .. }
+        | Op::Conv2d { .. }
+        | Op::ConvTranspose2d { .. }
+        | Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Clamp { .. }
+        | Op::MaxPool2d(_)
+        | Op::Sigmoid
+        | Op::Tanh => return false,
     }
     true
 }
@@ -167,7 +103,8 @@ pub fn abs_layer(layer: &Layer) -> Option<Layer> {
 
 /// The adjoint of a linear, convolution or transposed-convolution layer as a layer of the opposite kind
 /// with the same weights (no bias), so that back-substitution runs on the core's batched kernels:
-/// `adjoint.apply(g)` equals [`transpose_apply`] for these layers. `None` for other layers.
+/// `adjoint.apply(g)` writes `g_r A` for every row, as [`transpose_apply`] does for the other affine layers.
+/// `None` for other layers.
 pub fn adjoint_layer(layer: &Layer) -> Option<Layer> {
     let swap = |g: &ConvGeom| ConvGeom { cin: g.cout, cout: g.cin, h: g.oh, w: g.ow, oh: g.h, ow: g.w, ..*g };
     let op = match &layer.op {
