@@ -56,12 +56,8 @@ pub fn read_direction(spec: &str, k: usize) -> Result<Vec<f64>> {
         _ => (spec, None),
     };
     let path = Path::new(path);
-    let arr = read_npy(path)?;
-    let rows = match arr.shape.as_slice() {
-        [n] if *n == k => 1,
-        [r, n] if *n == k => *r,
-        s => bail!("{}: a direction file must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
-    };
+    let mut all = read_directions(path, k, "a direction file")?;
+    let rows = all.len();
     let row = match row {
         Some(r) if r < rows => r,
         Some(r) => bail!("{}: row {r} does not exist, the file has {rows} direction(s)", path.display()),
@@ -70,5 +66,16 @@ pub fn read_direction(spec: &str, k: usize) -> Result<Vec<f64>> {
             bail!("{}: the file has {rows} directions; name one as {}:ROW", path.display(), path.display())
         }
     };
-    Ok(arr.data[row * k..(row + 1) * k].to_vec())
+    Ok(all.swap_remove(row))
+}
+
+/// Every direction of a file of shape `[k]` (one) or `[rows, k]` (one per row), for a latent of `k` values;
+/// `what` names the file in the error ("a direction file", "a directions file").
+pub fn read_directions(path: &Path, k: usize, what: &str) -> Result<Vec<Vec<f64>>> {
+    let arr = read_npy(path)?;
+    match arr.shape.as_slice() {
+        [n] if *n == k => Ok(vec![arr.data]),
+        [r, n] if *n == k && *r > 0 => Ok(arr.data.chunks_exact(k).map(<[f64]>::to_vec).collect()),
+        s => bail!("{}: {what} must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
+    }
 }

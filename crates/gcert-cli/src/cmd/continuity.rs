@@ -8,11 +8,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gcert_continuity::{measure, quality, Options, Quality, Summary};
-use gcert_core::npy::read_npy;
 use gcert_directions::geometry::{between_check, BetweenCheck, BetweenParams, NetworkImages, PropertyTally};
 use serde_json::{json, Value};
 
-use super::{load_network, print_json, read_input};
+use super::{load_network, print_json, read_directions, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -128,16 +127,6 @@ fn percent(t: &PropertyTally) -> String {
     t.fraction().map_or("-".into(), |f| format!("{:.1}%", 100.0 * f))
 }
 
-/// Reads the rows of a directions file for a generator with `k` latent values.
-fn read_directions(path: &std::path::Path, k: usize) -> Result<Vec<Vec<f64>>> {
-    let arr = read_npy(path)?;
-    match arr.shape.as_slice() {
-        [n] if *n == k => Ok(vec![arr.data]),
-        [r, n] if *n == k && *r > 0 => Ok(arr.data.chunks_exact(k).map(<[f64]>::to_vec).collect()),
-        s => bail!("{}: a directions file must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
     let g = load_network(&args.generator)?;
     if g.input_shapes.len() != 1 {
@@ -168,7 +157,7 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
         Some(path) => {
             let k = g.input_len();
-            let dirs = read_directions(path, k)?;
+            let dirs = read_directions(path, k, "a directions file")?;
             let latents = args
                 .latent
                 .iter()
