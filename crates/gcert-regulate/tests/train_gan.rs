@@ -2,19 +2,13 @@
 //! what is learned, with no change to the trainer.
 
 use gcert_regulate::Continuity;
-use gcert_torch::data::{Dataset, SquareParams};
+use gcert_torch::data::Dataset;
 use gcert_torch::gan::{train_gan, GanConfig};
 use gcert_torch::objective::GeneratorLoss;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 fn squares() -> Dataset {
-    let imgs: Vec<f32> = (0..16)
-        .flat_map(|i| SquareParams { angle_deg: i as f64 * 5.0, ..SquareParams::IDENTITY }.render())
-        .collect();
-    Dataset {
-        images: Tensor::from_slice(&imgs).reshape([16, 1, 32, 32]),
-        labels: Tensor::zeros([16], (Kind::Int64, Device::Cpu)),
-    }
+    Dataset::rotated_squares(16)
 }
 
 /// The trainable weights and biases by name (not the batch-norm running statistics, which the term's extra

@@ -227,16 +227,9 @@ pub fn sample(generator: &Net, latent: i64, n: usize, seed: u64) -> Result<Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::SquareParams;
 
     fn tiny_data() -> Dataset {
-        let imgs: Vec<f32> = (0..16)
-            .flat_map(|i| SquareParams { angle_deg: i as f64 * 5.0, ..SquareParams::IDENTITY }.render())
-            .collect();
-        Dataset {
-            images: Tensor::from_slice(&imgs).reshape([16, 1, 32, 32]),
-            labels: Tensor::zeros([16], (Kind::Int64, Device::Cpu)),
-        }
+        Dataset::rotated_squares(16)
     }
 
     fn tiny_cfg(iters: u64) -> GanConfig {
