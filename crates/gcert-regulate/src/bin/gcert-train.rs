@@ -166,7 +166,7 @@ fn run(cli: Cli) -> Result<()> {
     if cli.threads < 1 {
         bail!("--threads must be at least 1");
     }
-    let cfg = resolve(&cli)?;
+    let mut cfg = resolve(&cli)?;
     let files = outputs(&cli.out, cfg.model)?;
     if !cli.force {
         if let Some(f) = files.iter().find(|f| f.exists()) {
@@ -184,7 +184,6 @@ fn run(cli: Cli) -> Result<()> {
         }
         None => None,
     };
-    let mut cfg = cfg;
     let data_path = cfg.data.get_or_insert_with(data::default_mnist_path).clone();
     let (train, test, _) = Dataset::mnist_split(&data_path, device)
         .with_context(|| format!("loading {}", data_path.display()))?;
