@@ -18,18 +18,29 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction};
 use gcert_certify::{Certifier, Complete, Incomplete, Problem, ProblemSpec, Verdict};
-use gcert_core::{Layer, Network};
+use gcert_core::{Direction, Layer, Network};
 use gcert_exactline::ExactLine;
 
 fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64], eps: f64) -> Problem<'a> {
+    labelled(g, n, z, d, eps, None)
+}
+
+fn labelled<'a>(
+    g: &'a Network,
+    n: &'a Network,
+    z: &[f64],
+    d: &[f64],
+    eps: f64,
+    label: Option<usize>,
+) -> Problem<'a> {
     Problem::new(ProblemSpec {
-        generator: g.layers.iter().collect::<Vec<&Layer>>(),
-        classifier: n.layers.iter().collect(),
+        generator: g.layers().iter().collect::<Vec<&Layer>>(),
+        classifier: n.layers().iter().collect(),
         origin: z.to_vec(),
-        direction: d.to_vec(),
+        direction: Direction::new(d.to_vec()).expect("a non-zero direction"),
         eps,
         two_sided: false,
-        label: None,
+        label,
     })
     .expect("valid problem")
 }
@@ -74,10 +85,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// `E_max` by bisection over complete runs, to relative precision `tol`.
 fn bisect(g: &Network, n: &Network, z: &[f64], d: &[f64], eps: f64, tol: f64) -> (f64, usize) {
-    let label = problem(g, n, z, d, eps).label;
+    let label = problem(g, n, z, d, eps).label();
     let ok = |e: f64| {
-        let mut p = problem(g, n, z, d, e);
-        p.label = label;
+        let p = labelled(g, n, z, d, e, Some(label));
         Complete.certify(&p).expect("certify").verdict == Verdict::Certified
     };
     let mut runs = 1;

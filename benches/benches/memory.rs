@@ -41,7 +41,8 @@ fn main() {
         let start = std::time::Instant::now();
         let (bounds, streamed) = peak_of(|| {
             let mut bounds = Bounds::new(engine.output_len());
-            engine.run(&seg, &mut bounds).expect("stream");
+            let flow = engine.run(&seg, &mut bounds).expect("stream");
+            assert!(flow.is_continue(), "Bounds streams the whole chain");
             bounds
         });
         let elapsed = start.elapsed();

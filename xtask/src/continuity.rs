@@ -1,4 +1,4 @@
-//! `cargo xtask continuity`: the continuity-regulation ablation of issue 5 (DESIGN.md §7).
+//! `cargo xtask continuity`: the continuity-regulation ablation of issue 5 (docs/mathematics.md §7).
 //!
 //! Trains (with `--train`, only the cards that are missing) a λ sweep of short WGAN-GP runs and the MNIST
 //! generator and VAE with and without the continuity term, all into `fixtures/continuity/`; then measures
@@ -519,7 +519,7 @@ fn choose(all: &Value) -> Result<String> {
 }
 
 const INTRO: &str = "\
-Continuity (paper Def. 3, DESIGN.md §7) is what makes a latent segment an exact description of \"all the
+Continuity (paper Def. 3, [mathematics.md §7](mathematics.md#7-continuity)) is what makes a latent segment an exact description of \"all the
 intermediate images\". gcert regulates it during training with the term
 `λ · mean ‖G(z_γ) − ((1 − γ) G(z1) + γ G(z2))‖²` over prior pairs `z1, z2` and `γ ~ U(0, 1)` (gcert-regulate,
 with the published artifact's sign error corrected), added to the generator's own loss. This page measures what

@@ -7,11 +7,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::setup::{run, run_setup, torch_cargo};
 
-/// Set-up, then every test of the workspace, the formatting check and the dependency-direction check.
+/// Set-up, then the dependency-direction check, the formatting check, clippy with warnings as errors, and every
+/// test of the workspace.
 pub fn test(root: &Path) -> Result<()> {
     run_setup()?;
     crate::data::run_data(false)?;
-    // The engine must build without libtorch and BLAS (STYLE.md): neither may be in its dependency tree.
+    // No libtorch or BLAS in the engine (docs/contributing.md): neither may be in its dependency tree.
     for heavy in ["tch", "torch-sys", "ndarray-linalg", "openblas-src"] {
         let out = torch_cargo()?
             .args(["tree", "-p", "gcert-exactline", "-e", "normal", "-i", heavy])
@@ -21,8 +22,11 @@ pub fn test(root: &Path) -> Result<()> {
             bail!("gcert-exactline depends on {heavy}:\n{}", String::from_utf8_lossy(&out.stdout));
         }
     }
-    run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))?;
-    run(torch_cargo()?.args(["fmt", "--all", "--", "--check"]))
+    run(torch_cargo()?.args(["fmt", "--all", "--", "--check"]).current_dir(root))?;
+    run(torch_cargo()?
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(root))?;
+    run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))
 }
 
 /// Builds the `gcert` binary in release mode and returns its path.

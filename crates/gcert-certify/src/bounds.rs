@@ -1,5 +1,5 @@
 //! Sound bounds on a network's margins over a sub-segment, with the segment variable as the only input
-//! (DESIGN.md §5).
+//! (docs/mathematics.md §5).
 //!
 //! The input is the line `x(s)` from `x0` (at `s0`) to `x1` (at `s1`). Every neuron gets a lower and an upper
 //! *line in s* (stored as its values at the two ends), valid for all `s ∈ [s0, s1]`:
@@ -24,7 +24,7 @@
 use gcert_core::ops::{Kind, Scratch};
 use gcert_core::{Layer, Op};
 
-use crate::transpose::{abs_layer, adjoint_layer, transpose_apply};
+use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply};
 
 /// How neuron bounds are represented while they propagate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -181,7 +181,8 @@ impl<'a> Bounder<'a> {
                     Pullback::Affine
                 }
                 Kind::Elementwise | Kind::NonLinear => {
-                    let act = Activation::of(layer);
+                    let act =
+                        layer.activation().expect("an elementwise or non-linear layer is an activation");
                     let n = cur.l0.len();
                     let mut next = NeuronLines {
                         l0: vec![0.0; n],
@@ -203,7 +204,7 @@ impl<'a> Bounder<'a> {
                     Pullback::Elementwise(relax)
                 }
                 Kind::MaxPool => {
-                    let Op::MaxPool2d(g) = &layer.op else { unreachable!("max-pool kind") };
+                    let Op::MaxPool2d(g) = &layer.op() else { unreachable!("max-pool kind") };
                     let m = layer.out_len();
                     let mut next = NeuronLines {
                         l0: vec![0.0; m],
@@ -358,7 +359,7 @@ impl<'a> Bounder<'a> {
                             debug_assert!(
                                 transposed,
                                 "{}: an affine layer with neither transpose",
-                                layer.name
+                                layer.name()
                             );
                         }
                     }
@@ -405,189 +406,6 @@ impl<'a> Bounder<'a> {
             }
         }
         ends
-    }
-}
-
-/// An elementwise activation and its relaxations.
-#[derive(Debug, Clone, Copy)]
-enum Activation {
-    /// `max(x, a·x)` for `a ≤ 1` (relu: `a = 0`), convex; `min(x, a·x)` for `a > 1`, concave.
-    Leaky(f64),
-    Clamp(f64, f64),
-    Sigmoid,
-    Tanh,
-}
-
-/// Widening of relaxations of transcendental functions, whose library values are not correctly rounded.
-const SLACK: f64 = 1e-10;
-
-impl Activation {
-    fn of(layer: &Layer) -> Activation {
-        match layer.op {
-            Op::Relu => Activation::Leaky(0.0),
-            Op::LeakyRelu { slope } => Activation::Leaky(slope),
-            Op::Clamp { min, max } => Activation::Clamp(min, max),
-            Op::Sigmoid => Activation::Sigmoid,
-            Op::Tanh => Activation::Tanh,
-            _ => unreachable!("not an elementwise activation: {}", layer.name),
-        }
-    }
-
-    fn f(self, x: f64) -> f64 {
-        match self {
-            Activation::Leaky(a) => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    a * x
-                }
-            }
-            Activation::Clamp(lo, hi) => x.max(lo).min(hi),
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::Tanh => x.tanh(),
-        }
-    }
-
-    fn df(self, x: f64) -> f64 {
-        match self {
-            Activation::Sigmoid => {
-                let s = self.f(x);
-                s * (1.0 - s)
-            }
-            Activation::Tanh => 1.0 - x.tanh().powi(2),
-            _ => unreachable!("derivative of a piecewise-linear activation"),
-        }
-    }
-
-    fn monotone(self) -> bool {
-        !matches!(self, Activation::Leaky(a) if a < 0.0)
-    }
-
-    fn convex_on(self, p: f64, q: f64) -> bool {
-        match self {
-            Activation::Leaky(a) => a <= 1.0 || q <= 0.0 || p >= 0.0,
-            Activation::Clamp(_, hi) => q <= hi,
-            Activation::Sigmoid | Activation::Tanh => q <= 0.0,
-        }
-    }
-
-    fn concave_on(self, p: f64, q: f64) -> bool {
-        match self {
-            Activation::Leaky(a) => a >= 1.0 || q <= 0.0 || p >= 0.0,
-            Activation::Clamp(lo, _) => p >= lo,
-            Activation::Sigmoid | Activation::Tanh => p >= 0.0,
-        }
-    }
-
-    /// Output lines `(l0, l1, u0, u1)` from input lines, all as values at the two ends.
-    fn lines(self, l0: f64, l1: f64, u0: f64, u1: f64) -> (f64, f64, f64, f64) {
-        let smooth = matches!(self, Activation::Sigmoid | Activation::Tanh);
-        let slack = if smooth { SLACK } else { 0.0 };
-        if !self.monotone() {
-            // Leaky with a negative slope: max(x, a·x) is convex, so the largest of its values at the two
-            // input lines is convex in s (chord above); below, x ≥ l(s) and a·x ≥ a·u(s).
-            let Activation::Leaky(a) = self else { unreachable!() };
-            let hi0 = self.f(l0).max(self.f(u0));
-            let hi1 = self.f(l1).max(self.f(u1));
-            let (lo0, lo1) = if l0 + l1 >= a * (u0 + u1) { (l0, l1) } else { (a * u0, a * u1) };
-            return (lo0, lo1, hi0, hi1);
-        }
-        // σ is increasing: σ(x(s)) ≥ σ(l(s)) and ≤ σ(u(s)).
-        let (pl, ql) = (l0.min(l1), l0.max(l1));
-        let (lo0, lo1) = if self.concave_on(pl, ql) {
-            (self.f(l0) - slack, self.f(l1) - slack)
-        } else {
-            let [al, bl, _, _] = self.relax(pl, ql);
-            (al * l0 + bl, al * l1 + bl)
-        };
-        let (pu, qu) = (u0.min(u1), u0.max(u1));
-        let (hi0, hi1) = if self.convex_on(pu, qu) {
-            (self.f(u0) + slack, self.f(u1) + slack)
-        } else {
-            let [_, _, au, bu] = self.relax(pu, qu);
-            (au * u0 + bu, au * u1 + bu)
-        };
-        (lo0, lo1, hi0, hi1)
-    }
-
-    /// `(al, bl, au, bu)` with `al·x + bl ≤ σ(x) ≤ au·x + bu` for `x ∈ [p, q]`; slopes are never negative
-    /// for increasing `σ`.
-    fn relax(self, p: f64, q: f64) -> [f64; 4] {
-        match self {
-            Activation::Leaky(a) => {
-                if q <= 0.0 {
-                    [a, 0.0, a, 0.0]
-                } else if p >= 0.0 {
-                    [1.0, 0.0, 1.0, 0.0]
-                } else {
-                    let k = (q - a * p) / (q - p);
-                    let chord = [k, q - k * q];
-                    let side = if q > -p { [1.0, 0.0] } else { [a, 0.0] };
-                    if a <= 1.0 {
-                        [side[0], side[1], chord[0], chord[1]]
-                    } else {
-                        [chord[0], chord[1], side[0], side[1]]
-                    }
-                }
-            }
-            Activation::Clamp(lo, hi) => {
-                if q <= lo {
-                    return [0.0, lo, 0.0, lo];
-                }
-                if p >= hi {
-                    return [0.0, hi, 0.0, hi];
-                }
-                if p >= lo && q <= hi {
-                    return [1.0, 0.0, 1.0, 0.0];
-                }
-                let mid = 0.5 * (p + q);
-                let lower = if p >= lo {
-                    let k = (hi - p) / (q - p);
-                    [k, p - k * p]
-                } else if mid > lo {
-                    let k = (q.min(hi) - lo) / (q - lo);
-                    [k, lo - k * lo]
-                } else {
-                    [0.0, lo]
-                };
-                let upper = if q <= hi {
-                    let k = (q - lo) / (q - p);
-                    [k, lo - k * p]
-                } else if mid < hi {
-                    let k = (hi - p.max(lo)) / (hi - p);
-                    [k, hi - k * hi]
-                } else {
-                    [0.0, hi]
-                };
-                [lower[0], lower[1], upper[0], upper[1]]
-            }
-            Activation::Sigmoid | Activation::Tanh => {
-                let (fp, fq) = (self.f(p), self.f(q));
-                if q - p <= 1e-9 * (1.0 + p.abs()) {
-                    return [0.0, fp - SLACK, 0.0, fq + SLACK];
-                }
-                let chord_k = (fq - fp) / (q - p);
-                let chord = [chord_k, fp - chord_k * p];
-                let m = 0.5 * (p + q);
-                let tangent = [self.df(m), self.f(m) - self.df(m) * m];
-                let dmin = self.df(p).min(self.df(q));
-                let lower = if p >= 0.0 {
-                    chord
-                } else if q <= 0.0 {
-                    tangent
-                } else {
-                    [dmin, fp - dmin * p]
-                };
-                let upper = if q <= 0.0 {
-                    chord
-                } else if p >= 0.0 {
-                    tangent
-                } else {
-                    [dmin, fq - dmin * q]
-                };
-                [lower[0], lower[1] - SLACK, upper[0], upper[1] + SLACK]
-            }
-        }
     }
 }
 

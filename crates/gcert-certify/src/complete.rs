@@ -1,4 +1,4 @@
-//! Complete certification and the largest tolerance from one exact chain (DESIGN.md §3).
+//! Complete certification and the largest tolerance from one exact chain (docs/mathematics.md §3).
 
 use std::time::Instant;
 
@@ -32,14 +32,14 @@ impl Certifier for Complete {
 
 /// Scans the chain from `t = 0` to `t = 1` and, when two-sided, from `t = 0` to `t = −1`.
 pub(crate) fn scan_sides(engine: &ExactLine<'_>, problem: &Problem<'_>) -> Result<Vec<SideScan>> {
-    let signs: &[f64] = if problem.two_sided { &[1.0, -1.0] } else { &[1.0] };
+    let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
     signs
         .iter()
         .map(|&sign| {
             let end = problem.point(sign);
-            let segment = Segment::new(problem.origin.clone(), end)?;
-            let mut scan = SideScan::new(problem.decision, problem.label);
-            engine.run(&segment, &mut scan)?;
+            let segment = Segment::new(problem.origin().to_vec(), end)?;
+            let mut scan = SideScan::new(problem.decision(), problem.label());
+            let _ = engine.run(&segment, &mut scan)?;
             Ok(scan)
         })
         .collect()
@@ -80,9 +80,9 @@ pub(crate) fn combine(problem: &Problem<'_>, method: Method, scans: &[SideScan])
     Ok(Certificate {
         method,
         verdict: verdict_and_cex.0,
-        label: problem.label,
+        label: problem.label(),
         pieces: scans.iter().map(|s| s.pieces).sum(),
-        max_tolerance: crossing * problem.eps,
+        max_tolerance: crossing * problem.eps(),
         violated,
         fraction: Fraction { lower: fraction, upper: fraction },
         min_margin: MinMargin { t: min_t, margin: min_margin },

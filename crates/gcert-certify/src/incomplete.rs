@@ -1,4 +1,4 @@
-//! Incomplete certification: bounds in the segment variable and branch and bound over it (DESIGN.md §5).
+//! Incomplete certification: bounds in the segment variable and branching over it (docs/mathematics.md §5).
 
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ impl Certifier for Incomplete {
 
     fn certify(&self, problem: &Problem<'_>) -> Result<Certificate> {
         let start = Instant::now();
-        let (rows, offsets) = problem.decision.margin_rows(problem.label, problem.output_len());
+        let (rows, offsets) = problem.decision().margin_rows(problem.label(), problem.output_len());
         let bounder = Bounder::new(problem.layers(), &rows, &offsets, self.relaxation).lower_only();
         let signs = signs(problem);
         let mut sides = Vec::new();

@@ -1,5 +1,5 @@
 //! gcert's certifier backends: given a generator `G`, a classifier `N`, a latent point `z`, a direction `d`
-//! and a tolerance `E`, decide whether `N(G(z + t·E·d))` keeps its label for every `t` (DESIGN.md §3–5).
+//! and a tolerance `E`, decide if `N(G(z + t·E·d))` keeps its label for all `t` (docs/mathematics.md §3–5).
 //!
 //! Every backend implements [`Certifier`]: it takes a [`Problem`] and returns a [`Certificate`] (both in
 //! `gcert_core::certificate`, so that every crate reads the same request and answer).
@@ -44,12 +44,12 @@
 mod bounds;
 mod complete;
 mod incomplete;
+pub mod job;
 mod margin;
 mod pixels;
 mod quantitative;
 mod regions;
 mod sides;
-mod transpose;
 
 pub use bounds::{Bounder, MarginLines, NeuronLines, Relaxation};
 pub use complete::Complete;

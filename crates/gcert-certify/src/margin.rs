@@ -1,5 +1,7 @@
 //! Margins along a piece: where a set of lines is positive, and the streaming sink that scans an exact chain.
 
+use std::ops::ControlFlow;
+
 use gcert_core::certificate::Decision;
 use gcert_exactline::Sink;
 
@@ -132,11 +134,13 @@ impl SideScan {
 }
 
 impl Sink for SideScan {
-    fn push(&mut self, ratios: &[f64], values: &[f64]) {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
         let w = values.len() / ratios.len();
         for (r, row) in ratios.iter().zip(values.chunks_exact(w)) {
             self.point(*r, row);
         }
+        // The kept fraction and the violated intervals need the whole side.
+        ControlFlow::Continue(())
     }
 }
 
@@ -157,7 +161,7 @@ mod tests {
     fn scan_finds_crossing_kept_length_and_violations() {
         // One margin 1 - 4 r on [0, 0.5], then -1 + 4 (r - 0.5) on [0.5, 1]: kept on [0, 0.25) ∪ (0.75, 1].
         let mut scan = SideScan::new(Decision::Threshold { threshold: 0.0 }, 1);
-        scan.push(&[0.0, 0.5, 1.0], &[1.0, -1.0, 1.0]);
+        assert!(scan.push(&[0.0, 0.5, 1.0], &[1.0, -1.0, 1.0]).is_continue());
         assert_eq!(scan.pieces, 2);
         assert_eq!(scan.first_crossing, Some(0.25));
         assert!((scan.kept - 0.5).abs() < 1e-15);

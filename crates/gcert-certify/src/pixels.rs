@@ -1,4 +1,4 @@
-//! Per-pixel bounds of the precise input space of the classifier (DESIGN.md §2, paper Table 4).
+//! Per-pixel bounds of the precise input space of the classifier (docs/mathematics.md §2.4, paper Table 4).
 
 use gcert_core::{Error, Layer, Result, Segment};
 use gcert_exactline::{Bounds, ExactLine};
@@ -21,7 +21,7 @@ pub fn pixel_bounds(generator: Vec<&Layer>, segments: &[Segment]) -> Result<Pixe
     let mut pieces = 0;
     for s in segments {
         let mut side = Bounds::new(engine.output_len());
-        engine.run(s, &mut side)?;
+        let _ = engine.run(s, &mut side)?; // `Bounds` never stops the walk
         pieces += side.pieces();
         for i in 0..side.lower.len() {
             bounds.lower[i] = bounds.lower[i].min(side.lower[i]);

@@ -1,4 +1,4 @@
-//! Quantitative certification: bounds on the fraction of the segment that keeps the label (DESIGN.md §4).
+//! Quantitative certification: bounds on the kept fraction of the segment (docs/mathematics.md §4).
 
 use std::time::Instant;
 
@@ -44,7 +44,7 @@ impl Certifier for Quantitative {
             }
             Some(k) => {
                 let (prefix, suffix) = layers.split_at(k);
-                let (rows, offsets) = problem.decision.margin_rows(problem.label, problem.output_len());
+                let (rows, offsets) = problem.decision().margin_rows(problem.label(), problem.output_len());
                 let bounder = Bounder::new(suffix.to_vec(), &rows, &offsets, self.relaxation);
                 let engine = if prefix.is_empty() { None } else { Some(ExactLine::new(prefix.to_vec())?) };
                 let signs = signs(problem);

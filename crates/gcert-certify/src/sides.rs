@@ -9,7 +9,7 @@ use crate::regions::{Explored, Region};
 
 /// `+1`, then `−1` when two-sided: the sides of the segment, each walked from `t = 0` outwards.
 pub(crate) fn signs(problem: &Problem<'_>) -> &'static [f64] {
-    if problem.two_sided {
+    if problem.two_sided() {
         &[1.0, -1.0]
     } else {
         &[1.0]
@@ -18,12 +18,12 @@ pub(crate) fn signs(problem: &Problem<'_>) -> &'static [f64] {
 
 /// The side `t = sign·r`, `r ∈ [0, 1]`, as a segment of the model's input.
 pub(crate) fn side_segment(problem: &Problem<'_>, sign: f64) -> Result<Segment> {
-    Segment::new(problem.origin.clone(), problem.point(sign))
+    Segment::new(problem.origin().to_vec(), problem.point(sign))
 }
 
 /// One region for a whole side.
 pub(crate) fn side_region(problem: &Problem<'_>, sign: f64) -> Region {
-    Region { r0: 0.0, r1: 1.0, x0: problem.origin.clone(), x1: problem.point(sign) }
+    Region { r0: 0.0, r1: 1.0, x0: problem.origin().to_vec(), x1: problem.point(sign) }
 }
 
 /// Merges the sides (positive first) into a certificate. Certified only if every region of every side is
@@ -65,9 +65,9 @@ pub(crate) fn certificate(
     Certificate {
         method,
         verdict,
-        label: problem.label,
+        label: problem.label(),
         pieces,
-        max_tolerance: prefix * problem.eps,
+        max_tolerance: prefix * problem.eps(),
         violated,
         fraction: Fraction { lower, upper },
         min_margin,

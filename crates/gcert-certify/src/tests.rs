@@ -6,7 +6,7 @@
 use gcert_core::builder::CardBuilder;
 use gcert_core::card::LayerSpec;
 use gcert_core::certificate::{Problem, ProblemSpec, Verdict};
-use gcert_core::{Error, Layer, Network, Op};
+use gcert_core::{Direction, Error, Layer, Network};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -79,10 +79,10 @@ impl Case {
 
     fn problem(&self, eps: f64) -> Problem<'_> {
         Problem::new(ProblemSpec {
-            generator: self.g.layers.iter().collect(),
-            classifier: self.n.layers.iter().collect(),
+            generator: self.g.layers().iter().collect(),
+            classifier: self.n.layers().iter().collect(),
             origin: self.z.clone(),
-            direction: self.d.clone(),
+            direction: Direction::new(self.d.clone()).unwrap(),
             eps,
             two_sided: self.two_sided,
             label: None,
@@ -97,7 +97,7 @@ fn sample(p: &Problem<'_>, samples: usize) -> Vec<(f64, f64)> {
     (0..=samples)
         .map(|i| {
             let t = t0 + (1.0 - t0) * i as f64 / samples as f64;
-            (t, p.decision.min_margin(p.label, &p.evaluate(t).unwrap().1))
+            (t, p.decision().min_margin(p.label(), &p.evaluate(t).unwrap().1))
         })
         .collect()
 }
@@ -126,7 +126,7 @@ fn check_pl(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseError> {
     let cert = backend.certify(&p).unwrap();
     let exact = Complete.certify(&p).unwrap();
     prop_assert_eq!(cert.method, backend.method());
-    prop_assert_eq!(cert.label, p.label);
+    prop_assert_eq!(cert.label, p.label());
     let samples = sample(&p, 2000);
     let worst = samples.iter().copied().fold((0.0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
     // Agreement with dense sampling.
@@ -143,8 +143,8 @@ fn check_pl(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseError> {
     if cert.verdict == Verdict::Violated {
         let c = cert.counterexample.as_ref().expect("a violation comes with a counterexample");
         let (image, out) = p.evaluate(c.t).unwrap();
-        prop_assert!(p.decision.min_margin(p.label, &out) <= 0.0);
-        prop_assert!(c.predicted != p.label && c.margin <= 0.0);
+        prop_assert!(p.decision().min_margin(p.label(), &out) <= 0.0);
+        prop_assert!(c.predicted != p.label() && c.margin <= 0.0);
         prop_assert_eq!(&image, &c.image);
         prop_assert!(c.t >= p.t_min() && c.t <= 1.0);
     }
@@ -169,7 +169,7 @@ fn check_pl(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseError> {
     prop_assert!(cert.max_tolerance <= exact.max_tolerance * (1.0 + 1e-12));
     for iv in &cert.violated {
         let mid = 0.5 * (iv[0] + iv[1]);
-        let m = p.decision.min_margin(p.label, &p.evaluate(mid).unwrap().1);
+        let m = p.decision().min_margin(p.label(), &p.evaluate(mid).unwrap().1);
         prop_assert!(m <= 1e-9, "reported violated at t={mid}, margin {m}");
     }
     if backend.method() != Method::Incomplete {
@@ -198,7 +198,7 @@ fn check_smooth(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseErro
     }
     if cert.verdict == Verdict::Violated {
         let c = cert.counterexample.as_ref().unwrap();
-        prop_assert!(p.decision.min_margin(p.label, &p.evaluate(c.t).unwrap().1) <= 0.0);
+        prop_assert!(p.decision().min_margin(p.label(), &p.evaluate(c.t).unwrap().1) <= 0.0);
     }
     let sampled = samples.iter().filter(|s| s.1 > 0.0).count() as f64 / samples.len() as f64;
     let grid = 0.01;
@@ -208,7 +208,7 @@ fn check_smooth(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseErro
         cert.fraction.lower,
         cert.fraction.upper
     );
-    let prefix_ok = samples.iter().filter(|s| s.0.abs() * p.eps <= cert.max_tolerance).all(|s| s.1 > -1e-9);
+    let prefix_ok = samples.iter().filter(|s| s.0.abs() * p.eps() <= cert.max_tolerance).all(|s| s.1 > -1e-9);
     prop_assert!(prefix_ok, "a sampled violation inside the claimed tolerance {}", cert.max_tolerance);
     Ok(())
 }
@@ -297,24 +297,19 @@ fn pair_network_with_one_input_fixed() {
     let pair = Network::from_card(&card, &tensors, std::path::Path::new("pair.toml")).unwrap();
     let g = generator(0, 3, 4);
     let reference = g.forward(&[0.3, -0.2, 0.5], 1).unwrap();
-    let embed = Layer {
-        name: "embed",
-        op: Op::Embed { prefix: reference, suffix: vec![] },
-        in_shape: vec![16],
-        out_shape: vec![32],
-    };
-    let classifier: Vec<&Layer> = std::iter::once(&embed).chain(&pair.layers).collect();
+    let embed = Layer::embed(reference, 16, vec![]).unwrap();
+    let classifier: Vec<&Layer> = std::iter::once(&embed).chain(pair.layers()).collect();
     let p = Problem::new(ProblemSpec {
-        generator: g.layers.iter().collect(),
+        generator: g.layers().iter().collect(),
         classifier,
         origin: vec![0.3, -0.2, 0.5],
-        direction: vec![1.0, 0.5, -1.0],
+        direction: Direction::new(vec![1.0, 0.5, -1.0]).unwrap(),
         eps: 2.0,
         two_sided: true,
         label: None,
     })
     .unwrap();
-    assert_eq!(p.decision, gcert_core::certificate::Decision::Threshold { threshold: 0.5 });
+    assert_eq!(p.decision(), gcert_core::certificate::Decision::Threshold { threshold: 0.5 });
     let q = Quantitative::default().certify(&p).unwrap();
     let samples = sample(&p, 4000);
     let sampled = samples.iter().filter(|s| s.1 > 0.0).count() as f64 / samples.len() as f64;
@@ -328,10 +323,10 @@ fn bad_requests_are_errors() {
     let case = Case::new(0, false, 1);
     let spec = |f: &dyn Fn(&mut ProblemSpec<'_>)| {
         let mut s = ProblemSpec {
-            generator: case.g.layers.iter().collect(),
-            classifier: case.n.layers.iter().collect(),
+            generator: case.g.layers().iter().collect(),
+            classifier: case.n.layers().iter().collect(),
             origin: case.z.clone(),
-            direction: case.d.clone(),
+            direction: Direction::new(case.d.clone()).unwrap(),
             eps: 1.0,
             two_sided: false,
             label: None,
@@ -339,7 +334,8 @@ fn bad_requests_are_errors() {
         f(&mut s);
         Problem::new(s).map(|_| ()).unwrap_err().to_string()
     };
-    assert!(spec(&|s| s.direction = vec![0.0; 3]).contains("direction is zero"));
+    assert!(Direction::new(vec![0.0; 3]).unwrap_err().to_string().contains("direction is zero"));
+    assert!(spec(&|s| s.direction = Direction::new(vec![1.0; 4]).unwrap()).contains("direction has 4 values"));
     assert!(spec(&|s| s.eps = -1.0).contains("tolerance must be positive"));
     assert!(spec(&|s| s.eps = f64::NAN).contains("tolerance must be positive"));
     assert!(spec(&|s| s.origin[1] = f64::NAN).contains("non-finite"));
@@ -348,10 +344,10 @@ fn bad_requests_are_errors() {
     let other = generator(1, 3, 2);
     let wide = CardBuilder::new("wide", &[25], 1).linear(3).network().unwrap();
     let msg = Problem::new(ProblemSpec {
-        generator: other.layers.iter().collect(),
-        classifier: wide.layers.iter().collect(),
+        generator: other.layers().iter().collect(),
+        classifier: wide.layers().iter().collect(),
         origin: case.z.clone(),
-        direction: case.d.clone(),
+        direction: Direction::new(case.d.clone()).unwrap(),
         eps: 1.0,
         two_sided: false,
         label: None,
@@ -367,7 +363,7 @@ fn pixel_bounds_contain_samples() {
     let g = generator(1, 3, 5);
     let z = vec![0.1, 0.2, -0.3];
     let seg = gcert_core::Segment::new(z.clone(), vec![1.1, -0.8, 0.5]).unwrap();
-    let b = pixel_bounds(g.layers.iter().collect(), std::slice::from_ref(&seg)).unwrap();
+    let b = pixel_bounds(g.layers().iter().collect(), std::slice::from_ref(&seg)).unwrap();
     assert!(b.pieces >= 1);
     for i in 0..=500 {
         let x = seg.point(i as f64 / 500.0);

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use gcert_core::npy::read_npy;
-use gcert_core::Network;
+use gcert_core::{Direction, Network, Provenance};
 
 /// Loads and validates a model card.
 pub fn load_network(path: &Path) -> Result<Network> {
@@ -49,8 +49,9 @@ pub fn fmt_values(values: &[f64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// Reads `FILE.npy:ROW` or `FILE.npy`.
-pub fn read_direction(spec: &str, k: usize) -> Result<Vec<f64>> {
+/// Reads `FILE.npy:ROW` or `FILE.npy` as a unit direction (an error names the file if it cannot be
+/// normalised).
+pub fn read_direction(spec: &str, k: usize) -> Result<Direction> {
     let (path, row) = match spec.rsplit_once(':') {
         Some((p, r)) if !p.is_empty() && r.parse::<usize>().is_ok() => (p, r.parse::<usize>().ok()),
         _ => (spec, None),
@@ -66,7 +67,7 @@ pub fn read_direction(spec: &str, k: usize) -> Result<Vec<f64>> {
             bail!("{}: the file has {rows} directions; name one as {}:ROW", path.display(), path.display())
         }
     };
-    Ok(all.swap_remove(row))
+    Ok(Direction::from_values(all.swap_remove(row), Provenance::Given { source: spec.to_string() })?)
 }
 
 /// Every direction of a file of shape `[k]` (one) or `[rows, k]` (one per row), for a latent of `k` values;

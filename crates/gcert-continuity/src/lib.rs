@@ -1,4 +1,4 @@
-//! Continuity measurements of a generator `G` on model cards (DESIGN.md §7, paper Def. 3 and Table 8), in pure
+//! Continuity measurements of a generator card `G` (docs/mathematics.md §7, paper Def. 3, Table 8), in pure
 //! Rust: no libtorch, so they run on any committed generator card.
 //!
 //! Over `N` random latent pairs `z1, z2` drawn from the standard normal prior, [`measure`] reports
@@ -24,6 +24,8 @@
 //! assert!(report.pieces.as_ref().is_some_and(|p| p.min >= 1.0));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+use std::ops::ControlFlow;
 
 use gcert_core::{Network, Segment};
 use gcert_exactline::{ExactLine, Sink};
@@ -191,8 +193,9 @@ pub fn segment_stats(
 struct PointCount(usize);
 
 impl Sink for PointCount {
-    fn push(&mut self, ratios: &[f64], _values: &[f64]) {
+    fn push(&mut self, ratios: &[f64], _values: &[f64]) -> ControlFlow<()> {
         self.0 += ratios.len();
+        ControlFlow::Continue(())
     }
 }
 
@@ -257,7 +260,7 @@ pub fn measure(generator: &Network, options: &Options) -> Result<Report> {
             if let Some(engine) = &engine {
                 if done + i < options.chain_pairs {
                     let mut count = PointCount(0);
-                    engine.run(&Segment::new(z1, z2)?, &mut count)?;
+                    let _ = engine.run(&Segment::new(z1, z2)?, &mut count)?; // never stops early
                     pieces.push(count.0.saturating_sub(1) as f64);
                 }
             }

@@ -2,6 +2,7 @@
 //! recognises generated images. The same statistics as `gcert-torch`'s training-time `quality` (libtorch), in
 //! pure Rust, so a committed generator's quality can be re-measured anywhere.
 
+pub use gcert_core::measures::Quality;
 use gcert_core::Network;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -14,32 +15,18 @@ pub const CONFIDENT: f64 = 0.9;
 /// Latents per batch of the generator and the judge.
 const BATCH: usize = 64;
 
-/// The judge's statistics over a set of images.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Quality {
-    pub samples: usize,
-    /// Mean of the judge's top softmax probability.
-    pub mean_confidence: f64,
-    /// Fraction of samples whose top probability exceeds [`CONFIDENT`] (0.9).
-    pub confident_fraction: f64,
-    /// How many samples the judge assigns to each of its classes (arg-max; the first on ties).
-    pub class_counts: Vec<u64>,
-    /// Entropy (bits) of that histogram; `log2(classes)` for perfectly even classes, 0 for one class.
-    pub class_entropy_bits: f64,
-}
-
 fn check_judge(judge: &Network) -> Result<()> {
-    if judge.input_shapes.len() != 1 {
+    if judge.input_shapes().len() != 1 {
         return Err(Error::Input(format!(
             "a judge classifies one image, {} takes {} inputs",
-            judge.name,
-            judge.input_shapes.len()
+            judge.name(),
+            judge.input_shapes().len()
         )));
     }
     if judge.output_len() < 2 {
         return Err(Error::Input(format!(
             "a judge needs at least 2 classes, {} has output shape {:?}",
-            judge.name,
+            judge.name(),
             judge.output_shape()
         )));
     }
@@ -125,20 +112,20 @@ pub fn judge_images(judge: &Network, images: &[f64], n: usize) -> Result<Quality
 /// ```
 pub fn quality(generator: &Network, judge: &Network, samples: usize, seed: u64) -> Result<Quality> {
     check_judge(judge)?;
-    if generator.input_shapes.len() != 1 {
+    if generator.input_shapes().len() != 1 {
         return Err(Error::Input(format!(
             "a generator takes one latent, {} takes {} inputs",
-            generator.name,
-            generator.input_shapes.len()
+            generator.name(),
+            generator.input_shapes().len()
         )));
     }
-    if generator.output_shape() != judge.input_shapes[0].as_slice() {
+    if generator.output_shape() != judge.input_shapes()[0].as_slice() {
         return Err(Error::Input(format!(
             "the generator {} makes images of shape {:?} but the judge {} takes {:?}",
-            generator.name,
+            generator.name(),
             generator.output_shape(),
-            judge.name,
-            judge.input_shapes[0]
+            judge.name(),
+            judge.input_shapes()[0]
         )));
     }
     if samples == 0 {

@@ -14,6 +14,7 @@
 
 use serde::Serialize;
 
+use crate::direction::{Direction, Provenance};
 use crate::error::{Error, Result};
 use crate::network::{check_finite, forward_layers};
 use crate::ops::{Layer, Op};
@@ -210,22 +211,19 @@ impl Decision {
 }
 
 /// A certification request: does `classifier(generator(origin + t·delta))` keep `label` for every `t`?
+///
+/// Made only by [`Problem::new`] or [`Problem::between`], which validate it; read it through the accessors.
 #[derive(Debug, Clone)]
 pub struct Problem<'a> {
-    /// Layers producing the image from the segment's space; empty for a pixel-space segment.
-    pub generator: Vec<&'a Layer>,
-    /// Layers from the image to the output.
-    pub classifier: Vec<&'a Layer>,
-    /// The point at `t = 0`.
-    pub origin: Vec<f64>,
-    /// The move at `t = 1`: `eps·d`.
-    pub delta: Vec<f64>,
-    /// The tolerance, in the units `max_tolerance` is reported in.
-    pub eps: f64,
-    /// `t ∈ [−1, 1]` instead of `[0, 1]`.
-    pub two_sided: bool,
-    pub label: usize,
-    pub decision: Decision,
+    generator: Vec<&'a Layer>,
+    classifier: Vec<&'a Layer>,
+    origin: Vec<f64>,
+    direction: Direction,
+    delta: Vec<f64>,
+    eps: f64,
+    two_sided: bool,
+    label: usize,
+    decision: Decision,
 }
 
 /// The parts of a problem before validation.
@@ -234,8 +232,8 @@ pub struct ProblemSpec<'a> {
     pub generator: Vec<&'a Layer>,
     pub classifier: Vec<&'a Layer>,
     pub origin: Vec<f64>,
-    /// The direction; normalised to unit length by [`Problem::new`].
-    pub direction: Vec<f64>,
+    /// The unit direction of the move.
+    pub direction: Direction,
     pub eps: f64,
     pub two_sided: bool,
     /// The label to keep; the prediction at `t = 0` when `None`.
@@ -284,21 +282,16 @@ impl<'a> Problem<'a> {
             )));
         }
         check_finite("the starting point", &origin)?;
-        check_finite("the direction", &direction)?;
-        let norm = direction.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if norm == 0.0 || !norm.is_finite() {
-            return Err(Error::input("the direction is zero: it has no length to normalise"));
-        }
         if !eps.is_finite() || eps <= 0.0 {
             return Err(Error::input(format!("the tolerance must be positive and finite, found {eps}")));
         }
-        let delta: Vec<f64> = direction.iter().map(|v| v / norm * eps).collect();
+        let delta = direction.scaled(eps);
         if delta.iter().zip(&origin).all(|(d, o)| o + d == *o) {
             return Err(Error::input(format!("the tolerance {eps} is too small to move the starting point")));
         }
         let decision = Decision::for_output(last);
         let mut problem =
-            Problem { generator, classifier, origin, delta, eps, two_sided, label: 0, decision };
+            Problem { generator, classifier, origin, direction, delta, eps, two_sided, label: 0, decision };
         problem.label = match label {
             Some(l) if l < decision.classes() => l,
             Some(l) => {
@@ -331,13 +324,17 @@ impl<'a> Problem<'a> {
         check_finite("the segment start", &a)?;
         check_finite("the segment end", &b)?;
         let delta: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
-        let norm = delta.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let direction = Direction::from_values(
+            delta.clone(),
+            Provenance::Given { source: String::from("the segment from start to end") },
+        )?;
+        let norm = direction.given_norm();
         let mut p = Problem::new(ProblemSpec {
             generator: Vec::new(),
             classifier,
             origin: a,
-            direction: delta.clone(),
-            eps: norm.max(f64::MIN_POSITIVE),
+            direction,
+            eps: norm.clamp(f64::MIN_POSITIVE, f64::MAX),
             two_sided: false,
             label,
         })?;
@@ -345,6 +342,51 @@ impl<'a> Problem<'a> {
         p.delta = delta;
         p.eps = 1.0;
         Ok(p)
+    }
+
+    /// Layers producing the image from the segment's space; empty for a pixel-space segment.
+    pub fn generator(&self) -> &[&'a Layer] {
+        &self.generator
+    }
+
+    /// Layers from the image to the output.
+    pub fn classifier(&self) -> &[&'a Layer] {
+        &self.classifier
+    }
+
+    /// The point at `t = 0`.
+    pub fn origin(&self) -> &[f64] {
+        &self.origin
+    }
+
+    /// The unit direction of the move (for a pixel-space problem, that of `b − a`).
+    pub fn direction(&self) -> &Direction {
+        &self.direction
+    }
+
+    /// The move at `t = 1`: `eps·d` (for a pixel-space problem, exactly `b − a`).
+    pub fn delta(&self) -> &[f64] {
+        &self.delta
+    }
+
+    /// The tolerance, in the units `max_tolerance` is reported in (1 for a pixel-space problem).
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Whether `t ∈ [−1, 1]` instead of `[0, 1]`.
+    pub fn two_sided(&self) -> bool {
+        self.two_sided
+    }
+
+    /// The label to keep.
+    pub fn label(&self) -> usize {
+        self.label
+    }
+
+    /// How the classifier's output is turned into margins.
+    pub fn decision(&self) -> Decision {
+        self.decision
     }
 
     /// All layers, generator first.

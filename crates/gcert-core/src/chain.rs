@@ -3,11 +3,12 @@
 use crate::error::{Error, Result};
 use crate::network::check_finite;
 
-/// The segment `a + t (b − a)`, `t ∈ [0, 1]`.
+/// The segment `a + t (b − a)`, `t ∈ [0, 1]`: two finite points of equal length that differ (checked by
+/// [`Segment::new`]; the fields are private so that every segment is valid).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
-    pub a: Vec<f64>,
-    pub b: Vec<f64>,
+    a: Vec<f64>,
+    b: Vec<f64>,
 }
 
 impl Segment {
@@ -22,6 +23,16 @@ impl Segment {
             return Err(Error::input("segment start and end are equal: the segment is a single point"));
         }
         Ok(Segment { a, b })
+    }
+
+    /// The start (`t = 0`).
+    pub fn a(&self) -> &[f64] {
+        &self.a
+    }
+
+    /// The end (`t = 1`).
+    pub fn b(&self) -> &[f64] {
+        &self.b
     }
 
     pub fn len(&self) -> usize {

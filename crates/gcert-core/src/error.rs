@@ -19,7 +19,8 @@ pub enum Error {
     Npy { path: PathBuf, message: String },
     #[error("layer {index} ({op}) is not piecewise linear: the exact chain cannot pass it{hint}")]
     NotPiecewiseLinear { index: usize, op: String, hint: String },
-    #[error("invalid input: {0}")]
+    /// The message says what was wrong with the caller's input (reason first).
+    #[error("{0}")]
     Input(String),
 }
 
@@ -31,7 +32,8 @@ impl Error {
         Error::Io { path: path.into(), err: source }
     }
 
-    pub(crate) fn card(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    /// A file whose content is wrong (a model card, a reference input): the message names what.
+    pub fn card(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Card { path: path.into(), message: message.into() }
     }
 

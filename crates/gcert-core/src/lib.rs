@@ -30,14 +30,17 @@ pub mod builder;
 pub mod card;
 pub mod certificate;
 pub mod chain;
+pub mod direction;
 pub mod error;
 mod gemm;
+pub mod measures;
 pub mod network;
 pub mod npy;
 pub mod ops;
 pub mod tensors;
 
 pub use chain::{Chain, Segment};
+pub use direction::{Direction, Provenance};
 pub use error::{Error, Result};
 pub use network::{compose, Network};
-pub use ops::{Kind, Layer, Op};
+pub use ops::{Activation, Kind, Layer, Op};

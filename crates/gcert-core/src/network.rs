@@ -9,14 +9,17 @@ use crate::ops::{ConvGeom, Kind, Layer, Op, PoolGeom, Scratch};
 use crate::tensors::{read_safetensors, write_safetensors, Precision, Tensor, TensorStore};
 
 /// A network ready to evaluate: every tensor present, every shape checked, every value finite.
+///
+/// The fields are private so that every `Network` has passed [`Network::from_card`]'s validation; read them
+/// through the accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
-    pub name: String,
+    name: String,
     /// The card this network was loaded from (or a label for in-memory networks); used in messages.
-    pub path: PathBuf,
+    path: PathBuf,
     /// One shape per input (one sample each, no batch dimension).
-    pub input_shapes: Vec<Vec<usize>>,
-    pub layers: Vec<Layer>,
+    input_shapes: Vec<Vec<usize>>,
+    layers: Vec<Layer>,
 }
 
 impl Network {
@@ -93,6 +96,48 @@ impl Network {
             ));
         }
         Ok(Network { name: card.name.clone(), path: origin.to_path_buf(), input_shapes, layers })
+    }
+
+    /// The card's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The card this network was loaded from (or the label given to [`Network::from_card`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// One shape per input (one sample each, no batch dimension).
+    pub fn input_shapes(&self) -> &[Vec<usize>] {
+        &self.input_shapes
+    }
+
+    /// The validated layers, in order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The shape of a point of the network's whole input space: the input's shape for a model with one
+    /// input, else `[input_len()]` (the inputs' values concatenated in order). Every command that reads a
+    /// point or a segment end for a network reads it in this shape (or flat).
+    pub fn input_point_shape(&self) -> Vec<usize> {
+        match self.input_shapes.as_slice() {
+            [one] => one.clone(),
+            _ => vec![self.input_len()],
+        }
+    }
+
+    /// The shape of the one input of a network used as `role` ("generator", say); an error naming the card
+    /// if it has several.
+    pub fn single_input_shape(&self, role: &str) -> Result<&[usize]> {
+        match self.input_shapes.as_slice() {
+            [one] => Ok(one),
+            many => Err(Error::card(
+                &self.path,
+                format!("a {role} takes one input, this card has {}", many.len()),
+            )),
+        }
     }
 
     /// Number of values of one sample's input (all inputs together).

@@ -4,6 +4,13 @@
 //! product over the whole batch (in bounded sub-batches, so that scratch memory stays small), never one sample
 //! at a time.
 
+mod activation;
+mod adjoint;
+
+pub use activation::{Activation, Face, SLACK};
+pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
+
+use crate::error::{Error, Result};
 use crate::gemm::gemm;
 
 /// Geometry of a 2-D convolution or transposed convolution on one sample.
@@ -120,14 +127,58 @@ pub enum Kind {
     NonLinear,
 }
 
+impl Op {
+    /// How the exact chain treats the op. Every op is listed: a new op is a compile error here until it is
+    /// classified, so none can be walked as affine by accident.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Op::Linear { .. }
+            | Op::Conv2d { .. }
+            | Op::ConvTranspose2d { .. }
+            | Op::ChannelAffine { .. }
+            | Op::Reshape
+            | Op::AvgPool2d(_)
+            | Op::Gather { .. }
+            | Op::Embed { .. } => Kind::Affine,
+            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } => Kind::Elementwise,
+            Op::MaxPool2d(_) => Kind::MaxPool,
+            Op::Sigmoid | Op::Tanh => Kind::NonLinear,
+        }
+    }
+
+    /// The elementwise activation of the op, if it is one.
+    pub fn activation(&self) -> Option<Activation> {
+        match *self {
+            Op::Relu => Some(Activation::Leaky(0.0)),
+            Op::LeakyRelu { slope } => Some(Activation::Leaky(slope)),
+            Op::Clamp { min, max } => Some(Activation::Clamp(min, max)),
+            Op::Sigmoid => Some(Activation::Sigmoid),
+            Op::Tanh => Some(Activation::Tanh),
+            Op::Linear { .. }
+            | Op::Conv2d { .. }
+            | Op::ConvTranspose2d { .. }
+            | Op::ChannelAffine { .. }
+            | Op::Reshape
+            | Op::AvgPool2d(_)
+            | Op::MaxPool2d(_)
+            | Op::Gather { .. }
+            | Op::Embed { .. } => None,
+        }
+    }
+}
+
 /// One layer of a network: what it computes and the shapes it maps between.
+///
+/// The fields are private: a layer is made by [`Network::load`](crate::Network::load) (or
+/// [`Network::from_card`](crate::Network::from_card)), which checks that the op's parameters fit the shapes, or
+/// by the validated constructors here, so every `Layer` a backend sees is consistent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {
     /// The `op` string of the card (`"relu"`, `"conv2d"`, ...).
-    pub name: &'static str,
-    pub op: Op,
-    pub in_shape: Vec<usize>,
-    pub out_shape: Vec<usize>,
+    pub(crate) name: &'static str,
+    pub(crate) op: Op,
+    pub(crate) in_shape: Vec<usize>,
+    pub(crate) out_shape: Vec<usize>,
 }
 
 /// Reusable scratch memory for the kernels.
@@ -142,6 +193,44 @@ pub struct Scratch {
 const SCRATCH_LIMIT: usize = 1 << 20;
 
 impl Layer {
+    /// The layer that places one input of a multi-input model among the others, held fixed:
+    /// `y = prefix ++ x ++ suffix` for an `x` of `input_len` values. The fixed values must be finite.
+    pub fn embed(prefix: Vec<f64>, input_len: usize, suffix: Vec<f64>) -> Result<Layer> {
+        if input_len == 0 {
+            return Err(Error::input("the embedded input must have at least one value"));
+        }
+        if let Some(i) = prefix.iter().chain(&suffix).position(|v| !v.is_finite()) {
+            return Err(Error::input(format!("the fixed inputs have a non-finite value at index {i}")));
+        }
+        let out_len = prefix.len() + input_len + suffix.len();
+        Ok(Layer {
+            name: "embed",
+            op: Op::Embed { prefix, suffix },
+            in_shape: vec![input_len],
+            out_shape: vec![out_len],
+        })
+    }
+
+    /// The `op` string of the card (`"relu"`, `"conv2d"`, ...).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// What the layer computes, with its resolved parameters.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+
+    /// The shape of one sample's input.
+    pub fn in_shape(&self) -> &[usize] {
+        &self.in_shape
+    }
+
+    /// The shape of one sample's output.
+    pub fn out_shape(&self) -> &[usize] {
+        &self.out_shape
+    }
+
     pub fn in_len(&self) -> usize {
         self.in_shape.iter().product()
     }
@@ -150,50 +239,62 @@ impl Layer {
         self.out_shape.iter().product()
     }
 
+    /// How the exact chain treats the layer.
     pub fn kind(&self) -> Kind {
-        match self.op {
-            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } => Kind::Elementwise,
-            Op::MaxPool2d(_) => Kind::MaxPool,
-            Op::Sigmoid | Op::Tanh => Kind::NonLinear,
-            _ => Kind::Affine,
-        }
+        self.op.kind()
     }
 
-    /// The thresholds at which an elementwise PL activation changes its linear face.
+    /// The elementwise activation the layer applies, if it is one.
+    pub fn activation(&self) -> Option<Activation> {
+        self.op.activation()
+    }
+
+    /// The thresholds at which an elementwise PL activation changes its linear face (none for other layers).
     pub fn faces(&self) -> &'static [Face] {
-        match self.op {
-            Op::Relu | Op::LeakyRelu { .. } => &[Face::Lower],
-            Op::Clamp { .. } => &[Face::Lower, Face::Upper],
-            _ => &[],
-        }
+        self.activation().map_or(&[], Activation::faces)
     }
 
     /// The threshold value of a face (`0` for relu, the bounds for clamp).
     pub fn face_value(&self, face: Face) -> f64 {
-        match (&self.op, face) {
-            (Op::Clamp { min, .. }, Face::Lower) => *min,
-            (Op::Clamp { max, .. }, Face::Upper) => *max,
-            _ => 0.0,
-        }
+        self.activation().map_or(f64::NAN, |a| a.face_value(face))
     }
 
-    /// An elementwise activation applied to one value.
+    /// An elementwise activation applied to one value (the identity for layers that are not activations).
     #[inline]
     pub fn activate(&self, x: f64) -> f64 {
-        match self.op {
-            Op::Relu => x.max(0.0),
-            Op::LeakyRelu { slope } => {
-                if x >= 0.0 {
-                    x
-                } else {
-                    slope * x
-                }
+        self.activation().map_or(x, |a| a.value(x))
+    }
+
+    /// For an affine layer with a constant term (bias, shift, fixed inputs), the same layer with that term set
+    /// to zero: its linear part, which maps differences of inputs (Jacobian columns, directions). `None` for
+    /// affine layers that are already linear and for layers that are not affine.
+    pub fn linear_part(&self) -> Option<Layer> {
+        let zeros = |v: &[f64]| vec![0.0; v.len()];
+        let op = match &self.op {
+            Op::Linear { weight, bias, inputs, outputs } => {
+                Op::Linear { weight: weight.clone(), bias: zeros(bias), inputs: *inputs, outputs: *outputs }
             }
-            Op::Clamp { min, max } => x.max(min).min(max),
-            Op::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Op::Tanh => x.tanh(),
-            _ => x,
-        }
+            Op::Conv2d { weight, bias, geom } => {
+                Op::Conv2d { weight: weight.clone(), bias: zeros(bias), geom: *geom }
+            }
+            Op::ConvTranspose2d { weight, bias, geom } => {
+                Op::ConvTranspose2d { weight: weight.clone(), bias: zeros(bias), geom: *geom }
+            }
+            Op::ChannelAffine { scale, shift, spatial } => {
+                Op::ChannelAffine { scale: scale.clone(), shift: zeros(shift), spatial: *spatial }
+            }
+            Op::Embed { prefix, suffix } => Op::Embed { prefix: zeros(prefix), suffix: zeros(suffix) },
+            Op::Reshape
+            | Op::AvgPool2d(_)
+            | Op::Gather { .. }
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Clamp { .. }
+            | Op::MaxPool2d(_)
+            | Op::Sigmoid
+            | Op::Tanh => return None,
+        };
+        Some(Layer { op, ..self.clone() })
     }
 
     /// Applies the layer to a batch of `n` samples, writing `n × out_len` values into `out`.
@@ -241,7 +342,8 @@ impl Layer {
             Op::Clamp { min, max } => {
                 out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(*min).min(*max))
             }
-            Op::Sigmoid | Op::Tanh => out.iter_mut().zip(input).for_each(|(y, &x)| *y = self.activate(x)),
+            Op::Sigmoid => out.iter_mut().zip(input).for_each(|(y, &x)| *y = Activation::Sigmoid.value(x)),
+            Op::Tanh => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.tanh()),
             Op::Reshape => out.copy_from_slice(input),
             Op::AvgPool2d(g) => pool(input, n, g, out, scratch, false),
             Op::MaxPool2d(g) => pool(input, n, g, out, scratch, true),
@@ -262,13 +364,6 @@ impl Layer {
             }
         }
     }
-}
-
-/// A linear face of an elementwise activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Face {
-    Lower,
-    Upper,
 }
 
 fn conv2d(

@@ -15,7 +15,7 @@
 //! (pixels per unit step): translation as is, rotation `θ·R` and scaling and elongation `s·R` with `R` half the
 //! size. A direction is named after the largest effect when it is at least `dominance` times the second.
 //!
-//! [`between_check`] is the paper's Table 3 check (DESIGN.md §7 (b)): along a segment `z → z + eps·d`, does each
+//! [`between_check`] is Table 3's check (docs/mathematics.md §7.5 (b)): along `z → z + eps·d`, does each
 //! sampled intermediate image's angle, centre and size lie between the two end images' values, up to the
 //! measurement's own noise?
 
@@ -508,7 +508,7 @@ impl PropertyTally {
     }
 }
 
-/// The between-ends check over one or more segments (DESIGN.md §7 (b), paper Table 3): does every sampled
+/// The between-ends check over segments (docs/mathematics.md §7.5 (b), paper Table 3): does every sampled
 /// intermediate image's rectangle property lie between the two ends' values?
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct BetweenCheck {

@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 
-use gcert_core::ops::{PoolGeom, Scratch};
+use gcert_core::ops::{Kind, PoolGeom, Scratch};
 use gcert_core::{Layer, Network, Op};
 use ndarray::Array2;
 
@@ -51,7 +51,7 @@ pub struct JacobianPlan<'a> {
 
 impl<'a> JacobianPlan<'a> {
     pub fn new(net: &'a Network) -> Self {
-        let steps = net.layers.iter().map(step).collect();
+        let steps = net.layers().iter().map(step).collect();
         JacobianPlan { net, steps }
     }
 
@@ -133,7 +133,7 @@ impl<'a> JacobianPlan<'a> {
                 zs.len()
             )));
         }
-        let widest = self.net.layers.iter().map(|l| l.in_len().max(l.out_len())).max().unwrap_or(k).max(k);
+        let widest = self.net.layers().iter().map(|l| l.in_len().max(l.out_len())).max().unwrap_or(k).max(k);
         let chunk = (TANGENT_LIMIT / (k * widest)).clamp(1, m);
         let mut start = 0;
         while start < m {
@@ -168,7 +168,7 @@ impl<'a> JacobianPlan<'a> {
         }
         let mut t_next = Vec::new();
         let mut window = Vec::new();
-        for (layer, step) in self.net.layers.iter().zip(&self.steps) {
+        for (layer, step) in self.net.layers().iter().zip(&self.steps) {
             let (in_len, out_len) = (layer.in_len(), layer.out_len());
             match step {
                 Step::Linear(lin) => lin.apply(&t, m * k, &mut t_next, &mut scratch),
@@ -225,49 +225,21 @@ impl<'a> JacobianPlan<'a> {
 }
 
 fn step(layer: &Layer) -> Step<'_> {
-    let zeros = |v: &Vec<f64>| vec![0.0; v.len()];
-    let copy = |op: Op| Step::Linear(Cow::Owned(Layer { op, ..layer.clone() }));
-    match &layer.op {
-        Op::Linear { weight, bias, inputs, outputs } => {
-            copy(Op::Linear { weight: weight.clone(), bias: zeros(bias), inputs: *inputs, outputs: *outputs })
-        }
-        Op::Conv2d { weight, bias, geom } => {
-            copy(Op::Conv2d { weight: weight.clone(), bias: zeros(bias), geom: *geom })
-        }
-        Op::ConvTranspose2d { weight, bias, geom } => {
-            copy(Op::ConvTranspose2d { weight: weight.clone(), bias: zeros(bias), geom: *geom })
-        }
-        Op::ChannelAffine { scale, shift, spatial } => {
-            copy(Op::ChannelAffine { scale: scale.clone(), shift: zeros(shift), spatial: *spatial })
-        }
-        Op::Embed { prefix, suffix } => copy(Op::Embed { prefix: zeros(prefix), suffix: zeros(suffix) }),
-        Op::Reshape | Op::AvgPool2d(_) | Op::Gather { .. } => Step::Linear(Cow::Borrowed(layer)),
-        Op::MaxPool2d(g) => Step::MaxPool(*g),
-        Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } | Op::Sigmoid | Op::Tanh => {
-            Step::Elementwise(layer)
-        }
+    match layer.kind() {
+        // The linear part of an affine layer maps Jacobian columns; layers without a constant term are their
+        // own linear part.
+        Kind::Affine => Step::Linear(layer.linear_part().map_or(Cow::Borrowed(layer), Cow::Owned)),
+        Kind::MaxPool => match layer.op() {
+            Op::MaxPool2d(g) => Step::MaxPool(*g),
+            _ => unreachable!("a max-pool layer holds a max-pool op"),
+        },
+        Kind::Elementwise | Kind::NonLinear => Step::Elementwise(layer),
     }
 }
 
 /// The derivative of an elementwise activation at `x` (see the module documentation for the faces).
 fn derivative(layer: &Layer, x: f64) -> f64 {
-    match layer.op {
-        Op::Relu => f64::from(u8::from(x > 0.0)),
-        Op::LeakyRelu { slope } => {
-            if x > 0.0 {
-                1.0
-            } else {
-                slope
-            }
-        }
-        Op::Clamp { min, max } => f64::from(u8::from(x > min && x < max)),
-        Op::Sigmoid => {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s)
-        }
-        Op::Tanh => 1.0 - x.tanh().powi(2),
-        _ => 1.0,
-    }
+    layer.activation().expect("an elementwise step is an activation").derivative(x)
 }
 
 /// The exact Jacobian of `net` at `z` (`n × k`); see [`JacobianPlan`] to reuse the preparation.

@@ -1,4 +1,4 @@
-//! Mutation directions of a generator (DESIGN.md §6, paper §5.1 and §5.4): which moves of the latent point
+//! Mutation directions of a generator (docs/mathematics.md §6, paper §5.1, §5.4): which latent moves
 //! change the image, how many independent ones there are, which of them stay inside a region, and what each one
 //! does geometrically.
 //!
@@ -30,6 +30,7 @@
 pub mod error;
 pub mod factor;
 pub mod geometry;
+pub mod invert;
 pub mod jacobian;
 pub mod local;
 pub mod rpca;
@@ -38,6 +39,7 @@ pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use factor::{directions, factorize, sample_latents, FactorParams, Factorization, RpcaSummary};
+pub use invert::{invert, Inversion, InvertParams};
 pub use jacobian::{finite_difference_jacobian, jacobian, JacobianPlan};
 pub use local::{
     image_shape, local_directions, Leak, LocalDirection, LocalDirections, LocalParams, NullSpace, Region,

@@ -43,11 +43,11 @@ pub fn image_shape(net: &Network) -> Result<[usize; 3]> {
             } else {
                 Err(Error::input(format!(
                     "{} outputs {n} values, not an image: expected [c, h, w], [h, w] or a square number of values",
-                    net.path.display()
+                    net.path().display()
                 )))
             }
         }
-        ref s => Err(Error::input(format!("{} outputs shape {s:?}, not an image", net.path.display()))),
+        ref s => Err(Error::input(format!("{} outputs shape {s:?}, not an image", net.path().display()))),
     }
 }
 

@@ -13,14 +13,14 @@
 //!
 //! # Parameters, and why the default λ is not 1/60
 //!
-//! DESIGN.md §6 takes LowRankGAN's `λ = 1/60`, made for StyleGAN's `k = 512`. For a `k × k` matrix and
+//! The paper follows LowRankGAN's `λ = 1/60`, made for StyleGAN's `k = 512`. For a `k × k` matrix and
 //! `λ ≤ 1/k` that choice is degenerate: every matrix has `‖L‖_1 ≤ k ‖L‖_F ≤ k ‖L‖_*`, so
 //! `‖L‖_* + λ‖M − L‖_1 ≥ λ‖M‖_1 + (1 − λk)‖L‖_* ≥ λ‖M‖_1`, and `L = 0, S = M` is an optimum. With `k = 50`
 //! (the MNIST generator) or `k = 100` the solver indeed returns `L = 0` (measured: rank 0 on every synthetic
 //! generator tried), or, with LowRankGAN's larger `μ` (NumPy's induced 1-norm), whatever the early stop leaves
 //! (rank 50 of 50 after 2 iterations on one random DCGAN, rank 4 of 100 after 892 on another). The default here
 //! is therefore Candès et al.'s `λ = 1/√max(n₁, n₂)`, which recovers planted ranks exactly (see the tests);
-//! `λ = 1/60` stays available through [`RpcaParams::lambda`]. The other defaults are DESIGN.md's:
+//! `λ = 1/60` stays available through [`RpcaParams::lambda`]. Other defaults (docs/mathematics.md §6.4):
 //! `μ = n₁n₂/(4‖M‖_1)` (fixed) with `‖·‖_1` the entrywise ℓ1 norm (as in the objective), `tol = 1e-7`. In
 //! exact arithmetic `μ` changes only how fast the iteration reaches the optimum; since the stop tests the
 //! primal residual alone, a much larger `μ` (or a growing one, as in Lin et al.'s inexact ALM) stops earlier and

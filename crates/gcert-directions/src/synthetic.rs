@@ -98,7 +98,7 @@ pub fn separable(k: usize, k_bg: usize, side: usize, region: [usize; 4], seed: u
     Generator { card: card("separable", vec![k], layers), tensors }
 }
 
-/// A DCGAN-shaped generator (DESIGN.md §8): latent `k` as `[k, 1, 1]` →
+/// A DCGAN-shaped generator (docs/mathematics.md §8): latent `k` as `[k, 1, 1]` →
 /// `ConvT(16, k4, s1, p0) → BN → ReLU → ConvT(8, k4, s2, p1) → BN → ReLU → ConvT(4) → BN → ReLU → ConvT(1)
 /// → clamp(0, 1)`, a `1 × 32 × 32` image.
 ///

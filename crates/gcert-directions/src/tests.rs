@@ -92,8 +92,8 @@ fn margin(net: &Network, z: &[f64]) -> f64 {
     let mut scratch = Scratch::default();
     let mut window = Vec::new();
     let mut margin = f64::INFINITY;
-    for layer in &net.layers {
-        match &layer.op {
+    for layer in net.layers() {
+        match layer.op() {
             Op::Relu | Op::LeakyRelu { .. } => margin = x.iter().fold(margin, |m, v| m.min(v.abs())),
             Op::Clamp { min, max } => {
                 margin = x.iter().fold(margin, |m, v| m.min((v - min).abs()).min((v - max).abs()))

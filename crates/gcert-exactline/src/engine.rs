@@ -1,5 +1,7 @@
 //! The layer-by-layer breakpoint engine.
 
+use std::ops::ControlFlow;
+
 use gcert_core::ops::{Kind, Scratch};
 use gcert_core::{Chain, Error, Layer, Network, Op, Result, Segment};
 
@@ -36,7 +38,7 @@ impl<'a> ExactLine<'a> {
         if let Some(i) = layers.iter().position(|l| l.kind() == Kind::NonLinear) {
             return Err(Error::NotPiecewiseLinear {
                 index: i,
-                op: layers[i].name.to_string(),
+                op: layers[i].name().to_string(),
                 hint: String::from("; use the quantitative or incomplete certifier for such models"),
             });
         }
@@ -61,11 +63,11 @@ impl<'a> ExactLine<'a> {
             if let Some(i) = net.first_nonlinear() {
                 return Err(Error::NotPiecewiseLinear {
                     index: i,
-                    op: net.layers[i].name.to_string(),
+                    op: net.layers()[i].name().to_string(),
                     hint: format!(
                         " (in {}, {}); use the quantitative or incomplete certifier for such models",
-                        net.name,
-                        net.path.display()
+                        net.name(),
+                        net.path().display()
                     ),
                 });
             }
@@ -90,12 +92,15 @@ impl<'a> ExactLine<'a> {
     /// The whole chain, every point kept.
     pub fn chain(&self, segment: &Segment) -> Result<Chain> {
         let mut chain = Chain { width: self.output_len, ..Chain::default() };
-        self.run(segment, &mut chain)?;
+        // `Chain` never stops the walk.
+        let _ = self.run(segment, &mut chain)?;
         Ok(chain)
     }
 
-    /// Streams the chain of `segment` into `sink`, in order.
-    pub fn run<S: Sink>(&self, segment: &Segment, sink: &mut S) -> Result<()> {
+    /// Streams the chain of `segment` into `sink`, in order of increasing ratio. Returns
+    /// `ControlFlow::Break(())` if the sink stopped the walk early (the rest of the segment was not computed),
+    /// `ControlFlow::Continue(())` if the whole chain was delivered.
+    pub fn run<S: Sink>(&self, segment: &Segment, sink: &mut S) -> Result<ControlFlow<()>> {
         if segment.len() != self.input_len {
             return Err(Error::input(format!(
                 "the segment has {} coordinates but the network takes {} inputs",
@@ -105,11 +110,10 @@ impl<'a> ExactLine<'a> {
         }
         let mut levels: Vec<Level> = (0..self.layers.len()).map(|_| Level::default()).collect();
         let mut input = Vec::with_capacity(2 * self.input_len);
-        input.extend_from_slice(&segment.a);
-        input.extend_from_slice(&segment.b);
+        input.extend_from_slice(segment.a());
+        input.extend_from_slice(segment.b());
         let mut dedup = Dedup { sink, last: f64::NEG_INFINITY };
-        self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup);
-        Ok(())
+        Ok(self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup))
     }
 
     fn descend<S: Sink>(
@@ -119,11 +123,10 @@ impl<'a> ExactLine<'a> {
         input: &[f64],
         levels: &mut [Level],
         sink: &mut Dedup<'_, S>,
-    ) {
+    ) -> ControlFlow<()> {
         let Some((level, rest)) = levels.split_first_mut() else {
             // Past the last layer: chunks share their boundary point, which the adapter drops.
-            sink.push(ratios, input);
-            return;
+            return sink.push(ratios, input);
         };
         let layer = self.layers[l];
         let w = layer.out_len();
@@ -131,7 +134,7 @@ impl<'a> ExactLine<'a> {
             Kind::Affine => {
                 // No new breakpoints: the input is already at most a chunk (plus one interval's breakpoints).
                 layer.apply(input, ratios.len(), &mut level.out, &mut level.scratch);
-                self.descend(l + 1, ratios, &level.out, rest, sink);
+                self.descend(l + 1, ratios, &level.out, rest, sink)
             }
             Kind::Elementwise | Kind::MaxPool => {
                 // Refine consecutive intervals until a chunk is full, hand it on, go on from its last point:
@@ -154,8 +157,9 @@ impl<'a> ExactLine<'a> {
                     let n = level.ratios.len();
                     layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
                     debug_assert_eq!(level.out.len(), n * w);
-                    self.descend(l + 1, &level.ratios, &level.out, rest, sink);
+                    self.descend(l + 1, &level.ratios, &level.out, rest, sink)?;
                 }
+                ControlFlow::Continue(())
             }
             Kind::NonLinear => unreachable!("rejected when the engine was built"),
         }
@@ -169,13 +173,14 @@ struct Dedup<'s, S> {
 }
 
 impl<S: Sink> Dedup<'_, S> {
-    fn push(&mut self, ratios: &[f64], values: &[f64]) {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
         let skip = usize::from(ratios.first() == Some(&self.last));
         let w = values.len() / ratios.len();
         if skip < ratios.len() {
-            self.sink.push(&ratios[skip..], &values[skip * w..]);
             self.last = *ratios.last().expect("non-empty");
+            return self.sink.push(&ratios[skip..], &values[skip * w..]);
         }
+        ControlFlow::Continue(())
     }
 }
 
@@ -183,8 +188,9 @@ impl<S: Sink> Dedup<'_, S> {
 /// ratio `t0`) to `v` (at `t1`), in order, with the layer's input interpolated at each.
 fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level: &mut Level) {
     level.local.clear();
-    match &layer.op {
-        Op::MaxPool2d(g) => {
+    match layer.kind() {
+        Kind::MaxPool => {
+            let Op::MaxPool2d(g) = layer.op() else { unreachable!("a max-pool layer holds a max-pool op") };
             for ch in 0..g.c {
                 for oy in 0..g.oh {
                     for ox in 0..g.ow {
@@ -194,9 +200,10 @@ fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level:
                 }
             }
         }
-        _ => {
-            for &face in layer.faces() {
-                let c = layer.face_value(face);
+        Kind::Elementwise => {
+            let activation = layer.activation().expect("an elementwise layer has an activation");
+            for &face in activation.faces() {
+                let c = activation.face_value(face);
                 if !c.is_finite() {
                     continue;
                 }
@@ -207,6 +214,11 @@ fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level:
                     }
                 }
             }
+        }
+        Kind::Affine | Kind::NonLinear => {
+            unreachable!(
+                "affine layers add no breakpoints; non-PL layers are rejected when the engine is built"
+            )
         }
     }
     if level.local.is_empty() {

@@ -4,16 +4,18 @@
 //! max-pooling) and a segment from `a` to `b`, [`ExactLine`] computes the ratios `0 = t_0 < … < t_n = 1` on
 //! whose pieces `f(a + t (b − a))` is affine, and the values at every ratio (the chain). Ratios are `f64`.
 //!
-//! How (DESIGN.md §2): layer by layer the engine keeps the breakpoints and the layer's input at each. An affine
+//! How (docs/mathematics.md §2): layer by layer the engine keeps the breakpoints and their inputs. An affine
 //! layer maps all breakpoints in one batched product and adds none. An activation inserts, between consecutive
 //! breakpoints, every ratio where a coordinate crosses one of its thresholds, interpolating the pre-activation
 //! vectors there. Max-pooling inserts the ratios where a window's arg-max changes. The engine streams: once a
 //! layer holds more than a chunk of breakpoints, the rest of the network runs chunk by chunk and the output goes
 //! to a [`Sink`], so memory does not grow with the number of pieces unless the sink keeps them.
 //!
+//! The crate re-exports what a tool built on the engine alone needs from `gcert-core` (networks, model cards,
+//! segments, chains, errors, `.npy` input), so it can depend on `gcert-exactline` only:
+//!
 //! ```
-//! use gcert_core::{card::ModelCard, tensors::{Tensor, TensorStore}, Network, Segment};
-//! use gcert_exactline::ExactLine;
+//! use gcert_exactline::{card::ModelCard, tensors::{Tensor, TensorStore}, ExactLine, Network, Segment};
 //! use std::path::Path;
 //!
 //! // f(x) = relu(x0 - x1), from (0, 1) to (1, 0): one kink at t = 0.5.
@@ -36,9 +38,16 @@
 //! assert_eq!(chain.ratios, vec![0.0, 0.5, 1.0]);
 //! assert_eq!(chain.values, vec![0.0, 0.0, 1.0]);
 //! ```
+//!
+//! A sink can stop the walk early: `examples/first_violation.rs` loads two model cards, streams the chain
+//! into its own sink and stops at the first point where the predicted label changes.
 
 mod engine;
 mod sink;
 
+pub use std::ops::ControlFlow;
+
 pub use engine::{ExactLine, DEFAULT_CHUNK};
+pub use gcert_core::{card, npy, ops, tensors};
+pub use gcert_core::{compose, Chain, Error, Kind, Layer, Network, Op, Result, Segment};
 pub use sink::{Bounds, Sink};

@@ -1,18 +1,24 @@
 //! Consumers of a chain as the engine streams it.
 
+use std::ops::ControlFlow;
+
 use gcert_core::Chain;
 
 /// Receives the points of a chain in order: ratios strictly increase within and across calls, and no point
 /// is delivered twice. `values` holds `ratios.len()` rows of the network's output.
+///
+/// Returning `ControlFlow::Break(())` stops the walk: the engine computes nothing past the points delivered
+/// so far (a first-violation or largest-tolerance search needs only the chain up to its answer).
 pub trait Sink {
-    fn push(&mut self, ratios: &[f64], values: &[f64]);
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()>;
 }
 
 /// Keeping every point gives the whole chain.
 impl Sink for Chain {
-    fn push(&mut self, ratios: &[f64], values: &[f64]) {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
         self.ratios.extend_from_slice(ratios);
         self.values.extend_from_slice(values);
+        ControlFlow::Continue(())
     }
 }
 
@@ -37,7 +43,7 @@ impl Bounds {
 }
 
 impl Sink for Bounds {
-    fn push(&mut self, ratios: &[f64], values: &[f64]) {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
         let w = self.lower.len();
         for row in values.chunks_exact(w) {
             for ((lo, hi), &v) in self.lower.iter_mut().zip(self.upper.iter_mut()).zip(row) {
@@ -46,5 +52,6 @@ impl Sink for Bounds {
             }
         }
         self.points += ratios.len();
+        ControlFlow::Continue(())
     }
 }

@@ -1,4 +1,4 @@
-//! Continuity regulation of generators (the paper's Alg. 1, DESIGN.md §7): an extra generator loss that makes
+//! Continuity regulation (paper Alg. 1, docs/mathematics.md §7): an extra generator loss that makes
 //! a latent segment map to (close to) the straight, evenly paced path between its two end images.
 //!
 //! For latents `z1, z2` drawn from the standard normal prior and `γ ~ U(0, 1)` per pair, with
@@ -92,7 +92,7 @@ impl Pace for EvenPace {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reduction {
-    /// The mean over every output element (pixel) of every pair: what DESIGN.md §7's λ values refer to.
+    /// The mean over every output element (pixel) of every pair: what docs/mathematics.md §7's λ refers to.
     #[default]
     PerElement,
     /// The mean over pairs of the squared norm `‖·‖²` (the per-element mean times the output size).

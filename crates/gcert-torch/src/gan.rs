@@ -1,4 +1,4 @@
-//! WGAN-GP training of the piecewise-linear generator (DESIGN.md §8): gradient penalty λ = 10, 3 critic
+//! WGAN-GP training of the PL generator (docs/mathematics.md §8): gradient penalty λ = 10, 3 critic
 //! steps per generator step, Adam 2e-4 with β = (0.5, 0.999), on geometrically augmented MNIST.
 
 use std::time::Instant;

@@ -30,15 +30,8 @@ impl Default for InvertConfig {
     }
 }
 
-/// The best latent found and how well it reconstructs the image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inversion {
-    pub z: Vec<f64>,
-    /// Per-pixel mean squared error of `G(z)` against the image.
-    pub mse: f64,
-    /// The per-pixel MSE reached from each starting point.
-    pub restart_mse: Vec<f64>,
-}
+/// The best latent found and how well it reconstructs the image (one type with the pure-Rust inversion).
+pub use gcert_core::measures::Inversion;
 
 /// Inverts a single-input generator (`[k]` → image) for one image of the generator's output shape.
 pub fn invert(generator: &Net, image: &Tensor, cfg: &InvertConfig) -> Result<Inversion> {

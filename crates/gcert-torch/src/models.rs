@@ -1,5 +1,5 @@
 //! The architectures gcert trains: the paper's Table 5 MNIST classifiers, a pair network, the DCGAN-style
-//! piecewise-linear generator (DESIGN.md §8), a WGAN critic and a VAE encoder.
+//! piecewise-linear generator (docs/mathematics.md §8), a WGAN critic and a VAE encoder.
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,7 +11,7 @@ use crate::nn::{Net, NetBuilder};
 
 /// Shape of every image model input: one 32×32 grey channel.
 pub const IMAGE: [i64; 3] = [1, 32, 32];
-/// The generator's latent size (DESIGN.md §8).
+/// The generator's latent size (docs/mathematics.md §8).
 pub const LATENT: i64 = 50;
 
 /// The classifiers of the paper's Table 5 (MNIST).
@@ -111,7 +111,7 @@ pub fn pair_net(root: nn::Path<'_>, name: &str, seed: u64) -> Net {
 }
 
 /// The DCGAN-style PL generator: latent `k` → `[1, 32, 32]` in [0, 1]. `widths` are the channels of the
-/// first three transposed convolutions (DESIGN.md §8: 16, 8, 4); the last maps to 1 channel, then
+/// first three transposed convolutions (docs/mathematics.md §8: 16, 8, 4); the last maps to 1 channel, then
 /// `clamp(0, 1)`.
 pub fn generator(root: nn::Path<'_>, latent: i64, widths: [i64; 3], name: &str, seed: u64) -> Net {
     let [a, b, c] = widths;

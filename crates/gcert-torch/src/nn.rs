@@ -15,9 +15,10 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// One layer: its card entry and its tensors by role (`weight`, `bias`, `running_mean`, `running_var`).
+/// One card layer on libtorch: its card entry and its tensors by role (`weight`, `bias`, `running_mean`,
+/// `running_var`). `gcert_core::Layer` is the same layer resolved to the pure-Rust f64 kernels.
 #[derive(Debug)]
-pub struct Layer {
+pub struct TchLayer {
     pub spec: LayerSpec,
     pub params: BTreeMap<&'static str, Tensor>,
 }
@@ -29,7 +30,7 @@ pub struct Net {
     pub description: Option<String>,
     /// One shape per input, no batch dimension.
     pub input_shapes: Vec<Vec<i64>>,
-    pub layers: Vec<Layer>,
+    pub layers: Vec<TchLayer>,
 }
 
 /// Batch-norm momentum while training (PyTorch's default).
@@ -77,7 +78,7 @@ impl Net {
             layers: self
                 .layers
                 .iter()
-                .map(|l| Layer {
+                .map(|l| TchLayer {
                     spec: l.spec.clone(),
                     params: l
                         .params
@@ -232,10 +233,10 @@ impl Net {
                     Tensor::from_slice(&t.data).reshape(shape.as_slice()).to_kind(kind).to_device(device);
                 params.insert(role, tt);
             }
-            layers.push(Layer { spec: spec.clone(), params });
+            layers.push(TchLayer { spec: spec.clone(), params });
         }
         let input_shapes =
-            network.input_shapes.iter().map(|s| s.iter().map(|&d| d as i64).collect()).collect();
+            network.input_shapes().iter().map(|s| s.iter().map(|&d| d as i64).collect()).collect();
         Ok(Net { name: card.name, description: card.description, input_shapes, layers })
     }
 
@@ -253,7 +254,7 @@ impl Net {
     }
 }
 
-impl Layer {
+impl TchLayer {
     fn p(&self, role: &str) -> Result<&Tensor> {
         self.params
             .get(role)
@@ -326,7 +327,7 @@ pub struct NetBuilder<'a> {
     name: String,
     input_shapes: Vec<Vec<i64>>,
     shape: Vec<i64>,
-    layers: Vec<Layer>,
+    layers: Vec<TchLayer>,
     rng: ChaCha8Rng,
 }
 
@@ -370,7 +371,7 @@ impl<'a> NetBuilder<'a> {
             name: name.to_string(),
             input_shapes: input_shapes.to_vec(),
             shape,
-            layers: vec![Layer { spec: LayerSpec::Concat { axis: 0 }, params: BTreeMap::new() }],
+            layers: vec![TchLayer { spec: LayerSpec::Concat { axis: 0 }, params: BTreeMap::new() }],
             rng: ChaCha8Rng::seed_from_u64(init_seed(name, 0)),
         }
     }
@@ -385,7 +386,7 @@ impl<'a> NetBuilder<'a> {
     }
 
     fn push(mut self, spec: LayerSpec, params: BTreeMap<&'static str, Tensor>, shape: Vec<i64>) -> Self {
-        self.layers.push(Layer { spec, params });
+        self.layers.push(TchLayer { spec, params });
         self.shape = shape;
         self
     }

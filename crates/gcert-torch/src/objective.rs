@@ -1,7 +1,7 @@
 //! The generator's training objective, in one place that every generator trainer (WGAN-GP, VAE, and later
 //! style translators) calls: its own loss plus any number of extra terms.
 //!
-//! This is the extension point for continuity regulation (DESIGN.md §7, issue 5): a term implements
+//! This is the extension point for continuity regulation (docs/mathematics.md §7, issue 5): a term implements
 //! [`GeneratorLoss`], receives the generator and the step's latents, and returns its weighted value; the
 //! trainers take a list of such terms and never need to change.
 

@@ -1,24 +1,12 @@
 //! Sample quality of a generator, measured with a fixture classifier: how confidently and how evenly the
 //! classifier recognises generated digits, against the same numbers on real test digits.
 
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
+
+pub use gcert_core::measures::Quality;
 
 use crate::error::Result;
 use crate::nn::Net;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quality {
-    pub samples: usize,
-    /// Mean of the classifier's top softmax probability.
-    pub mean_confidence: f64,
-    /// Fraction of samples whose top probability exceeds 0.9.
-    pub confident_fraction: f64,
-    /// How many samples the classifier assigns to each digit.
-    pub class_counts: Vec<i64>,
-    /// Entropy (bits) of that histogram; log2(10) ≈ 3.32 for perfectly even classes.
-    pub class_entropy_bits: f64,
-}
 
 /// Classifier statistics on a batch of images `[n, 1, 32, 32]`.
 pub fn quality(classifier: &Net, images: &Tensor) -> Result<Quality> {
@@ -28,7 +16,7 @@ pub fn quality(classifier: &Net, images: &Tensor) -> Result<Quality> {
     let mean_confidence = top.mean(Kind::Float).double_value(&[]);
     let confident_fraction = top.gt(0.9).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
     let arg = Vec::<i64>::try_from(arg.to_device(Device::Cpu))?;
-    let mut class_counts = vec![0i64; 10];
+    let mut class_counts = vec![0u64; 10];
     for a in arg {
         if let Some(c) = class_counts.get_mut(a as usize) {
             *c += 1;

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::transpose::{adjoint_layer, transpose_apply};
+use gcert_core::ops::{adjoint_layer, transpose_apply};
 
 /// Small random networks covering every op the bounder handles.
 fn random_net(arch: usize, seed: u64) -> Network {
@@ -77,14 +77,9 @@ fn sampled(layers: &[&Layer], seg: &Segment, s0: f64, s1: f64, samples: usize) -
 #[test]
 fn transposes_are_adjoint() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let embed = Layer {
-        name: "embed",
-        op: Op::Embed { prefix: vec![0.5, -1.0], suffix: vec![2.0] },
-        in_shape: vec![3],
-        out_shape: vec![6],
-    };
+    let embed = Layer::embed(vec![0.5, -1.0], 3, vec![2.0]).unwrap();
     let nets: Vec<Network> = (0..4).map(|a| random_net(a, 11 + a as u64)).collect();
-    let layers = nets.iter().flat_map(|n| n.layers.iter()).chain(std::iter::once(&embed));
+    let layers = nets.iter().flat_map(|n| n.layers().iter()).chain(std::iter::once(&embed));
     let mut scratch = Scratch::default();
     let mut checked = 0;
     for layer in layers.filter(|l| l.kind() == Kind::Affine) {
@@ -98,16 +93,16 @@ fn transposes_are_adjoint() {
         let transposed = transpose_apply(layer, &g, 2, &mut gt);
         match adjoint_layer(layer) {
             Some(adjoint) => {
-                assert!(!transposed, "{}: two transposes", layer.name);
+                assert!(!transposed, "{}: two transposes", layer.name());
                 adjoint.apply(&g, 2, &mut gt, &mut scratch);
             }
-            None => assert!(transposed, "{}: no transpose", layer.name),
+            None => assert!(transposed, "{}: no transpose", layer.name()),
         }
-        assert_eq!(gt.len(), 2 * n, "{}", layer.name);
+        assert_eq!(gt.len(), 2 * n, "{}", layer.name());
         for r in 0..2 {
             let lhs: f64 = (0..m).map(|i| g[r * m + i] * (ax[i] - a0[i])).sum();
             let rhs: f64 = (0..n).map(|i| gt[r * n + i] * x[i]).sum();
-            assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "{}: {lhs} vs {rhs}", layer.name);
+            assert!((lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()), "{}: {lhs} vs {rhs}", layer.name());
         }
         checked += 1;
     }
@@ -125,7 +120,7 @@ proptest! {
         let net = random_net(arch, seed);
         let seg = random_segment(net.input_len(), seed + 1, scale);
         let s1 = s0 + len;
-        let layers: Vec<&Layer> = net.layers.iter().collect();
+        let layers: Vec<&Layer> = net.layers().iter().collect();
         let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
         let bounder = Bounder::new(layers.clone(), &[], &[], relaxation);
         let lines = bounder.neuron_lines(&seg.point(s0), &seg.point(s1));
@@ -152,11 +147,11 @@ proptest! {
                               label in 0usize..3, interval in any::<bool>()) {
         let net = random_net(arch, seed);
         let seg = random_segment(net.input_len(), seed + 7, scale);
-        let layers: Vec<&Layer> = net.layers.iter().collect();
+        let layers: Vec<&Layer> = net.layers().iter().collect();
         let decision = Decision::ArgMax { classes: 3 };
         let (rows, offsets) = decision.margin_rows(label, 3);
         let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
-        let lines = Bounder::new(layers.clone(), &rows, &offsets, relaxation).margins(&seg.a, &seg.b);
+        let lines = Bounder::new(layers.clone(), &rows, &offsets, relaxation).margins(seg.a(), seg.b());
         let mut points = sampled(&layers, &seg, 0.0, 1.0, 64);
         if net.first_nonlinear().is_none() {
             let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
@@ -181,7 +176,7 @@ fn linear_bounds_are_exact_on_one_piece() {
     let seg = random_segment(3, 4, 1.0);
     let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
     let (a, b) = (seg.point(chain.ratios[0]), seg.point(chain.ratios[1]));
-    let layers: Vec<&Layer> = net.layers.iter().collect();
+    let layers: Vec<&Layer> = net.layers().iter().collect();
     let (rows, offsets) = Decision::ArgMax { classes: 3 }.margin_rows(0, 3);
     let lines = Bounder::new(layers, &rows, &offsets, Relaxation::Linear).margins(&a, &b);
     let mut exact = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use gcert_certify::pixel_bounds;
 use gcert_core::npy::write_npy;
-use gcert_core::Segment;
+use gcert_core::{Direction, Provenance};
 use serde_json::json;
 
 use super::certify::check_writable;
@@ -45,29 +45,22 @@ pub fn run(args: Args) -> Result<()> {
         check_writable(p, args.force)?;
     }
     let g = load_network(&args.generator)?;
-    if g.input_shapes.len() != 1 {
-        bail!("{}: a generator takes one input, this card has {}", g.path.display(), g.input_shapes.len());
-    }
-    let shape = g.input_shapes[0].clone();
+    let shape = g.single_input_shape("generator")?.to_vec();
     let z = read_input(&args.latent, &shape, "the latent point")?;
     let d = read_input(&args.direction, &shape, "the direction")?;
-    let norm = d.iter().map(|v| v * v).sum::<f64>().sqrt();
-    if norm == 0.0 {
-        bail!("{}: the direction is zero; it cannot be normalised", args.direction.display());
-    }
+    let source = args.direction.display().to_string();
+    let d = Direction::from_values(d, Provenance::Given { source })?;
     if !(args.eps.is_finite() && args.eps > 0.0) {
         bail!("the tolerance must be positive and finite, found {}", args.eps);
     }
-    let end =
-        |sign: f64| -> Vec<f64> { z.iter().zip(&d).map(|(z, d)| z + sign * args.eps * d / norm).collect() };
     let signs: &[f64] = if args.two_sided { &[1.0, -1.0] } else { &[1.0] };
     let segments = signs
         .iter()
-        .map(|&s| Segment::new(z.clone(), end(s)))
+        .map(|&s| d.segment(&z, s * args.eps))
         .collect::<gcert_core::Result<Vec<_>>>()
         .context("the tolerance is too small to move the latent point")?;
     let start = Instant::now();
-    let b = pixel_bounds(g.layers.iter().collect(), &segments)?;
+    let b = pixel_bounds(g.layers().iter().collect(), &segments)?;
     let time_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(p) = &args.out {
         let mut out_shape = vec![2];

@@ -8,12 +8,11 @@ mod batch;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use gcert_certify::{certifier, Certificate, Method, Options, Problem, ProblemSpec, Relaxation};
+use gcert_certify::job::{Job, JobSegment, Models};
+use gcert_certify::{Certificate, Method, Options, Relaxation};
 use gcert_core::npy::write_npy;
-use gcert_core::{Layer, Network, Op};
-use serde_json::json;
 
-use super::{fmt_values, load_network, print_json, read_direction, read_input};
+use super::{fmt_values, print_json, read_direction, read_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -106,146 +105,9 @@ pub struct Args {
     threads: Option<usize>,
 }
 
-/// The models of a run, loaded once: the generator (if any), the classifier, and for a classifier with
-/// several inputs the layer that places the mutated input among the fixed ones.
-#[derive(Debug)]
-pub struct Models {
-    pub generator: Option<Network>,
-    pub classifier: Network,
-    embed: Option<Layer>,
-    /// Shape of the classifier input the segment moves.
-    pub image_shape: Vec<usize>,
-}
-
-impl Models {
-    pub fn load(
-        generator: Option<&Path>,
-        classifier: &Path,
-        reference: Option<&Path>,
-        mutated_input: Option<usize>,
-    ) -> Result<Models> {
-        let generator = generator.map(load_network).transpose()?;
-        let classifier = load_network(classifier)?;
-        let inputs = classifier.input_shapes.len();
-        let (embed, image_shape) = if inputs == 1 {
-            if reference.is_some() || mutated_input.is_some() {
-                bail!(
-                    "{}: --reference and --mutated-input are for classifiers with several inputs; this one has one",
-                    classifier.path.display()
-                );
-            }
-            (None, classifier.input_shapes[0].clone())
-        } else {
-            let k = mutated_input.unwrap_or(inputs - 1);
-            if k >= inputs {
-                bail!(
-                    "{}: --mutated-input {k} is out of range: the classifier has {inputs} inputs",
-                    classifier.path.display()
-                );
-            }
-            let sizes: Vec<usize> = classifier.input_shapes.iter().map(|s| s.iter().product()).collect();
-            let fixed_len: usize = sizes.iter().sum::<usize>() - sizes[k];
-            let Some(reference) = reference else {
-                bail!(
-                    "{}: the classifier has {inputs} inputs; give the fixed ones with --reference",
-                    classifier.path.display()
-                );
-            };
-            let values = gcert_core::npy::read_npy_len(reference, fixed_len, "the reference input")?;
-            let before: usize = sizes[..k].iter().sum();
-            let layer = Layer {
-                name: "embed",
-                op: Op::Embed { prefix: values[..before].to_vec(), suffix: values[before..].to_vec() },
-                in_shape: vec![sizes[k]],
-                out_shape: vec![sizes.iter().sum()],
-            };
-            (Some(layer), classifier.input_shapes[k].clone())
-        };
-        let image_len: usize = image_shape.iter().product();
-        if let Some(g) = &generator {
-            let fits =
-                g.output_len() == image_len && (g.output_shape() == image_shape || image_shape.len() == 1);
-            if !fits {
-                bail!(
-                    "the generator {} outputs shape {:?} but the classifier {} takes {:?}",
-                    g.path.display(),
-                    g.output_shape(),
-                    classifier.path.display(),
-                    image_shape
-                );
-            }
-        }
-        Ok(Models { generator, classifier, embed, image_shape })
-    }
-
-    pub fn generator_layers(&self) -> Vec<&Layer> {
-        self.generator.as_ref().map_or_else(Vec::new, |g| g.layers.iter().collect())
-    }
-
-    pub fn classifier_layers(&self) -> Vec<&Layer> {
-        self.embed.iter().chain(&self.classifier.layers).collect()
-    }
-
-    /// Shape of the generator's input (the latent), if there is a generator.
-    pub fn latent_shape(&self) -> Option<Vec<usize>> {
-        self.generator.as_ref().map(|g| g.input_shapes[0].clone())
-    }
-}
-
-/// The segment of one job.
-#[derive(Debug, Clone)]
-pub enum Segment {
-    Latent { latent: Vec<f64>, direction: Vec<f64>, eps: f64 },
-    Pixels { from: Vec<f64>, to: Vec<f64> },
-}
-
-/// One certification: what to certify and how.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub segment: Segment,
-    pub two_sided: bool,
-    pub label: Option<usize>,
-    pub method: Method,
-}
-
-/// Builds the problem of a job and runs its backend.
-pub fn certify_job(models: &Models, job: &Job, options: Options) -> Result<Certificate> {
-    let problem = match &job.segment {
-        Segment::Latent { latent, direction, eps } => Problem::new(ProblemSpec {
-            generator: models.generator_layers(),
-            classifier: models.classifier_layers(),
-            origin: latent.clone(),
-            direction: direction.clone(),
-            eps: *eps,
-            two_sided: job.two_sided,
-            label: job.label,
-        })?,
-        Segment::Pixels { from, to } => {
-            if job.two_sided {
-                bail!("--two-sided needs a latent segment; a pixel-space segment runs from --from to --to");
-            }
-            Problem::between(models.classifier_layers(), from.clone(), to.clone(), job.label)?
-        }
-    };
-    Ok(certifier(job.method, options).certify(&problem)?)
-}
-
-/// The JSON object of a certificate (the fields docs/certify.md lists).
+/// The JSON object of a certificate (the fields docs/certify.md lists): the certificate's own serialisation.
 pub fn certificate_json(c: &Certificate) -> serde_json::Value {
-    json!({
-        "verdict": c.verdict.as_str(),
-        "method": c.method.as_str(),
-        "label": c.label,
-        "pieces": c.pieces,
-        "max_tolerance": c.max_tolerance,
-        "violated": c.violated,
-        "fraction": { "lower": c.fraction.lower, "upper": c.fraction.upper },
-        "min_margin": { "t": c.min_margin.t, "margin": c.min_margin.margin },
-        "counterexample": c.counterexample.as_ref().map(|x| json!({
-            "t": x.t, "predicted": x.predicted, "margin": x.margin
-        })),
-        "time_ms": c.time_ms,
-    })
+    serde_json::to_value(c).expect("a certificate serialises")
 }
 
 /// Refuses to replace an existing file unless `force`.
@@ -269,7 +131,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--classifier is required");
     };
     let models =
-        Models::load(args.generator.as_deref(), classifier, args.reference.as_deref(), args.mutated_input)?;
+        Models::load(args.generator.as_deref(), classifier, args.reference.as_deref(), args.mutated_input)
+            .context("cannot load the models")?;
     if let Some(jobs) = &args.batch {
         return batch::run(&args, &models, jobs);
     }
@@ -277,9 +140,9 @@ pub fn run(args: Args) -> Result<()> {
         check_writable(p, args.force)?;
     }
     let segment = match (&args.from, &args.to) {
-        (Some(from), Some(to)) => Segment::Pixels {
-            from: read_input(from, &models.image_shape, "the segment start")?,
-            to: read_input(to, &models.image_shape, "the segment end")?,
+        (Some(from), Some(to)) => JobSegment::Pixels {
+            from: read_input(from, models.image_shape(), "the segment start")?,
+            to: read_input(to, models.image_shape(), "the segment end")?,
         },
         (Some(_), None) => bail!("--from needs --to"),
         _ => {
@@ -291,16 +154,13 @@ pub fn run(args: Args) -> Result<()> {
             };
             let z = read_input(latent, &shape, "the latent point")?;
             let d = read_direction(&direction.to_string_lossy(), shape.iter().product())?;
-            if d.iter().all(|&v| v == 0.0) {
-                bail!("{}: the direction is zero; it cannot be normalised", direction.display());
-            }
-            Segment::Latent { latent: z, direction: d, eps }
+            JobSegment::Latent { latent: z, direction: d, eps }
         }
     };
     let job = Job { segment, two_sided: args.two_sided, label: args.label, method: args.method.into() };
-    let cert = certify_job(&models, &job, options(&args)).context("cannot certify")?;
+    let cert = models.certify(&job, options(&args)).context("cannot certify")?;
     if let (Some(path), Some(c)) = (&args.counterexample_out, &cert.counterexample) {
-        let mut shape = models.image_shape.clone();
+        let mut shape = models.image_shape().to_vec();
         if shape.is_empty() {
             shape.push(c.image.len());
         }

@@ -1,4 +1,4 @@
-//! `gcert continuity`: how continuous a generator is (DESIGN.md §7, paper Def. 3 and Table 8) over random
+//! `gcert continuity`: a generator's continuity (docs/mathematics.md §7, paper Def. 3, Table 8) over random
 //! latent pairs: the constant `C` with the distribution of `d_X / d_Z`, path evenness, straightness and
 //! exact-chain pieces per segment; with `--judge`, the generator's sample quality judged by a classifier card;
 //! with `--directions` and `--latent`, Table 3's between-ends check of the object's enclosing rectangle.
@@ -129,9 +129,7 @@ fn percent(t: &PropertyTally) -> String {
 
 pub fn run(args: Args) -> Result<()> {
     let g = load_network(&args.generator)?;
-    if g.input_shapes.len() != 1 {
-        bail!("{}: a generator takes one input, this card has {}", g.path.display(), g.input_shapes.len());
-    }
+    g.single_input_shape("generator")?;
     if args.chains > args.pairs {
         bail!("--chains ({}) must not exceed --pairs ({})", args.chains, args.pairs);
     }
@@ -161,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
             let latents = args
                 .latent
                 .iter()
-                .map(|l| read_input(l, &g.input_shapes[0], "the latent point"))
+                .map(|l| read_input(l, &g.input_shapes()[0], "the latent point"))
                 .collect::<Result<Vec<_>>>()?;
             let params = BetweenParams {
                 eps: args.eps,
@@ -205,7 +203,7 @@ pub fn run(args: Args) -> Result<()> {
     println!(
         "generator: {} (latent {:?} -> {:?})",
         args.generator.display(),
-        g.input_shapes[0],
+        g.input_shapes()[0],
         g.output_shape()
     );
     println!("pairs: {} (seed {}), exact chains on {}", args.pairs, args.seed, args.chains);

@@ -209,7 +209,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let net = load_network(&args.generator)?;
     let k = net.input_len();
-    let shape = if net.input_shapes.len() == 1 { net.input_shapes[0].clone() } else { vec![k] };
+    let shape = net.input_point_shape();
     let z = read_input(&args.latent, &shape, "the latent point")?;
     let zs = sample_latents(&z, args.samples, args.seed)?;
     let factor = FactorParams {
@@ -236,7 +236,8 @@ pub fn run(args: Args) -> Result<()> {
     });
     let mut lines = vec![format!(
         "generator: {} (latent {k}, output {output:?}), {} latent point(s)",
-        net.name, args.samples
+        net.name(),
+        args.samples
     )];
     let rows: Vec<Vec<f64>> = match region {
         None => {

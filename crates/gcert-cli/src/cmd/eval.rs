@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let net = load_network(&args.model)?;
-    let shape = if net.input_shapes.len() == 1 { net.input_shapes[0].clone() } else { vec![net.input_len()] };
+    let shape = net.input_point_shape();
     let x = read_input(&args.input, &shape, "the input")?;
     let output = net.forward(&x, 1)?;
     let argmax = output.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);

@@ -33,8 +33,7 @@ pub fn run(args: Args) -> Result<()> {
     let first = load_network(&args.model)?;
     let second = args.then.as_deref().map(load_network).transpose()?;
     let nets: Vec<_> = std::iter::once(&first).chain(second.as_ref()).collect();
-    let shape = first.input_shapes.concat();
-    let shape = if first.input_shapes.len() == 1 { first.input_shapes[0].clone() } else { vec![shape.len()] };
+    let shape = first.input_point_shape();
     let a = read_input(&args.from, &shape, "the segment start")?;
     let b = read_input(&args.to, &shape, "the segment end")?;
     let segment = Segment::new(a, b)?;

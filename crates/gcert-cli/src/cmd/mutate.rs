@@ -44,13 +44,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let net = load_network(&args.generator)?;
     let k = net.input_len();
-    let shape = if net.input_shapes.len() == 1 { net.input_shapes[0].clone() } else { vec![k] };
+    let shape = net.input_point_shape();
     let z = read_input(&args.latent, &shape, "the latent point")?;
     let d = read_direction(&args.direction, k)?;
     write_mutation_strip(
         &net,
         &z,
-        &d,
+        d.unit(),
         args.eps,
         args.steps,
         args.two_sided,

@@ -62,7 +62,7 @@ fn pattern(layers: &[&Layer], x: &[f64], tol: f64) -> Vec<Option<usize>> {
     let mut scratch = Scratch::default();
     let mut window = Vec::new();
     for layer in layers {
-        match &layer.op {
+        match layer.op() {
             Op::MaxPool2d(g) => {
                 for ch in 0..g.c {
                     for oy in 0..g.oh {
@@ -148,7 +148,7 @@ proptest! {
     fn chain_is_exact_on_every_op(arch in 0usize..4, seed in any::<u64>(), scale in 0.5f64..4.0) {
         let net = random_net(arch, seed);
         let seg = random_segment(net.input_len(), seed ^ 0x5eed, scale);
-        check_chain(net.layers.iter().collect(), &seg)?;
+        check_chain(net.layers().iter().collect(), &seg)?;
     }
 
     #[test]
@@ -190,7 +190,8 @@ proptest! {
         let engine = ExactLine::for_networks(&[&net]).unwrap();
         let chain = engine.chain(&seg).unwrap();
         let mut bounds = Bounds::new(engine.output_len());
-        engine.clone().with_chunk(3).run(&seg, &mut bounds).unwrap();
+        let flow = engine.clone().with_chunk(3).run(&seg, &mut bounds).unwrap();
+        prop_assert!(flow.is_continue(), "Bounds never stops the walk");
         prop_assert_eq!(bounds.pieces(), chain.pieces());
         for j in 0..chain.width {
             let col: Vec<f64> = (0..chain.ratios.len()).map(|i| chain.value(i)[j]).collect();

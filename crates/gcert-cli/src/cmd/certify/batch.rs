@@ -10,11 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+use gcert_core::Direction;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::{certificate_json, certify_job, options, Args, Job, Models, Segment};
+use gcert_certify::job::{Job, JobSegment, Models};
+
+use super::{certificate_json, options, Args};
 use crate::cmd::read_input;
 
 /// A vector given inline or as a `.npy` path (relative to the jobs file).
@@ -83,15 +86,12 @@ fn parse_job(line: &str, base: &Path, models: &Models, args: &Args) -> Result<(O
             let Some(shape) = models.latent_shape() else {
                 bail!("a latent job needs --generator");
             };
-            let direction = vector(d, base, &shape, "the direction")?;
-            if direction.iter().all(|&v| v == 0.0) {
-                bail!("the direction is zero; it cannot be normalised");
-            }
-            Segment::Latent { latent: vector(z, base, &shape, "the latent point")?, direction, eps }
+            let direction = Direction::new(vector(d, base, &shape, "the direction")?)?;
+            JobSegment::Latent { latent: vector(z, base, &shape, "the latent point")?, direction, eps }
         }
-        (None, None, None, Some(a), Some(b)) => Segment::Pixels {
-            from: vector(a, base, &models.image_shape, "the segment start")?,
-            to: vector(b, base, &models.image_shape, "the segment end")?,
+        (None, None, None, Some(a), Some(b)) => JobSegment::Pixels {
+            from: vector(a, base, models.image_shape(), "the segment start")?,
+            to: vector(b, base, models.image_shape(), "the segment end")?,
         },
         _ => bail!("a job needs either latent, direction and eps, or from and to"),
     };
@@ -184,7 +184,7 @@ pub fn run(args: &Args, models: &Models, jobs_path: &Path) -> Result<()> {
     let out_name = args.out.as_ref().map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
     pool.install(|| {
         jobs.par_iter().try_for_each(|(id, job)| -> Result<()> {
-            let cert = certify_job(models, job, opts).with_context(|| format!("job '{id}'"))?;
+            let cert = models.certify(job, opts).with_context(|| format!("job '{id}'"))?;
             let mut value = certificate_json(&cert);
             value["id"] = serde_json::Value::String(id.clone());
             let line = format!("{}\n", serde_json::to_string(&value)?);

@@ -1,8 +1,8 @@
-//! The transposed linear part of affine layers, for back-substitution: `g ↦ Aᵀ g` where the layer computes
-//! `x ↦ A x + c`.
+//! The transposed and absolute linear parts of affine layers, for back-substitution in the bounds of the
+//! certifiers: `g ↦ Aᵀ g` and `|A|` where the layer computes `x ↦ A x + c`. Every op is listed in each match,
+//! so a new op is a compile error here until its transpose is written.
 
-use gcert_core::ops::ConvGeom;
-use gcert_core::{Layer, Op};
+use super::{ConvGeom, Layer, Op};
 
 /// For each of the `k` rows `g_r` of `g` (covectors on the layer's output), writes the covector `g_r A` on
 /// the layer's input into `out`, for the affine layers without weights (channel affine, reshape, average pool,
@@ -125,7 +125,17 @@ pub fn adjoint_layer(layer: &Layer) -> Option<Layer> {
         Op::ConvTranspose2d { weight, geom, .. } => {
             Op::Conv2d { weight: weight.clone(), bias: vec![0.0; geom.cin], geom: swap(geom) }
         }
-        _ => return None,
+        Op::ChannelAffine { .. }
+        | Op::Reshape
+        | Op::AvgPool2d(_)
+        | Op::Gather { .. }
+        | Op::Embed { .. }
+        | Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Clamp { .. }
+        | Op::MaxPool2d(_)
+        | Op::Sigmoid
+        | Op::Tanh => return None,
     };
     Some(Layer { name: layer.name, op, in_shape: layer.out_shape.clone(), out_shape: layer.in_shape.clone() })
 }
