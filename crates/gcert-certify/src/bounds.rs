@@ -141,7 +141,9 @@ impl<'a> Bounder<'a> {
         self
     }
 
-    /// Lines of every neuron of the last layer over the line from `x0` to `x1` (forward pass only).
+    /// Lines of every neuron of the last layer over the line from `x0` to `x1` (forward pass only; the
+    /// property tests check these bracket the network).
+    #[cfg(test)]
     pub fn neuron_lines(&self, x0: &[f64], x1: &[f64]) -> NeuronLines {
         self.forward(x0, x1, None)
     }

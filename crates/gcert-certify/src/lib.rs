@@ -51,11 +51,10 @@ mod quantitative;
 mod regions;
 mod sides;
 
-pub use bounds::{Bounder, MarginLines, NeuronLines, Relaxation};
+pub use bounds::Relaxation;
 pub use complete::Complete;
 pub use gcert_core::certificate::{Certificate, Method, Problem, ProblemSpec, Verdict};
 pub use incomplete::Incomplete;
-pub use margin::positive_interval;
 pub use pixels::{pixel_bounds, PixelBounds};
 pub use quantitative::Quantitative;
 

@@ -185,3 +185,34 @@ fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.code(), Some(141), "{err}");
 }
+
+/// A model with several inputs takes a point of all its inputs concatenated (`[2048]` for the pair network's
+/// two 32×32 images), and its chain ends at the model's output at either end.
+#[test]
+fn exactline_on_a_multi_input_model_takes_all_inputs_concatenated() {
+    let f = fixtures();
+    let dir = TempDir::new().unwrap();
+    let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    let pa: Vec<f64> = (0..2048).map(|i| ((i as f64) * 0.013).sin().abs()).collect();
+    let pb: Vec<f64> = (0..2048).map(|i| ((i as f64) * 0.007).cos().abs()).collect();
+    write_npy(&a, &[2048], &pa).unwrap();
+    write_npy(&b, &[2048], &pb).unwrap();
+    let pair = arg(&f.join("trained/pair.toml")).to_string();
+    let out = gcert(&["exactline", "--model", &pair, "--from", arg(&a), "--to", arg(&b), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["pieces"].as_u64().unwrap() >= 1);
+    let outputs = v["outputs"].as_array().unwrap();
+    let net = gcert_core::Network::load(f.join("trained/pair.toml")).unwrap();
+    for (point, row) in [(&pa, &outputs[0]), (&pb, outputs.last().unwrap())] {
+        let expected = net.forward(point, 1).unwrap();
+        let got: Vec<f64> = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() <= 1e-9 * (1.0 + e.abs()), "{g} vs {e}");
+        }
+    }
+    // The old bug asked for the sum of the input ranks (6 values): 6 values are now refused.
+    let short = dir.path().join("short.npy");
+    write_npy(&short, &[6], &[0.5; 6]).unwrap();
+    fails_with(&["exactline", "--model", &pair, "--from", arg(&short), "--to", arg(&b)], "[2048]");
+}

@@ -188,7 +188,16 @@ impl LayerSpec {
                 out.push(("running_mean", running_mean.as_str()));
                 out.push(("running_var", running_var.as_str()));
             }
-            _ => {}
+            LayerSpec::Relu
+            | LayerSpec::LeakyRelu { .. }
+            | LayerSpec::Clamp { .. }
+            | LayerSpec::Flatten
+            | LayerSpec::Reshape { .. }
+            | LayerSpec::AvgPool2d { .. }
+            | LayerSpec::MaxPool2d { .. }
+            | LayerSpec::Sigmoid
+            | LayerSpec::Tanh
+            | LayerSpec::Concat { .. } => {}
         }
         out
     }

@@ -45,7 +45,8 @@ pub struct RpcaSummary {
 }
 
 /// `M = L + S`, `L = U Σ Vᵀ`: the right-singular vectors of `L` and how many of them move the image.
-#[derive(Debug, Clone)]
+/// Serialises as `{rank, singular_values, rpca}` (the report of `gcert directions --json`).
+#[derive(Debug, Clone, Serialize)]
 pub struct Factorization {
     /// The number of independent directions, `rank(L)`.
     pub rank: usize,
@@ -53,6 +54,7 @@ pub struct Factorization {
     pub singular_values: Vec<f64>,
     /// `Vᵀ` (`k × k`): its first `rank` rows are the directions, the rest span the null space of `L`. Each row's
     /// sign is fixed so that its largest-magnitude entry is positive.
+    #[serde(skip)]
     pub vt: Array2<f64>,
     pub rpca: RpcaSummary,
 }

@@ -255,6 +255,55 @@ impl DirectionGeometry {
     pub fn calibration(&self) -> Option<(Property, f64)> {
         self.name.map(|p| (p, self.slopes[p as usize]))
     }
+
+    /// The report of row `row` (what `gcert directions --name-geometric --json` prints for it).
+    pub fn report(&self, row: usize) -> GeometryReport {
+        GeometryReport {
+            row,
+            name: self.name.map(Property::name),
+            calibration: self.calibration().map(|(p, v)| Calibration {
+                property: p.name(),
+                per_unit_step: v,
+                unit: p.unit(),
+            }),
+            rect: self.rect,
+            slopes: Property::ALL.iter().zip(&self.slopes).map(|(p, v)| (p.name(), *v)).collect(),
+            effects: self.effects,
+            dominance: if self.dominance.is_finite() {
+                Dominance::Finite(self.dominance)
+            } else {
+                Dominance::Infinite("inf")
+            },
+        }
+    }
+}
+
+/// A direction's geometry as reported: names instead of enum values, slopes keyed by property.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeometryReport {
+    pub row: usize,
+    pub name: Option<&'static str>,
+    pub calibration: Option<Calibration>,
+    pub rect: Rect,
+    pub slopes: std::collections::BTreeMap<&'static str, f64>,
+    pub effects: [f64; 5],
+    pub dominance: Dominance,
+}
+
+/// A named property's change per unit latent step, in its unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Calibration {
+    pub property: &'static str,
+    pub per_unit_step: f64,
+    pub unit: &'static str,
+}
+
+/// The largest effect over the second largest; `"inf"` when only one property moves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Dominance {
+    Finite(f64),
+    Infinite(&'static str),
 }
 
 fn wrap90(deg: f64) -> f64 {

@@ -45,28 +45,44 @@ enum Step<'a> {
 /// for every latent point.
 #[derive(Debug)]
 pub struct JacobianPlan<'a> {
-    net: &'a Network,
+    layers: Vec<&'a Layer>,
     steps: Vec<Step<'a>>,
+    input_len: usize,
+    output_len: usize,
 }
 
 impl<'a> JacobianPlan<'a> {
     pub fn new(net: &'a Network) -> Self {
-        let steps = net.layers().iter().map(step).collect();
-        JacobianPlan { net, steps }
+        JacobianPlan::for_layers(net.layers().iter().collect()).expect("a network's layers chain")
     }
 
-    pub fn network(&self) -> &'a Network {
-        self.net
+    /// A plan over layers applied in order (a composition, or layers that no card describes, such as an
+    /// embedding of one input among fixed ones). Errors if there are none or their sizes do not chain.
+    pub fn for_layers(layers: Vec<&'a Layer>) -> Result<Self> {
+        let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+            return Err(Error::input("a Jacobian needs at least one layer"));
+        };
+        if let Some(i) = layers.windows(2).position(|p| p[0].out_len() != p[1].in_len()) {
+            return Err(Error::input(format!(
+                "layer {i} outputs {} values but layer {} takes {}",
+                layers[i].out_len(),
+                i + 1,
+                layers[i + 1].in_len()
+            )));
+        }
+        let (input_len, output_len) = (first.in_len(), last.out_len());
+        let steps = layers.iter().map(|l| step(l)).collect();
+        Ok(JacobianPlan { layers, steps, input_len, output_len })
     }
 
     /// Latent size `k`.
     pub fn latent_len(&self) -> usize {
-        self.net.input_len()
+        self.input_len
     }
 
     /// Number of output values `n` (pixels times channels).
     pub fn output_len(&self) -> usize {
-        self.net.output_len()
+        self.output_len
     }
 
     /// The exact Jacobian `∂G/∂z` at `z`, an `n × k` matrix (row: output value, column: latent coordinate).
@@ -133,7 +149,7 @@ impl<'a> JacobianPlan<'a> {
                 zs.len()
             )));
         }
-        let widest = self.net.layers().iter().map(|l| l.in_len().max(l.out_len())).max().unwrap_or(k).max(k);
+        let widest = self.layers.iter().map(|l| l.in_len().max(l.out_len())).max().unwrap_or(k).max(k);
         let chunk = (TANGENT_LIMIT / (k * widest)).clamp(1, m);
         let mut start = 0;
         while start < m {
@@ -168,7 +184,7 @@ impl<'a> JacobianPlan<'a> {
         }
         let mut t_next = Vec::new();
         let mut window = Vec::new();
-        for (layer, step) in self.net.layers().iter().zip(&self.steps) {
+        for (layer, step) in self.layers.iter().zip(&self.steps) {
             let (in_len, out_len) = (layer.in_len(), layer.out_len());
             match step {
                 Step::Linear(lin) => lin.apply(&t, m * k, &mut t_next, &mut scratch),

@@ -140,15 +140,18 @@ pub struct Leak {
 /// One local direction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LocalDirection {
-    /// The unit direction, `k` values.
+    /// The unit direction, `k` values (not serialised: reports carry the other fields).
+    #[serde(skip)]
     pub vector: Vec<f64>,
     /// Index of the foreground direction it was projected from.
     pub source: usize,
     /// `‖N Nᵀ v‖`: how much of the foreground direction survived the projection.
     pub kept: f64,
     /// Leak of the foreground direction before projection.
+    #[serde(rename = "leak_before")]
     pub before: Leak,
     /// Leak of the projected direction.
+    #[serde(rename = "leak_after")]
     pub after: Leak,
 }
 

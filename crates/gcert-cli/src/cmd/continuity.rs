@@ -85,14 +85,7 @@ fn summary_line(s: &Option<Summary>) -> String {
 }
 
 fn quality_json(q: &Option<Quality>) -> Value {
-    match q {
-        None => Value::Null,
-        Some(q) => json!({
-            "samples": q.samples, "mean_confidence": q.mean_confidence,
-            "confident_fraction": q.confident_fraction, "class_counts": q.class_counts,
-            "class_entropy_bits": q.class_entropy_bits,
-        }),
-    }
+    serde_json::to_value(q).expect("a quality report serialises")
 }
 
 /// The rectangle properties of the between-ends check, in `BETWEEN_PROPERTIES` order: JSON key and unit.

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gcert_core::npy::{read_npy, write_npy};
-use gcert_directions::geometry::{
-    independence_matrix, measure_direction, GeometryParams, NetworkImages, Property,
-};
+use gcert_directions::geometry::{independence_matrix, measure_direction, GeometryParams, NetworkImages};
 use gcert_directions::{
     directions, image_shape, local_directions, sample_latents, FactorParams, Factorization, LocalParams,
     NullSpace, Region, RpcaParams,
@@ -102,11 +100,7 @@ fn parse_rect(s: &str) -> Result<[usize; 4], String> {
 }
 
 fn factorization_json(f: &Factorization) -> Value {
-    json!({
-        "rank": f.rank,
-        "singular_values": f.singular_values,
-        "rpca": f.rpca,
-    })
+    serde_json::to_value(f).expect("a factorization serialises")
 }
 
 fn describe(what: &str, f: &Factorization) -> String {
@@ -189,15 +183,7 @@ fn name_geometric(
     }
     report["geometry"] = json!({
         "params": params,
-        "directions": measured.iter().enumerate().map(|(i, g)| json!({
-            "row": i,
-            "name": g.name.map(|p| p.name()),
-            "calibration": g.calibration().map(|(p, v)| json!({"property": p.name(), "per_unit_step": v, "unit": p.unit()})),
-            "rect": g.rect,
-            "slopes": Property::ALL.iter().zip(&g.slopes).map(|(p, v)| (p.name().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "effects": g.effects,
-            "dominance": if g.dominance.is_finite() { json!(g.dominance) } else { json!("inf") },
-        })).collect::<Vec<_>>(),
+        "directions": measured.iter().enumerate().map(|(i, g)| g.report(i)).collect::<Vec<_>>(),
         "independence": matrix,
     });
     Ok(())
@@ -288,9 +274,7 @@ pub fn run(args: Args) -> Result<()> {
                 "null_space": null_space,
                 "foreground": factorization_json(&local.foreground),
                 "background": factorization_json(&local.background),
-                "directions": local.directions.iter().map(|d| json!({
-                    "source": d.source, "kept": d.kept, "leak_before": d.before, "leak_after": d.after,
-                })).collect::<Vec<_>>(),
+                "directions": local.directions,
                 "dropped": local.dropped,
             });
             lines.push(format!("region: {inside} of {} image values", mask.len()));
