@@ -19,15 +19,16 @@
 //! ```
 //! use gcert_core::builder::CardBuilder;
 //! use gcert_core::certificate::{Problem, ProblemSpec, Verdict};
+//! use gcert_core::Direction;
 //! use gcert_certify::{Certifier, Complete, Incomplete};
 //!
 //! let g = CardBuilder::new("g", &[2], 1).linear(6).relu().linear(4).clamp(0.0, 1.0).network().unwrap();
 //! let n = CardBuilder::new("n", &[4], 2).linear(5).relu().linear(3).network().unwrap();
 //! let problem = Problem::new(ProblemSpec {
-//!     generator: g.layers.iter().collect(),
-//!     classifier: n.layers.iter().collect(),
+//!     generator: g.layers().iter().collect(),
+//!     classifier: n.layers().iter().collect(),
 //!     origin: vec![0.1, -0.2],
-//!     direction: vec![1.0, 1.0],
+//!     direction: Direction::new(vec![1.0, 1.0]).unwrap(),
 //!     eps: 0.5,
 //!     two_sided: false,
 //!     label: None,

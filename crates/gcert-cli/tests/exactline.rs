@@ -187,9 +187,14 @@ fn a_closed_stdout_is_a_quiet_exit_not_a_panic() {
 }
 
 /// A model with several inputs takes a point of all its inputs concatenated (`[2048]` for the pair network's
-/// two 32×32 images), and its chain ends at the model's output at either end.
+/// two 32×32 images; the old code asked for the sum of the input ranks, 6 values). The pair network ends in a
+/// sigmoid, which the exact chain refuses by name once the inputs are read; the same network without it gives
+/// a chain that ends at the network's output at either end.
 #[test]
 fn exactline_on_a_multi_input_model_takes_all_inputs_concatenated() {
+    use gcert_core::card::ModelCard;
+    use gcert_core::tensors::{read_safetensors, Precision};
+
     let f = fixtures();
     let dir = TempDir::new().unwrap();
     let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
@@ -198,21 +203,32 @@ fn exactline_on_a_multi_input_model_takes_all_inputs_concatenated() {
     write_npy(&a, &[2048], &pa).unwrap();
     write_npy(&b, &[2048], &pb).unwrap();
     let pair = arg(&f.join("trained/pair.toml")).to_string();
-    let out = gcert(&["exactline", "--model", &pair, "--from", arg(&a), "--to", arg(&b), "--json"]);
+    fails_with(&["exactline", "--model", &pair, "--from", arg(&a), "--to", arg(&b)], "layer 9 (sigmoid)");
+    let short = dir.path().join("short.npy");
+    write_npy(&short, &[6], &[0.5; 6]).unwrap();
+    fails_with(&["exactline", "--model", &pair, "--from", arg(&short), "--to", arg(&b)], "[2048]");
+
+    // The pair network up to its score (no sigmoid): piecewise linear, two inputs.
+    let text = std::fs::read_to_string(f.join("trained/pair.toml")).unwrap();
+    let mut card: ModelCard = toml::from_str(&text).unwrap();
+    assert_eq!(card.layers.pop().map(|l| l.op_name()), Some("sigmoid"));
+    let tensors = read_safetensors(&f.join("trained").join(&card.weights)).unwrap();
+    card.weights = "score.safetensors".into();
+    let score = dir.path().join("score.toml");
+    gcert_core::network::save_card(&score, &card, &tensors, Precision::F64, false).unwrap();
+    let out = gcert(&["exactline", "--model", arg(&score), "--from", arg(&a), "--to", arg(&b), "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["pieces"].as_u64().unwrap() >= 1);
     let outputs = v["outputs"].as_array().unwrap();
-    let net = gcert_core::Network::load(f.join("trained/pair.toml")).unwrap();
+    let net = gcert_core::Network::load(&score).unwrap();
+    assert_eq!(net.input_shapes().len(), 2);
     for (point, row) in [(&pa, &outputs[0]), (&pb, outputs.last().unwrap())] {
         let expected = net.forward(point, 1).unwrap();
         let got: Vec<f64> = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(got.len(), expected.len());
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() <= 1e-9 * (1.0 + e.abs()), "{g} vs {e}");
         }
     }
-    // The old bug asked for the sum of the input ranks (6 values): 6 values are now refused.
-    let short = dir.path().join("short.npy");
-    write_npy(&short, &[6], &[0.5; 6]).unwrap();
-    fails_with(&["exactline", "--model", &pair, "--from", arg(&short), "--to", arg(&b)], "[2048]");
 }
