@@ -32,6 +32,9 @@ pub mod certificate;
 pub mod chain;
 pub mod error;
 mod gemm;
+pub mod io;
+pub mod limits;
+pub mod loader;
 pub mod network;
 pub mod npy;
 pub mod ops;
@@ -39,5 +42,6 @@ pub mod tensors;
 
 pub use chain::{Chain, Segment};
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use network::{compose, Network};
 pub use ops::{Kind, Layer, Op};
