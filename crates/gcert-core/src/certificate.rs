@@ -285,14 +285,13 @@ impl<'a> Problem<'a> {
         }
         check_finite("the starting point", &origin)?;
         check_finite("the direction", &direction)?;
-        let norm = direction.iter().map(|v| v * v).sum::<f64>().sqrt();
-        if norm == 0.0 || !norm.is_finite() {
-            return Err(Error::input("the direction is zero: it has no length to normalise"));
-        }
+        // Normalised without squaring into underflow or overflow; only an all-zero direction is "zero".
+        let unit =
+            crate::limits::unit(&direction).map_err(|why| Error::input(format!("the direction {why}")))?;
         if !eps.is_finite() || eps <= 0.0 {
             return Err(Error::input(format!("the tolerance must be positive and finite, found {eps}")));
         }
-        let delta: Vec<f64> = direction.iter().map(|v| v / norm * eps).collect();
+        let delta: Vec<f64> = unit.iter().map(|v| v * eps).collect();
         if delta.iter().zip(&origin).all(|(d, o)| o + d == *o) {
             return Err(Error::input(format!("the tolerance {eps} is too small to move the starting point")));
         }
@@ -331,7 +330,7 @@ impl<'a> Problem<'a> {
         check_finite("the segment start", &a)?;
         check_finite("the segment end", &b)?;
         let delta: Vec<f64> = b.iter().zip(&a).map(|(b, a)| b - a).collect();
-        let norm = delta.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let norm = crate::limits::norm(&delta);
         let mut p = Problem::new(ProblemSpec {
             generator: Vec::new(),
             classifier,

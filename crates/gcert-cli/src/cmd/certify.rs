@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gcert_certify::{certifier, Certificate, Method, Options, Problem, ProblemSpec, Relaxation};
-use gcert_core::npy::write_npy;
+use gcert_core::npy::write_npy_checked;
 use gcert_core::{Layer, Network, Op};
 use serde_json::json;
 
-use super::{fmt_values, load_network, print_json, read_direction, read_input};
+use super::{
+    at_most, card_files, check_output, finite, fmt_values, load_network, print_json, read_direction,
+    read_input,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -55,7 +58,7 @@ pub struct Args {
     #[arg(long)]
     direction: Option<PathBuf>,
     /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     eps: Option<f64>,
     /// Pixel-space segment start (.npy), instead of --generator/--latent/--direction/--eps
     #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps"])]
@@ -75,7 +78,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "linear")]
     relaxation: RelaxationArg,
     /// Bound evaluations for branch and bound over t (incomplete: 256, quantitative: 4096)
-    #[arg(long)]
+    #[arg(long, value_parser = at_most::<100_000_000>)]
     budget: Option<usize>,
     /// For a classifier with several inputs: the values of the inputs held fixed (.npy, concatenated)
     #[arg(long)]
@@ -102,7 +105,7 @@ pub struct Args {
     #[arg(long, requires = "batch")]
     out: Option<PathBuf>,
     /// Worker threads for --batch (default: all cores)
-    #[arg(long, requires = "batch")]
+    #[arg(long, requires = "batch", value_parser = at_most::<1024>)]
     threads: Option<usize>,
 }
 
@@ -210,7 +213,14 @@ pub struct Job {
 
 /// Builds the problem of a job and runs its backend.
 pub fn certify_job(models: &Models, job: &Job, options: Options) -> Result<Certificate> {
-    let problem = match &job.segment {
+    let problem = job_problem(models, job)?;
+    Ok(certifier(job.method, options).certify(&problem)?)
+}
+
+/// The validated problem of a job (lengths, a non-zero direction, a positive finite tolerance, the label in
+/// range), without certifying it: a batch checks every job this way before the first one runs.
+pub fn job_problem<'m>(models: &'m Models, job: &Job) -> Result<Problem<'m>> {
+    Ok(match &job.segment {
         Segment::Latent { latent, direction, eps } => Problem::new(ProblemSpec {
             generator: models.generator_layers(),
             classifier: models.classifier_layers(),
@@ -226,8 +236,7 @@ pub fn certify_job(models: &Models, job: &Job, options: Options) -> Result<Certi
             }
             Problem::between(models.classifier_layers(), from.clone(), to.clone(), job.label)?
         }
-    };
-    Ok(certifier(job.method, options).certify(&problem)?)
+    })
 }
 
 /// The JSON object of a certificate (the fields docs/certify.md lists).
@@ -248,12 +257,19 @@ pub fn certificate_json(c: &Certificate) -> serde_json::Value {
     })
 }
 
-/// Refuses to replace an existing file unless `force`.
-pub fn check_writable(path: &Path, force: bool) -> Result<()> {
-    if path.exists() && !force {
-        bail!("{} already exists; pass --force to overwrite it", path.display());
+/// Every file a run of `gcert certify` reads: the cards, their weights, the arrays named on the command line.
+fn input_files(args: &Args) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for card in [&args.generator, &args.classifier].into_iter().flatten() {
+        files.extend(card_files(card));
     }
-    Ok(())
+    for p in [&args.latent, &args.from, &args.to, &args.reference, &args.batch].into_iter().flatten() {
+        files.push(p.clone());
+    }
+    if let Some(d) = &args.direction {
+        files.push(d.clone());
+    }
+    files
 }
 
 fn options(args: &Args) -> Options {
@@ -274,7 +290,7 @@ pub fn run(args: Args) -> Result<()> {
         return batch::run(&args, &models, jobs);
     }
     if let Some(p) = &args.counterexample_out {
-        check_writable(p, args.force)?;
+        check_output(p, args.force, &input_files(&args))?;
     }
     let segment = match (&args.from, &args.to) {
         (Some(from), Some(to)) => Segment::Pixels {
@@ -290,7 +306,7 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("a latent segment needs --latent, --direction and --eps");
             };
             let z = read_input(latent, &shape, "the latent point")?;
-            let d = read_direction(&direction.to_string_lossy(), shape.iter().product())?;
+            let d = read_direction(direction.as_os_str(), shape.iter().product())?;
             if d.iter().all(|&v| v == 0.0) {
                 bail!("{}: the direction is zero; it cannot be normalised", direction.display());
             }
@@ -304,7 +320,7 @@ pub fn run(args: Args) -> Result<()> {
         if shape.is_empty() {
             shape.push(c.image.len());
         }
-        write_npy(path, &shape, &c.image)?;
+        write_npy_checked(path, &shape, &c.image, args.force)?;
     }
     if args.json {
         return print_json(&certificate_json(&cert));
