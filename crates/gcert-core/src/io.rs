@@ -162,9 +162,22 @@ pub fn write_atomic(
     let mut prefix = std::ffi::OsString::from(".");
     prefix.push(&name);
     prefix.push(".");
-    let tmp = tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(&dir).map_err(|e| {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // The finished file gets the permissions a plainly created one would (0666 less the umask), or those of the
+    // file it replaces; not the temporary file's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let tmp = builder.tempfile_in(&dir).map_err(|e| {
         Error::file(path, format!("cannot create a temporary file in {}: {e}", dir.display()))
     })?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        // Best effort: a file system without permissions keeps its own.
+        let _ = tmp.as_file().set_permissions(meta.permissions());
+    }
     fill(tmp.as_file(), contents).map_err(|e| Error::file(path, format!("cannot write: {e}")))?;
     let persisted = if overwrite { tmp.persist(path) } else { tmp.persist_noclobber(path) };
     persisted.map_err(|e| match e.error.kind() {
@@ -300,6 +313,17 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), b"first");
         write_atomic(&out, true, |w| w.write_all(b"second")).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            // Not the temporary file's private mode: others may read an output as after a plain create (under
+            // the usual umask 022), and a replaced file keeps its mode.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+            assert_ne!(mode, 0o600, "{mode:o}");
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+            write_atomic(&out, true, |w| w.write_all(b"third")).unwrap();
+            assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o640);
+        }
         let e = write_atomic(Path::new("/dev/full"), true, |w| w.write_all(b"x")).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
         let e = write_atomic(dir.path(), true, |w| w.write_all(b"x")).unwrap_err().to_string();

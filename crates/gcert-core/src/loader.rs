@@ -28,7 +28,7 @@ impl LoadOptions {
 
 /// Parses a card's TOML text; a syntax or schema error is one line: the reason, then its line and column.
 pub fn parse_card(text: &str, path: &Path) -> Result<ModelCard> {
-    toml::from_str(text).map_err(|e| {
+    let card: ModelCard = toml::from_str(text).map_err(|e| {
         let place = e.span().map(|s| line_column(text, s.start));
         let reason = e.message().trim().replace('\n', "; ");
         let message = match place {
@@ -36,7 +36,31 @@ pub fn parse_card(text: &str, path: &Path) -> Result<ModelCard> {
             None => format!("malformed model card: {reason}"),
         };
         Error::card(path, message)
-    })
+    })?;
+    reject_fields_of_fieldless_ops(text, path)?;
+    Ok(card)
+}
+
+/// serde ignores extra keys on the ops without fields (`relu`, `flatten`, `sigmoid`, `tanh`) even under
+/// `deny_unknown_fields`; a misspelt or misplaced field there (`slope` on a `relu`) is an error like anywhere
+/// else in the card.
+fn reject_fields_of_fieldless_ops(text: &str, path: &Path) -> Result<()> {
+    let Ok(value) = text.parse::<toml::Table>() else { return Ok(()) };
+    let Some(layers) = value.get("layers").and_then(|l| l.as_array()) else { return Ok(()) };
+    for (index, layer) in layers.iter().enumerate() {
+        let Some(table) = layer.as_table() else { continue };
+        let Some(op) = table.get("op").and_then(|o| o.as_str()) else { continue };
+        if !matches!(op, "relu" | "flatten" | "sigmoid" | "tanh") {
+            continue;
+        }
+        if let Some(key) = table.keys().find(|k| k.as_str() != "op") {
+            return Err(Error::card(
+                path,
+                format!("malformed model card: unknown field `{key}` in layer {index} ({op}), which takes no fields"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -123,6 +147,9 @@ mod tests {
         let e = parse_card(text, Path::new("m.toml")).unwrap_err().to_string();
         assert!(e.contains("unknown field `bogus`") && e.contains("(line 5, column 1)"), "{e}");
         assert_eq!(line_column("ab\ncé\nx", 6), (2, 3));
+        let text = "format = \"gcert-model/1\"\nname = \"x\"\nweights = \"w\"\ninput_shape = [2]\n[[layers]]\nop = \"relu\"\nslope = 0.2\n";
+        let e = parse_card(text, Path::new("m.toml")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `slope` in layer 0 (relu)"), "{e}");
     }
 
     #[test]
