@@ -349,3 +349,72 @@ fn non_utf8_paths_are_used_as_given_and_tiny_directions_are_not_called_zero() {
     write_npy(&zero, &[8], &[0.0; 8]).unwrap();
     fails_with(&[&certify[..], &["--direction", s(&zero)]].concat(), "the direction is zero");
 }
+
+/// A real full disk: a 64 KiB tmpfs, filled, in a private mount namespace (`unshare -rm`). Skipped with a note
+/// where the machine does not allow user namespaces; `gcert_core::io`'s tests inject a failing writer instead.
+#[test]
+fn a_full_disk_is_an_error_and_leaves_the_old_output_and_no_partial_file() {
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: this machine does not allow `unshare -rm` (no private tmpfs to fill)");
+        return;
+    }
+    let f = fixtures();
+    let dir = TempDir::new().unwrap();
+    let d = dir.path().join("disk");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::copy(f.join("latent_a.npy"), dir.path().join("z.npy")).unwrap();
+    std::fs::copy(f.join("direction.npy"), dir.path().join("dir.npy")).unwrap();
+    let jobs = dir.path().join("jobs.jsonl");
+    std::fs::write(
+        &jobs,
+        "{\"id\": \"a\", \"latent\": \"z.npy\", \"direction\": \"dir.npy\", \"eps\": 0.5}\n",
+    )
+    .unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=64k tmpfs "$D" || exit 99
+        printf keep > "$D/old.npy"
+        : > "$D/results.jsonl"
+        dd if=/dev/zero of="$D/fill" bs=4k 2>/dev/null
+        "$GCERT" bounds --generator "$G" --latent "$Z" --direction "$DIR" --eps 0.5 --out "$D/old.npy" --force
+        echo "bounds rc=$?"
+        "$GCERT" bounds --generator "$G" --latent "$Z" --direction "$DIR" --eps 0.5 --out "$D/new.npy"
+        echo "new rc=$?"
+        "$GCERT" certify --generator "$G" --classifier "$C" --batch "$JOBS" --out "$D/results.jsonl"
+        echo "batch rc=$?"
+        echo "old: $(cat "$D/old.npy")"
+        echo "files: $(ls -A "$D" | tr '\n' ' ')"
+        rm "$D/fill"
+        "$GCERT" certify --generator "$G" --classifier "$C" --batch "$JOBS" --out "$D/results.jsonl"
+        echo "rerun rc=$? lines=$(wc -l < "$D/results.jsonl")"
+    "#;
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", script])
+        .env("D", &d)
+        .env("GCERT", env!("CARGO_BIN_EXE_gcert"))
+        .env("G", f.join("generator.toml"))
+        .env("C", f.join("classifier.toml"))
+        .env("Z", dir.path().join("z.npy"))
+        .env("DIR", dir.path().join("dir.npy"))
+        .env("JOBS", &jobs)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.code() == Some(99) {
+        eprintln!("skipped: cannot mount a tmpfs here: {text}");
+        return;
+    }
+    for want in [
+        "old.npy: cannot write: No space left on device",
+        "bounds rc=2",
+        "new.npy: cannot write: No space left on device",
+        "new rc=2",
+        "results.jsonl: cannot write: No space left on device",
+        "batch rc=2",
+        "old: keep",
+        "files: fill old.npy results.jsonl \n",
+        "rerun rc=0 lines=1",
+    ] {
+        assert!(text.contains(want), "expected '{want}' in:\n{text}");
+    }
+    assert_eq!(text.matches("error: ").count(), 3, "{text}");
+}
