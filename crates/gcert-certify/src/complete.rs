@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Counterexample, Fraction, Method, MinMargin, Problem, Verdict};
-use gcert_core::{Result, Segment};
+use gcert_core::{Error, Result, Segment};
 use gcert_exactline::ExactLine;
 
 use crate::margin::{push_interval, SideScan};
@@ -25,6 +25,19 @@ impl Certifier for Complete {
         let engine = ExactLine::new(problem.layers())?;
         let scans = scan_sides(&engine, problem)?;
         let mut cert = combine(problem, Method::Complete, &scans)?;
+        if cert.verdict == Verdict::Unknown {
+            // The complete method answers certified or violated, nothing else: a violation the chain shows
+            // but no forward pass confirms is reported as what it is, not as a verdict.
+            return Err(Error::input(format!(
+                "the exact chain loses label {} on {} sub-interval(s) (smallest margin {:e} at t = {}), but no \
+                 point there loses it in a plain forward pass: the violation is within rounding of zero, so \
+                 neither certified nor violated can be backed",
+                cert.label,
+                cert.violated.len(),
+                cert.min_margin.margin,
+                cert.min_margin.t
+            )));
+        }
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(cert)
     }

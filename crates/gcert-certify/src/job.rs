@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use gcert_core::certificate::{Certificate, Method, Problem, ProblemSpec};
+use gcert_core::loader::LoadOptions;
 use gcert_core::{Direction, Error, Layer, Network, Result};
 
 use crate::{certifier, Options};
@@ -31,8 +32,19 @@ impl Models {
         reference: Option<&Path>,
         mutated_input: Option<usize>,
     ) -> Result<Models> {
-        let generator = generator.map(Network::load).transpose()?;
-        let classifier = Network::load(classifier)?;
+        Models::load_with(generator, classifier, reference, mutated_input, &LoadOptions::current())
+    }
+
+    /// [`Models::load`] with explicit load options (limits, weights outside the card's folder).
+    pub fn load_with(
+        generator: Option<&Path>,
+        classifier: &Path,
+        reference: Option<&Path>,
+        mutated_input: Option<usize>,
+        options: &LoadOptions,
+    ) -> Result<Models> {
+        let generator = generator.map(|g| Network::load_with(g, options)).transpose()?;
+        let classifier = Network::load_with(classifier, options)?;
         let reference = match reference {
             Some(path) if classifier.input_shapes().len() > 1 => {
                 let fixed = fixed_len(&classifier, mutated_input)?;

@@ -14,6 +14,15 @@ mod cmd;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Read a card's weights file even if it lies outside the card's folder (absolute, `..`, or a link out of
+    /// it); off by default, so that a card from an untrusted place cannot make gcert read other files
+    #[arg(long, global = true)]
+    allow_outside_weights: bool,
+    /// The budget of values every input is checked against before anything is allocated: weights, one
+    /// tensor, one layer's output or scratch, one .npy array (docs/limits.md)
+    #[arg(long, global = true, value_name = "N", default_value_t = gcert_core::limits::DEFAULT_MAX_ELEMENTS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 40))]
+    max_elements: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +74,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    cmd::set_load_options(gcert_core::loader::LoadOptions {
+        limits: gcert_core::Limits::default().with_max_elements(cli.max_elements),
+        allow_outside_weights: cli.allow_outside_weights,
+    });
     let result = match cli.command {
         Command::Exactline(a) => cmd::exactline::run(a),
         Command::Eval(a) => cmd::eval::run(a),

@@ -287,7 +287,9 @@ impl<'a> Problem<'a> {
         }
         let delta = direction.scaled(eps);
         if delta.iter().zip(&origin).all(|(d, o)| o + d == *o) {
-            return Err(Error::input(format!("the tolerance {eps} is too small to move the starting point")));
+            return Err(Error::input(format!(
+                "the tolerance {eps:e} is too small to move the starting point"
+            )));
         }
         let decision = Decision::for_output(last);
         let mut problem =

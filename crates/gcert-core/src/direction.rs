@@ -64,15 +64,9 @@ impl Direction {
                 values[i]
             )));
         }
-        let scale = values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        if scale == 0.0 {
-            return Err(Error::input(format!(
-                "{prefix}the direction is zero: it has no length to normalise"
-            )));
-        }
-        let scaled_norm = values.iter().map(|v| (v / scale).powi(2)).sum::<f64>().sqrt();
-        let unit: Vec<f64> = values.iter().map(|v| v / scale / scaled_norm).collect();
-        let given_norm = scale * scaled_norm;
+        let unit = crate::limits::unit(&values)
+            .map_err(|why| Error::input(format!("{prefix}the direction {why}")))?;
+        let given_norm = crate::limits::norm(&values);
         Ok(Direction { unit, given_norm, provenance })
     }
 

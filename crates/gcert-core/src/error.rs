@@ -22,6 +22,13 @@ pub enum Error {
     /// The message says what was wrong with the caller's input (reason first).
     #[error("{0}")]
     Input(String),
+    /// A file that cannot be read or written as asked: not a regular file, over its size cap, an output that
+    /// already exists or is one of the inputs, a results file another run holds.
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    /// A layer produced a NaN or an infinity from finite inputs (its products overflow `f64`): never a verdict.
+    #[error("layer {index} ({op}): {message}")]
+    NonFinite { index: usize, op: String, message: String },
 }
 
 /// Result alias used across the gcert libraries.
@@ -35,6 +42,10 @@ impl Error {
     /// A file whose content is wrong (a model card, a reference input): the message names what.
     pub fn card(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Card { path: path.into(), message: message.into() }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::File { path: path.into(), message: message.into() }
     }
 
     /// An invalid argument from a caller (a zero-length segment, a wrong length, a non-finite value).

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::card::{LayerSpec, ModelCard, FORMAT};
 use crate::error::{Error, Result};
+use crate::limits::{checked_numel, conv2d_out, conv_transpose2d_out, numel, pool2d_out, Limits};
 use crate::ops::{ConvGeom, Kind, Layer, Op, PoolGeom, Scratch};
-use crate::tensors::{read_safetensors, write_safetensors, Precision, Tensor, TensorStore};
+use crate::tensors::{write_safetensors, Precision, Tensor, TensorStore};
 
 /// A network ready to evaluate: every tensor present, every shape checked, every value finite.
 ///
@@ -25,23 +26,22 @@ pub struct Network {
 impl Network {
     /// Loads and validates a model card and the weights it names.
     pub fn load(card_path: impl AsRef<Path>) -> Result<Network> {
-        let card_path = card_path.as_ref();
-        let text = std::fs::read_to_string(card_path).map_err(|e| Error::io(card_path, e))?;
-        let card: ModelCard = toml::from_str(&text)
-            .map_err(|e| Error::card(card_path, format!("malformed model card: {}", e.to_string().trim())))?;
-        let weights_path = card_path.parent().unwrap_or(Path::new(".")).join(&card.weights);
-        if !weights_path.exists() {
-            return Err(Error::card(
-                card_path,
-                format!("weights file {} does not exist", weights_path.display()),
-            ));
-        }
-        let tensors = read_safetensors(&weights_path)?;
-        Network::from_card(&card, &tensors, card_path)
+        Network::load_with(card_path, &crate::loader::LoadOptions::current())
     }
 
     /// Builds a network from a card and tensors already in memory; `origin` labels error messages.
     pub fn from_card(card: &ModelCard, tensors: &TensorStore, origin: &Path) -> Result<Network> {
+        Network::from_card_with(card, tensors, origin, &Limits::current())
+    }
+
+    /// [`Network::from_card`] under explicit limits: every size is checked against them before anything of
+    /// that size is allocated or run.
+    pub fn from_card_with(
+        card: &ModelCard,
+        tensors: &TensorStore,
+        origin: &Path,
+        limits: &Limits,
+    ) -> Result<Network> {
         if card.format != FORMAT {
             return Err(Error::card(
                 origin,
@@ -61,10 +61,14 @@ impl Network {
                 return Err(Error::card(origin, "give either input_shape or input_shapes, not both"))
             }
         };
+        let mut total = 0usize;
         for s in &input_shapes {
             if s.is_empty() || s.contains(&0) {
                 return Err(Error::card(origin, format!("input shape {s:?} must have positive dimensions")));
             }
+            let n = checked_numel(s, "input shape", limits).map_err(|m| Error::card(origin, m))?;
+            total = total.checked_add(n).ok_or_else(|| Error::card(origin, "the inputs' sizes overflow"))?;
+            limits.check_elements("the inputs together", total).map_err(|m| Error::card(origin, m))?;
         }
         if card.layers.is_empty() {
             return Err(Error::card(origin, "the card has no layers"));
@@ -82,6 +86,12 @@ impl Network {
             } else {
                 resolve(ctx, spec, &shape)?
             };
+            limits.check_layer(&layer).map_err(|message| Error::Layer {
+                path: origin.to_path_buf(),
+                index,
+                op: spec.op_name().to_string(),
+                message,
+            })?;
             shape = layer.out_shape.clone();
             layers.push(layer);
         }
@@ -182,11 +192,31 @@ pub fn forward_layers<'a>(
     let mut scratch = Scratch::default();
     let mut cur = input.to_vec();
     let mut next = Vec::new();
-    for layer in layers {
+    for (index, layer) in layers.into_iter().enumerate() {
         layer.apply(&cur, n, &mut next, &mut scratch);
+        check_layer_output(index, layer, &next)?;
         std::mem::swap(&mut cur, &mut next);
     }
     Ok(cur)
+}
+
+/// An error naming the layer (its index in the sequence evaluated, and its op) if its output holds a NaN or an
+/// infinity: finite weights and inputs whose products overflow `f64`. Never passed on as a value.
+pub fn check_layer_output(index: usize, layer: &Layer, output: &[f64]) -> Result<()> {
+    match output.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::NonFinite {
+            index,
+            op: layer.name.to_string(),
+            message: format!(
+                "produced a non-finite value ({}) at output {} of sample {}: the computation overflows f64 \
+                 (weights or inputs too large); no answer can be trusted",
+                output[i],
+                i % layer.out_len().max(1),
+                i / layer.out_len().max(1)
+            ),
+        }),
+    }
 }
 
 /// An error if any value is NaN or infinite.
@@ -215,7 +245,7 @@ pub fn save_card(
     Network::from_card(card, tensors, card_path)?;
     let text = toml::to_string(card).map_err(|e| Error::card(card_path, e.to_string()))?;
     write_safetensors(&weights_path, tensors, precision)?;
-    std::fs::write(card_path, text).map_err(|e| Error::io(card_path, e))
+    crate::io::write_atomic(card_path, true, |w| w.write_all(text.as_bytes()))
 }
 
 fn join_names(names: &[&String]) -> String {
@@ -288,7 +318,7 @@ fn layer(name: &'static str, op: Op, in_shape: &[usize], out_shape: Vec<usize>) 
 
 fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer> {
     let name = ctx.op;
-    let numel: usize = shape.iter().product();
+    let numel: usize = numel(shape).ok_or_else(|| ctx.err(format!("input shape {shape:?} overflows")))?;
     Ok(match spec {
         LayerSpec::Linear { weight, bias } => {
             let w = ctx.tensor("weight", weight, &[None, None])?;
@@ -311,11 +341,7 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
             if stride.contains(&0) {
                 return Err(ctx.err("stride must be positive"));
             }
-            if h + 2 * padding[0] < kh || wd + 2 * padding[1] < kw {
-                return Err(ctx.err(format!("kernel {kh}x{kw} is larger than the padded input {h}x{wd}")));
-            }
-            let oh = (h + 2 * padding[0] - kh) / stride[0] + 1;
-            let ow = (wd + 2 * padding[1] - kw) / stride[1] + 1;
+            let [oh, ow] = conv2d_out([h, wd], [kh, kw], stride, padding).map_err(|m| ctx.err(m))?;
             let bias = ctx.bias(bias, cout)?;
             let geom = ConvGeom { cin: c, cout, kh, kw, stride, padding, h, w: wd, oh, ow };
             layer(name, Op::Conv2d { weight: w.data, bias, geom }, shape, vec![cout, oh, ow])
@@ -331,12 +357,8 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
             if op[0] >= stride[0] || op[1] >= stride[1] {
                 return Err(ctx.err("output_padding must be smaller than stride"));
             }
-            let full_h = (h - 1) * stride[0] + kh + op[0];
-            let full_w = (wd - 1) * stride[1] + kw + op[1];
-            if full_h <= 2 * padding[0] || full_w <= 2 * padding[1] {
-                return Err(ctx.err("padding leaves an empty output"));
-            }
-            let (oh, ow) = (full_h - 2 * padding[0], full_w - 2 * padding[1]);
+            let [oh, ow] =
+                conv_transpose2d_out([h, wd], [kh, kw], stride, padding, op).map_err(|m| ctx.err(m))?;
             let bias = ctx.bias(bias, cout)?;
             let geom = ConvGeom { cin: c, cout, kh, kw, stride, padding, h, w: wd, oh, ow };
             layer(name, Op::ConvTranspose2d { weight: w.data, bias, geom }, shape, vec![cout, oh, ow])
@@ -358,6 +380,13 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
             }
             let scale: Vec<f64> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
             let shift: Vec<f64> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+            if let Some(i) = (0..c).find(|&i| !scale[i].is_finite() || !shift[i].is_finite()) {
+                return Err(ctx.err(format!(
+                    "channel {i} folds to scale {} and shift {}, which overflow f64 (weight / sqrt(running_var + \
+                     eps) is too large)",
+                    scale[i], shift[i]
+                )));
+            }
             layer(name, Op::ChannelAffine { scale, shift, spatial: numel / c }, shape, shape.to_vec())
         }
         LayerSpec::Relu => layer(name, Op::Relu, shape, shape.to_vec()),
@@ -381,7 +410,8 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
         }
         LayerSpec::Flatten => layer(name, Op::Reshape, shape, vec![numel]),
         LayerSpec::Reshape { shape: target } => {
-            let n: usize = target.iter().product();
+            let n =
+                crate::limits::numel(target).ok_or_else(|| ctx.err(format!("shape {target:?} overflows")))?;
             if n != numel || target.is_empty() {
                 return Err(ctx
                     .err(format!("cannot reshape {shape:?} ({numel} values) into {target:?} ({n} values)")));
@@ -397,14 +427,10 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
             if kernel.contains(&0) || stride.contains(&0) {
                 return Err(ctx.err("kernel and stride must be positive"));
             }
-            if padding[0] * 2 > kernel[0] || padding[1] * 2 > kernel[1] {
+            if padding[0] > kernel[0] / 2 || padding[1] > kernel[1] / 2 {
                 return Err(ctx.err("padding must be at most half the kernel"));
             }
-            if h + 2 * padding[0] < kernel[0] || w + 2 * padding[1] < kernel[1] {
-                return Err(ctx.err("kernel is larger than the padded input"));
-            }
-            let oh = (h + 2 * padding[0] - kernel[0]) / stride[0] + 1;
-            let ow = (w + 2 * padding[1] - kernel[1]) / stride[1] + 1;
+            let [oh, ow] = pool2d_out([h, w], kernel, stride, padding).map_err(|m| ctx.err(m))?;
             let g = PoolGeom { c, kernel, stride, padding, h, w, oh, ow };
             let op =
                 if matches!(spec, LayerSpec::MaxPool2d { .. }) { Op::MaxPool2d(g) } else { Op::AvgPool2d(g) };

@@ -6,6 +6,7 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 
 /// A dense tensor of `f64` values in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +34,29 @@ pub enum Precision {
 
 /// Reads every tensor of a safetensors file (f32 or f64) into `f64`.
 pub fn read_safetensors(path: &Path) -> Result<TensorStore> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+    read_safetensors_with(path, &Limits::current())
+}
+
+/// [`read_safetensors`] under explicit limits: a regular file of at most [`Limits::max_weights_bytes`], with
+/// at most [`Limits::max_elements`] values in all.
+pub fn read_safetensors_with(path: &Path, limits: &Limits) -> Result<TensorStore> {
+    let bytes = crate::io::read_capped(path, "a weights file", limits.max_weights_bytes())?;
+    decode_safetensors(&bytes, path, limits)
+}
+
+/// Decodes the bytes of a safetensors file; `path` labels errors. The header's sizes are checked against the
+/// data (by `safetensors`) and against the budget before any value is converted.
+pub fn decode_safetensors(bytes: &[u8], path: &Path, limits: &Limits) -> Result<TensorStore> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         Error::card(path, format!("not a valid safetensors file (truncated or corrupt?): {e}"))
     })?;
+    let mut total = 0usize;
+    for (name, view) in st.iter() {
+        let n = crate::limits::numel(view.shape())
+            .ok_or_else(|| Error::card(path, format!("tensor '{name}' has a shape whose size overflows")))?;
+        total = total.saturating_add(n);
+    }
+    limits.check_elements("the weights file", total).map_err(|m| Error::card(path, m))?;
     let mut out = TensorStore::new();
     for (name, view) in st.tensors() {
         let data: Vec<f64> = match view.dtype() {
@@ -88,6 +108,7 @@ pub fn write_safetensors(path: &Path, tensors: &TensorStore, precision: Precisio
                 .map_err(|e| Error::card(path, format!("cannot encode tensor '{name}': {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, &None, path)
-        .map_err(|e| Error::card(path, format!("cannot write safetensors: {e}")))
+    let bytes = safetensors::serialize(views, &None)
+        .map_err(|e| Error::card(path, format!("cannot write safetensors: {e}")))?;
+    crate::io::write_atomic(path, true, |w| w.write_all(&bytes))
 }

@@ -55,7 +55,7 @@ pub fn invert(net: &Network, x: &[f64], params: InvertParams) -> Result<Inversio
         return Err(Error::input("--restarts must be at least 1"));
     }
     if !(prior.is_finite() && prior >= 0.0) {
-        return Err(Error::input(format!("--prior must be finite and not negative, found {prior}")));
+        return Err(Error::input(format!("--prior must be at least 0 and finite, found {prior}")));
     }
     if x.len() != net.output_len() {
         return Err(Error::input(format!(

@@ -1,8 +1,6 @@
 //! The images along a latent segment `z + t·E·d`, side by side in one PNG, so a person can see what a
 //! direction does.
 
-use std::fs::OpenOptions;
-use std::io::BufWriter;
 use std::path::Path;
 
 use gcert_core::Network;
@@ -21,11 +19,11 @@ pub fn unit_direction(d: &[f64], k: usize) -> Result<Vec<f64>> {
         )));
     }
     check_finite("the direction", d)?;
-    let norm = d.iter().map(|v| v * v).sum::<f64>().sqrt();
-    if norm == 0.0 || !norm.is_finite() {
+    // Normalised without squaring into underflow or overflow; only an all-zero direction is "zero".
+    if d.iter().all(|&v| v == 0.0) {
         return Err(Error::input("the direction is zero: it does not move the latent point"));
     }
-    Ok(d.iter().map(|v| v / norm).collect())
+    gcert_core::limits::unit(d).map_err(|why| Error::input(format!("the direction {why}")))
 }
 
 /// The ratios `t` of `steps` evenly spaced points on `[0, 1]`, or on `[-1, 1]` when `two_sided`.
@@ -96,18 +94,16 @@ pub fn write_strip_png(
             }
         }
     }
-    let file = if overwrite {
-        std::fs::File::create(path)
-    } else {
-        OpenOptions::new().write(true).create_new(true).open(path)
-    }
-    .map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::file(path, "already exists; refusing to overwrite it"),
-        _ => Error::file(path, e.to_string()),
-    })?;
-    PngEncoder::new(BufWriter::new(file))
+    // Encoded in memory, then written atomically with every write, the flush and the sync checked: a failing
+    // disk is an error, never an empty or truncated PNG reported as written.
+    let mut png = Vec::new();
+    PngEncoder::new(&mut png)
         .write_image(&buf, width as u32, tile_h as u32, color)
-        .map_err(|e| Error::file(path, format!("cannot write the PNG: {e}")))
+        .map_err(|e| Error::file(path, format!("cannot encode the PNG: {e}")))?;
+    gcert_core::io::write_atomic(path, overwrite, |w| w.write_all(&png)).map_err(|e| match e {
+        gcert_core::Error::File { message, .. } => Error::file(path, message),
+        e => Error::file(path, e.to_string()),
+    })
 }
 
 /// The strip of `net` along `z + t·eps·d` for `steps` ratios, written to `path`.

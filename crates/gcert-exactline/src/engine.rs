@@ -112,8 +112,12 @@ impl<'a> ExactLine<'a> {
         let mut input = Vec::with_capacity(2 * self.input_len);
         input.extend_from_slice(segment.a());
         input.extend_from_slice(segment.b());
-        let mut dedup = Dedup { sink, last: f64::NEG_INFINITY };
-        Ok(self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup))
+        let mut dedup = Dedup { sink, last: f64::NEG_INFINITY, fault: None };
+        let flow = self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup);
+        match dedup.fault {
+            Some(e) => Err(e),
+            None => Ok(flow),
+        }
     }
 
     fn descend<S: Sink>(
@@ -134,6 +138,9 @@ impl<'a> ExactLine<'a> {
             Kind::Affine => {
                 // No new breakpoints: the input is already at most a chunk (plus one interval's breakpoints).
                 layer.apply(input, ratios.len(), &mut level.out, &mut level.scratch);
+                if !sink.finite(l, layer, &level.out) {
+                    return ControlFlow::Break(());
+                }
                 self.descend(l + 1, ratios, &level.out, rest, sink)
             }
             Kind::Elementwise | Kind::MaxPool => {
@@ -157,6 +164,9 @@ impl<'a> ExactLine<'a> {
                     let n = level.ratios.len();
                     layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
                     debug_assert_eq!(level.out.len(), n * w);
+                    if !sink.finite(l, layer, &level.out) {
+                        return ControlFlow::Break(());
+                    }
                     self.descend(l + 1, &level.ratios, &level.out, rest, sink)?;
                 }
                 ControlFlow::Continue(())
@@ -166,13 +176,26 @@ impl<'a> ExactLine<'a> {
     }
 }
 
-/// Drops the point repeated at the boundary between two chunks.
+/// Drops the point repeated at the boundary between two chunks; holds the first non-finite layer output, which
+/// stops the walk and becomes the run's error (never a chain).
 struct Dedup<'s, S> {
     sink: &'s mut S,
     last: f64,
+    fault: Option<Error>,
 }
 
 impl<S: Sink> Dedup<'_, S> {
+    /// Whether a layer's output is finite; records the error naming the layer when it is not.
+    fn finite(&mut self, index: usize, layer: &Layer, out: &[f64]) -> bool {
+        match gcert_core::network::check_layer_output(index, layer, out) {
+            Ok(()) => true,
+            Err(e) => {
+                self.fault.get_or_insert(e);
+                false
+            }
+        }
+    }
+
     fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
         let skip = usize::from(ratios.first() == Some(&self.last));
         let w = values.len() / ratios.len();

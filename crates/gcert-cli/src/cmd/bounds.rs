@@ -5,12 +5,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use gcert_certify::pixel_bounds;
-use gcert_core::npy::write_npy;
+use gcert_core::npy::write_npy_checked;
 use gcert_core::{Direction, Provenance};
 use serde_json::json;
 
-use super::certify::check_writable;
-use super::{load_network, print_json, read_input};
+use super::{card_files, check_output, finite, load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     direction: PathBuf,
     /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     eps: f64,
     /// t in [-1, 1] instead of [0, 1]
     #[arg(long)]
@@ -42,7 +41,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     if let Some(p) = &args.out {
-        check_writable(p, args.force)?;
+        let mut inputs = card_files(&args.generator);
+        inputs.extend([args.latent.clone(), args.direction.clone()]);
+        check_output(p, args.force, &inputs)?;
     }
     let g = load_network(&args.generator)?;
     let shape = g.single_input_shape("generator")?.to_vec();
@@ -65,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(p) = &args.out {
         let mut out_shape = vec![2];
         out_shape.extend_from_slice(g.output_shape());
-        write_npy(p, &out_shape, &[b.lower.as_slice(), b.upper.as_slice()].concat())?;
+        write_npy_checked(p, &out_shape, &[b.lower.as_slice(), b.upper.as_slice()].concat(), args.force)?;
     }
     if args.json {
         return print_json(&json!({

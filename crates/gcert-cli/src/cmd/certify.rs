@@ -5,14 +5,14 @@
 
 mod batch;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use gcert_certify::job::{Job, JobSegment, Models};
 use gcert_certify::{Certificate, Method, Options, Relaxation};
-use gcert_core::npy::write_npy;
+use gcert_core::npy::write_npy_checked;
 
-use super::{fmt_values, print_json, read_direction, read_input};
+use super::{at_most, card_files, check_output, finite, fmt_values, print_json, read_direction, read_input};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long)]
     direction: Option<PathBuf>,
     /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     eps: Option<f64>,
     /// Pixel-space segment start (.npy), instead of --generator/--latent/--direction/--eps
     #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps"])]
@@ -74,7 +74,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "linear")]
     relaxation: RelaxationArg,
     /// Bound evaluations for branch and bound over t (incomplete: 256, quantitative: 4096)
-    #[arg(long)]
+    #[arg(long, value_parser = at_most::<100_000_000>)]
     budget: Option<usize>,
     /// For a classifier with several inputs: the values of the inputs held fixed (.npy, concatenated)
     #[arg(long)]
@@ -101,7 +101,7 @@ pub struct Args {
     #[arg(long, requires = "batch")]
     out: Option<PathBuf>,
     /// Worker threads for --batch (default: all cores)
-    #[arg(long, requires = "batch")]
+    #[arg(long, requires = "batch", value_parser = at_most::<1024>)]
     threads: Option<usize>,
 }
 
@@ -110,12 +110,19 @@ pub fn certificate_json(c: &Certificate) -> serde_json::Value {
     serde_json::to_value(c).expect("a certificate serialises")
 }
 
-/// Refuses to replace an existing file unless `force`.
-pub fn check_writable(path: &Path, force: bool) -> Result<()> {
-    if path.exists() && !force {
-        bail!("{} already exists; pass --force to overwrite it", path.display());
+/// Every file a run of `gcert certify` reads: the cards, their weights, the arrays named on the command line.
+fn input_files(args: &Args) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for card in [&args.generator, &args.classifier].into_iter().flatten() {
+        files.extend(card_files(card));
     }
-    Ok(())
+    for p in [&args.latent, &args.from, &args.to, &args.reference, &args.batch].into_iter().flatten() {
+        files.push(p.clone());
+    }
+    if let Some(d) = &args.direction {
+        files.push(d.clone());
+    }
+    files
 }
 
 fn options(args: &Args) -> Options {
@@ -130,14 +137,19 @@ pub fn run(args: Args) -> Result<()> {
     let Some(classifier) = args.classifier.as_deref() else {
         bail!("--classifier is required");
     };
-    let models =
-        Models::load(args.generator.as_deref(), classifier, args.reference.as_deref(), args.mutated_input)
-            .context("cannot load the models")?;
+    let models = Models::load_with(
+        args.generator.as_deref(),
+        classifier,
+        args.reference.as_deref(),
+        args.mutated_input,
+        &super::load_options(),
+    )
+    .context("cannot load the models")?;
     if let Some(jobs) = &args.batch {
         return batch::run(&args, &models, jobs);
     }
     if let Some(p) = &args.counterexample_out {
-        check_writable(p, args.force)?;
+        check_output(p, args.force, &input_files(&args))?;
     }
     let segment = match (&args.from, &args.to) {
         (Some(from), Some(to)) => JobSegment::Pixels {
@@ -153,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("a latent segment needs --latent, --direction and --eps");
             };
             let z = read_input(latent, &shape, "the latent point")?;
-            let d = read_direction(&direction.to_string_lossy(), shape.iter().product())?;
+            let d = read_direction(direction.as_os_str(), shape.iter().product())?;
             JobSegment::Latent { latent: z, direction: d, eps }
         }
     };
@@ -164,7 +176,7 @@ pub fn run(args: Args) -> Result<()> {
         if shape.is_empty() {
             shape.push(c.image.len());
         }
-        write_npy(path, &shape, &c.image)?;
+        write_npy_checked(path, &shape, &c.image, args.force)?;
     }
     if args.json {
         return print_json(&certificate_json(&cert));

@@ -11,7 +11,7 @@ use gcert_continuity::{measure, quality, Options, Quality, Summary};
 use gcert_directions::geometry::{between_check, BetweenCheck, BetweenParams, NetworkImages, PropertyTally};
 use serde_json::{json, Value};
 
-use super::{load_network, print_json, read_directions, read_input};
+use super::{at_most, finite, load_network, print_json, read_directions, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,13 +19,13 @@ pub struct Args {
     #[arg(long)]
     generator: PathBuf,
     /// Random latent pairs from the standard normal prior
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_most::<10_000_000>)]
     pairs: usize,
     /// How many of the pairs also get an exact chain (0: none, for a generator that is not piecewise linear)
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_most::<1_000_000>)]
     chains: usize,
     /// Interior points γ per segment for evenness and straightness
-    #[arg(long, default_value_t = 15)]
+    #[arg(long, default_value_t = 15, value_parser = at_most::<10_000>)]
     gammas: usize,
     /// Seed of the latent pairs (and of the --judge samples)
     #[arg(long, default_value_t = 0)]
@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long)]
     judge: Option<PathBuf>,
     /// Prior samples for --judge
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_most::<1_000_000>)]
     samples: usize,
     /// Between-ends check (paper Table 3): directions file (.npy, one direction per row, as written by
     /// `gcert directions --out`); every row is checked from every --latent
@@ -45,19 +45,19 @@ pub struct Args {
     #[arg(long, num_args = 1.., requires = "directions")]
     latent: Vec<PathBuf>,
     /// Between-ends check: each segment is z -> z + eps·d
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = finite)]
     eps: f64,
     /// Between-ends check: intermediate images per segment (the ends excluded)
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = at_most::<100_000>)]
     between: usize,
     /// Between-ends check: pixels brighter than this belong to the object
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = finite)]
     threshold: f64,
     /// Between-ends check: an angle this many degrees outside the ends' still passes
-    #[arg(long, default_value_t = BetweenParams::default().tolerance_degrees)]
+    #[arg(long, default_value_t = BetweenParams::default().tolerance_degrees, value_parser = finite)]
     tolerance_degrees: f64,
     /// Between-ends check: a centre or size this many pixels outside the ends' still passes
-    #[arg(long, default_value_t = BetweenParams::default().tolerance_pixels)]
+    #[arg(long, default_value_t = BetweenParams::default().tolerance_pixels, value_parser = finite)]
     tolerance_pixels: f64,
     /// Print one JSON object instead of text
     #[arg(long)]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use gcert_core::npy::{read_npy, write_npy};
+use gcert_core::npy::{read_npy, write_npy_checked};
 use gcert_directions::geometry::{independence_matrix, measure_direction, GeometryParams, NetworkImages};
 use gcert_directions::{
     directions, image_shape, local_directions, sample_latents, FactorParams, Factorization, LocalParams,
@@ -12,7 +12,7 @@ use gcert_directions::{
 };
 use serde_json::{json, Value};
 
-use super::{fmt_values, load_network, print_json, read_input};
+use super::{at_most, card_files, check_output, finite, fmt_values, load_network, print_json, read_input};
 
 /// `--null-space`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long)]
     latent: PathBuf,
     /// Average JᵀJ over the latent point and N − 1 samples of the standard normal prior (global directions)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_most::<100_000>)]
     samples: usize,
     /// Seed of the prior samples
     #[arg(long, default_value_t = 0)]
@@ -51,22 +51,22 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Robust PCA: weight of the sparse part (default 1/sqrt(k))
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     lambda: Option<f64>,
     /// Robust PCA: penalty parameter (default k²/(4‖M‖₁))
-    #[arg(long)]
+    #[arg(long, value_parser = finite)]
     mu: Option<f64>,
     /// Robust PCA: relative residual at which to stop
-    #[arg(long, default_value_t = 1e-7)]
+    #[arg(long, default_value_t = 1e-7, value_parser = finite)]
     tol: f64,
     /// Robust PCA: iteration limit
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = at_most::<10_000_000>)]
     max_iter: usize,
     /// Singular values of L above rank_tol·σ₁ count toward the rank
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = finite)]
     rank_tol: f64,
     /// Latent step over which the finite leak of local directions is measured
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = finite)]
     step: f64,
     /// Local directions: the background's null space from its Gram matrix (gram: the k − r_B least-moving
     /// eigenvectors, the smallest leak) or from robust PCA's low-rank part (low-rank: the paper's Eq. 15–17)
@@ -77,16 +77,16 @@ pub struct Args {
     #[arg(long)]
     name_geometric: bool,
     /// Naming: pixels brighter than this belong to the object
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = finite)]
     threshold: f64,
     /// Naming: the rectangle is measured at t in [-S, S] along each unit direction
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = finite)]
     geometry_step: f64,
     /// Naming: the largest effect must exceed the second by this factor
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = finite)]
     dominance: f64,
     /// Naming: cross effects up to this fraction of a direction's own effect count as independent
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = finite)]
     independence_tol: f64,
 }
 
@@ -117,9 +117,10 @@ fn describe(what: &str, f: &Factorization) -> String {
     )
 }
 
-fn write_rows(path: &Path, rows: &[Vec<f64>], k: usize) -> Result<()> {
+fn write_rows(path: &Path, rows: &[Vec<f64>], k: usize, force: bool) -> Result<()> {
     let data: Vec<f64> = rows.iter().flatten().copied().collect();
-    write_npy(path, &[rows.len(), k], &data).with_context(|| format!("cannot write {}", path.display()))
+    write_npy_checked(path, &[rows.len(), k], &data, force)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Names each direction by what it does to the object's enclosing rectangle; adds the report to `report`
@@ -190,9 +191,10 @@ fn name_geometric(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.out.exists() && !args.force {
-        bail!("{}: already exists; pass --force to overwrite it", args.out.display());
-    }
+    let mut inputs = card_files(&args.generator);
+    inputs.push(args.latent.clone());
+    inputs.extend(args.mask.clone());
+    check_output(&args.out, args.force, &inputs)?;
     let net = load_network(&args.generator)?;
     let k = net.input_len();
     let shape = net.input_point_shape();
@@ -212,13 +214,13 @@ pub fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let mut report = json!({
-        "generator": args.generator,
+        "generator": args.generator.display().to_string(),
         "latent_len": k,
         "output_shape": output,
         "samples": args.samples,
         "seed": args.seed,
         "rank_tol": args.rank_tol,
-        "out": args.out,
+        "out": args.out.display().to_string(),
     });
     let mut lines = vec![format!(
         "generator: {} (latent {k}, output {output:?}), {} latent point(s)",
@@ -315,7 +317,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.name_geometric {
         name_geometric(&args, &net, &z, &rows, &mut report, &mut lines)?;
     }
-    write_rows(&args.out, &rows, k)?;
+    write_rows(&args.out, &rows, k, args.force)?;
     if args.json {
         return print_json(&report);
     }

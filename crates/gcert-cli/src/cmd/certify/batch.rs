@@ -52,7 +52,13 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
     }
 }
 
-fn vector(v: &Vector, base: &Path, shape: &[usize], what: &str) -> Result<Vec<f64>> {
+fn vector(
+    v: &Vector,
+    base: &Path,
+    shape: &[usize],
+    what: &str,
+    files: &mut Vec<PathBuf>,
+) -> Result<Vec<f64>> {
     match v {
         Vector::Values(values) => {
             let len: usize = shape.iter().product();
@@ -64,7 +70,10 @@ fn vector(v: &Vector, base: &Path, shape: &[usize], what: &str) -> Result<Vec<f6
             }
             Ok(values.clone())
         }
-        Vector::Path(p) => read_input(&base.join(p), shape, what),
+        Vector::Path(p) => {
+            files.push(base.join(p));
+            read_input(&base.join(p), shape, what)
+        }
     }
 }
 
@@ -78,20 +87,26 @@ fn method(name: &str) -> Result<gcert_certify::Method> {
     })
 }
 
-/// Parses one job line against the models; `args` gives the defaults.
-fn parse_job(line: &str, base: &Path, models: &Models, args: &Args) -> Result<(Option<String>, Job)> {
+/// Parses one job line against the models; `args` gives the defaults. The arrays it names are added to `files`.
+fn parse_job(
+    line: &str,
+    base: &Path,
+    models: &Models,
+    args: &Args,
+    files: &mut Vec<PathBuf>,
+) -> Result<(Option<String>, Job)> {
     let j: JobLine = serde_json::from_str(line).context("malformed job")?;
     let segment = match (&j.latent, &j.direction, j.eps, &j.from, &j.to) {
         (Some(z), Some(d), Some(eps), None, None) => {
             let Some(shape) = models.latent_shape() else {
                 bail!("a latent job needs --generator");
             };
-            let direction = Direction::new(vector(d, base, &shape, "the direction")?)?;
-            JobSegment::Latent { latent: vector(z, base, &shape, "the latent point")?, direction, eps }
+            let direction = Direction::new(vector(d, base, &shape, "the direction", files)?)?;
+            JobSegment::Latent { latent: vector(z, base, &shape, "the latent point", files)?, direction, eps }
         }
         (None, None, None, Some(a), Some(b)) => JobSegment::Pixels {
-            from: vector(a, base, models.image_shape(), "the segment start")?,
-            to: vector(b, base, models.image_shape(), "the segment end")?,
+            from: vector(a, base, models.image_shape(), "the segment start", files)?,
+            to: vector(b, base, models.image_shape(), "the segment end", files)?,
         },
         _ => bail!("a job needs either latent, direction and eps, or from and to"),
     };
@@ -107,36 +122,79 @@ fn parse_job(line: &str, base: &Path, models: &Models, args: &Args) -> Result<(O
     Ok((j.id, job))
 }
 
-/// Ids of the results already in `path` (lines that do not parse are ignored: a run killed mid-write).
-fn done_ids(path: &Path) -> Result<HashSet<String>> {
+/// Ids of the results in the text of a results file. A complete line that is not a result (a JSON object with
+/// an `id` and a `verdict`) means the file is something else (a model card, a jobs file, ...): an error, so that
+/// nothing is appended to it. A line that starts like a result but does not parse is a run killed mid-write:
+/// it is ignored and its job redone.
+fn done_ids(text: &[u8], path: &Path) -> Result<HashSet<String>> {
     let mut done = HashSet::new();
-    if !path.exists() {
-        return Ok(done);
-    }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    for line in text.lines() {
-        let id = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|id| id.as_str().map(str::to_string)));
-        if let Some(id) = id {
-            done.insert(id);
+    let not_results = |number: usize, why: &str| {
+        anyhow::anyhow!(
+            "{}: line {number} {why}; this is not a gcert results file, refusing to append results to it",
+            path.display()
+        )
+    };
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let trimmed = line.trim_ascii();
+        if trimmed.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<serde_json::Value>(trimmed) {
+            Ok(v) => {
+                let id = v.get("id").and_then(|id| id.as_str());
+                match id {
+                    Some(id) if v.get("verdict").is_some_and(|v| v.is_string()) => {
+                        done.insert(id.to_string());
+                    }
+                    _ => {
+                        return Err(not_results(
+                            i + 1,
+                            "is not a result (a JSON object with an id and a verdict)",
+                        ))
+                    }
+                }
+            }
+            Err(_) if trimmed.starts_with(b"{") => {}
+            Err(_) => return Err(not_results(i + 1, "is not JSON")),
         }
     }
     Ok(done)
 }
 
+/// Where results go: a locked results file, or stdout.
+enum Out {
+    File(gcert_core::io::LockedAppend),
+    Stdout(std::io::Stdout),
+}
+
+impl Out {
+    fn write_line(&mut self, line: &str, name: &str) -> Result<()> {
+        match self {
+            Out::File(f) => Ok(f.append(line.as_bytes())?),
+            Out::Stdout(s) => s
+                .write_all(line.as_bytes())
+                .and_then(|_| s.flush())
+                .with_context(|| format!("cannot write {name}")),
+        }
+    }
+}
+
 pub fn run(args: &Args, models: &Models, jobs_path: &Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(jobs_path).with_context(|| format!("cannot read {}", jobs_path.display()))?;
+    let limits = gcert_core::Limits::current();
+    let text = gcert_core::io::read_text_capped(jobs_path, "a jobs file", limits.max_jobs_bytes)?;
     let base = jobs_path.parent().unwrap_or(Path::new("."));
     let (shard, shards) = args.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
     let mut jobs = Vec::new();
     let mut ids = HashSet::new();
+    let mut files = super::input_files(args);
     for (index, (number, line)) in
         text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(n, l)| (n + 1, l)).enumerate()
     {
-        let (id, job) = parse_job(line, base, models, args)
+        let (id, job) = parse_job(line, base, models, args, &mut files)
             .with_context(|| format!("{}: line {number}", jobs_path.display()))?;
+        // Every check a job's certification would make runs now, before any job starts or any result is
+        // written.
+        models.problem(&job).with_context(|| format!("{}: line {number}", jobs_path.display()))?;
         let id = id.unwrap_or_else(|| number.to_string());
         if !ids.insert(id.clone()) {
             bail!("{}: line {number}: job id '{id}' is used twice", jobs_path.display());
@@ -145,32 +203,27 @@ pub fn run(args: &Args, models: &Models, jobs_path: &Path) -> Result<()> {
             jobs.push((id, job));
         }
     }
-    let done = match &args.out {
-        Some(out) => done_ids(out)?,
-        None => HashSet::new(),
+    let (done, out) = match &args.out {
+        Some(out) => {
+            let inputs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            gcert_core::io::refuse_input_as_output(out, &inputs)?;
+            // Locked until this run ends: a second run on the same file refuses instead of duplicating.
+            let (mut file, text) = gcert_core::io::LockedAppend::open(out, limits.max_jobs_bytes)?;
+            let done = done_ids(&text, out)?;
+            // A run killed mid-line leaves a partial line; start on a fresh one.
+            if text.last().is_some_and(|&b| b != b'\n') {
+                file.append(b"\n")?;
+            }
+            (done, Out::File(file))
+        }
+        None => (HashSet::new(), Out::Stdout(std::io::stdout())),
     };
     let total = jobs.len();
     jobs.retain(|(id, _)| !done.contains(id));
     if total > jobs.len() {
         eprintln!("{} of {total} jobs already have results; skipping them", total - jobs.len());
     }
-    let sink: Box<dyn Write + Send> = match &args.out {
-        Some(out) => {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(out)
-                .with_context(|| format!("cannot open {}", out.display()))?;
-            // A run killed mid-line leaves a partial line; start on a fresh one.
-            let text = std::fs::read(out).with_context(|| format!("cannot read {}", out.display()))?;
-            if text.last().is_some_and(|&b| b != b'\n') {
-                file.write_all(b"\n")?;
-            }
-            Box::new(file)
-        }
-        None => Box::new(std::io::stdout()),
-    };
-    let sink = Mutex::new(sink);
+    let sink = Mutex::new(out);
     let bar = ProgressBar::new(jobs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, eta {eta}")
@@ -189,13 +242,14 @@ pub fn run(args: &Args, models: &Models, jobs_path: &Path) -> Result<()> {
             value["id"] = serde_json::Value::String(id.clone());
             let line = format!("{}\n", serde_json::to_string(&value)?);
             let mut w = sink.lock().map_err(|_| anyhow::anyhow!("a worker panicked"))?;
-            w.write_all(line.as_bytes())
-                .and_then(|_| w.flush())
-                .with_context(|| format!("cannot write {out_name}"))?;
+            w.write_line(&line, &out_name)?;
             bar.inc(1);
             Ok(())
         })
     })?;
     bar.finish_and_clear();
+    if let Out::File(f) = sink.into_inner().map_err(|_| anyhow::anyhow!("a worker panicked"))? {
+        f.sync()?;
+    }
     Ok(())
 }
