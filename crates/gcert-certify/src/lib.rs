@@ -44,6 +44,7 @@
 
 mod bounds;
 mod complete;
+mod hybrid;
 mod incomplete;
 pub mod job;
 mod margin;
@@ -55,6 +56,7 @@ mod sides;
 pub use bounds::Relaxation;
 pub use complete::Complete;
 pub use gcert_core::certificate::{Certificate, Method, Problem, ProblemSpec, Verdict};
+pub use hybrid::Hybrid;
 pub use incomplete::Incomplete;
 pub use pixels::{pixel_bounds, PixelBounds};
 pub use quantitative::Quantitative;
@@ -73,18 +75,22 @@ pub struct Options {
     /// Bounder evaluations for branch and bound (incomplete, and quantitative past a non-PL layer).
     pub budget: Option<usize>,
     pub relaxation: Relaxation,
+    /// Complete certification from the whole exact chain ([`Complete`]) instead of bounds first and the chain
+    /// only where they decide nothing ([`Hybrid`], the default; the same answers).
+    pub exact_chain: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { budget: None, relaxation: Relaxation::Linear }
+        Options { budget: None, relaxation: Relaxation::Linear, exact_chain: false }
     }
 }
 
 /// The backend for `method`.
 pub fn certifier(method: Method, options: Options) -> Box<dyn Certifier + Send + Sync> {
     match method {
-        Method::Complete => Box::new(Complete),
+        Method::Complete if options.exact_chain => Box::new(Complete),
+        Method::Complete => Box::new(Hybrid),
         Method::Incomplete => {
             let d = Incomplete::default();
             Box::new(Incomplete {

@@ -235,7 +235,7 @@ fn every_batch_job_is_checked_before_the_first_runs() {
             ),
         )
         .unwrap();
-        fails_with(&run, &format!("jobs.jsonl: line 2: invalid input: {why}"));
+        fails_with(&run, &format!("jobs.jsonl: line 2: {why}"));
         assert!(!results.exists(), "a result was written before the bad job was found");
     }
 }

@@ -358,10 +358,14 @@ mod tests {
         let u = unit(&huge).unwrap();
         assert!((u[1] + std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);
         assert!(unit(&[0.0, -0.0]).unwrap_err().contains("zero"));
-        assert!(unit(&[f64::MAX, f64::MAX]).unwrap_err().contains("too large to normalise"));
+        // Dividing by the largest magnitude first normalises even the extremes of f64 exactly.
+        for extreme in [f64::MAX, 5e-324] {
+            let u = unit(&[extreme, -extreme]).unwrap();
+            assert!((u[0] - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15, "{extreme}: {u:?}");
+            assert!((u[1] + std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15, "{extreme}: {u:?}");
+        }
         assert_eq!(unit(&[5e-324]).unwrap(), vec![1.0]);
-        let e = unit(&[5e-324, 5e-324]).unwrap_err();
-        assert!(e.contains("too small to normalise"), "{e}");
+        assert!(unit(&[f64::INFINITY, 1.0]).unwrap_err().contains("too large to normalise"));
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct Args {
     label: Option<usize>,
     #[arg(long, value_enum, default_value = "complete")]
     method: MethodArg,
+    /// Complete method: scan the whole exact chain instead of bounding first and chaining only the
+    /// sub-intervals the bounds leave undecided (the same answers; for comparison and timing)
+    #[arg(long)]
+    exact_chain: bool,
     /// Bounds used by the incomplete method (and by the quantitative one past a sigmoid/tanh layer)
     #[arg(long, value_enum, default_value = "linear")]
     relaxation: RelaxationArg,
@@ -130,7 +134,7 @@ fn options(args: &Args) -> Options {
         RelaxationArg::Linear => Relaxation::Linear,
         RelaxationArg::Interval => Relaxation::Interval,
     };
-    Options { budget: args.budget, relaxation }
+    Options { budget: args.budget, relaxation, exact_chain: args.exact_chain }
 }
 
 pub fn run(args: Args) -> Result<()> {
