@@ -24,23 +24,29 @@ impl Certifier for Complete {
         let start = Instant::now();
         let engine = ExactLine::new(problem.layers())?;
         let scans = scan_sides(&engine, problem)?;
-        let mut cert = combine(problem, Method::Complete, &scans)?;
-        if cert.verdict == Verdict::Unknown {
-            // The complete method answers certified or violated, nothing else: a violation the chain shows
-            // but no forward pass confirms is reported as what it is, not as a verdict.
-            return Err(Error::input(format!(
-                "the exact chain loses label {} on {} sub-interval(s) (smallest margin {:e} at t = {}), but no \
-                 point there loses it in a plain forward pass: the violation is within rounding of zero, so \
-                 neither certified nor violated can be backed",
-                cert.label,
-                cert.violated.len(),
-                cert.min_margin.margin,
-                cert.min_margin.t
-            )));
-        }
+        let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(cert)
     }
+}
+
+/// The complete method answers certified or violated, nothing else: a violation the chain shows but no forward
+/// pass confirms is reported as what it is, not as a verdict.
+pub(crate) fn definite(cert: Certificate) -> Result<Certificate> {
+    if cert.verdict == Verdict::Unknown {
+        // The complete method answers certified or violated, nothing else: a violation the chain shows
+        // but no forward pass confirms is reported as what it is, not as a verdict.
+        return Err(Error::input(format!(
+            "the exact chain loses label {} on {} sub-interval(s) (smallest margin {:e} at t = {}), but no \
+             point there loses it in a plain forward pass: the violation is within rounding of zero, so \
+             neither certified nor violated can be backed",
+            cert.label,
+            cert.violated.len(),
+            cert.min_margin.margin,
+            cert.min_margin.t
+        )));
+    }
+    Ok(cert)
 }
 
 /// Scans the chain from `t = 0` to `t = 1` and, when two-sided, from `t = 0` to `t = −1`.

@@ -18,12 +18,12 @@ use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 
 use crate::bounds::{Bounder, Relaxation};
-use crate::complete::combine;
+use crate::complete::{combine, definite};
 use crate::margin::{push_interval, SideScan};
 use crate::Certifier;
 
 /// Halvings of an undecided region before the exact chain takes it.
-const MAX_DEPTH: u32 = 4;
+const MAX_DEPTH: u32 = 6;
 
 /// What one region contributes, in ratio units of its side.
 #[derive(Debug, Clone)]
@@ -259,7 +259,7 @@ impl Certifier for Hybrid {
         let start = Instant::now();
         let engine = ExactLine::new(problem.layers())?;
         let (rows, offsets) = problem.decision().margin_rows(problem.label(), problem.output_len());
-        let bounder = Bounder::new(problem.layers(), &rows, &offsets, Relaxation::Linear);
+        let bounder = Bounder::new(problem.layers(), &rows, &offsets, Relaxation::Linear).lower_only();
         let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
         let mut scans = Vec::with_capacity(signs.len());
         for &sign in signs {
@@ -273,7 +273,7 @@ impl Certifier for Hybrid {
             };
             scans.push(side.scan()?);
         }
-        let mut cert = combine(problem, Method::Complete, &scans)?;
+        let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(cert)
     }
