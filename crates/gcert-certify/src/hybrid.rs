@@ -16,6 +16,7 @@ use std::time::Instant;
 use gcert_core::certificate::{Certificate, Method, Problem};
 use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
+use rayon::prelude::*;
 
 use crate::bounds::{Bounder, Relaxation};
 use crate::complete::{combine, definite};
@@ -76,15 +77,38 @@ impl Sink for Mapped<'_> {
     }
 }
 
+/// The smallest exact margin seen and where; merged in ratio order, so the result never depends on which
+/// thread found what first.
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    margin: f64,
+    at: f64,
+}
+
+impl Best {
+    const NONE: Best = Best { margin: f64::INFINITY, at: f64::INFINITY };
+
+    /// The smaller margin, or on a tie within rounding the earlier point: on a plateau of the smallest margin,
+    /// the earliest point found is reported, as a scan from `r = 0` would.
+    fn min(self, other: Best) -> Best {
+        let tie = 1e-12 * (1.0 + other.margin.abs());
+        if other.margin < self.margin - tie || (other.margin <= self.margin + tie && other.at < self.at) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// Regions undecided at a depth below this are split into halves processed in parallel.
+const PARALLEL_DEPTH: u32 = 3;
+
 struct Side<'p, 'a> {
     problem: &'p Problem<'a>,
     engine: &'p ExactLine<'a>,
     bounder: &'p Bounder<'a>,
     /// The side's ratio `r` is `t = sign·r`.
     sign: f64,
-    /// The smallest exact margin seen so far (region ends and chained regions).
-    best: f64,
-    best_at: f64,
 }
 
 impl Side<'_, '_> {
@@ -92,34 +116,23 @@ impl Side<'_, '_> {
         self.problem.point(self.sign * r)
     }
 
-    /// The exact smallest margin at ratio `r`, by a forward pass; updates the best seen.
-    fn probe(&mut self, r: f64) -> Result<()> {
+    /// The exact smallest margin at ratio `r`, by a forward pass.
+    fn probe(&self, r: f64) -> Result<Best> {
         let (_, output) = self.problem.evaluate(self.sign * r)?;
-        let m = self.problem.decision().min_margin(self.problem.label(), &output);
-        self.offer(m, r);
-        Ok(())
+        Ok(Best { margin: self.problem.decision().min_margin(self.problem.label(), &output), at: r })
     }
 
-    /// Takes `(m, r)` as the smallest margin if it is smaller, or equal within rounding and earlier: on a
-    /// plateau of the smallest margin, the earliest point found is reported, as a scan from `r = 0` would.
-    fn offer(&mut self, m: f64, r: f64) {
-        let tie = 1e-12 * (1.0 + m.abs());
-        if m < self.best - tie || (m <= self.best + tie && r < self.best_at) {
-            (self.best, self.best_at) = (m, r);
-        }
-    }
-
-    fn chain(&mut self, r0: f64, r1: f64, x0: &[f64], x1: &[f64]) -> Result<State> {
+    fn chain(&self, r0: f64, r1: f64, x0: &[f64], x1: &[f64]) -> Result<(State, Best)> {
         let mut scan = SideScan::new(self.problem.decision(), self.problem.label());
         let segment = Segment::new(x0.to_vec(), x1.to_vec())?;
         let mut sink = Mapped { scan: &mut scan, r0, r1, buf: Vec::new() };
         let _ = self.engine.run(&segment, &mut sink)?;
-        self.offer(scan.min_margin, scan.min_at);
-        Ok(State::Exact(Box::new(scan)))
+        let best = Best { margin: scan.min_margin, at: scan.min_at };
+        Ok((State::Exact(Box::new(scan)), best))
     }
 
     /// Bounds a region; `None` if the bounds decide nothing.
-    fn bound(&mut self, x0: &[f64], x1: &[f64]) -> Option<State> {
+    fn bound(&self, x0: &[f64], x1: &[f64]) -> Option<State> {
         let lines = self.bounder.margins(x0, x1);
         let lower = lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
         if lower > 0.0 {
@@ -141,77 +154,82 @@ impl Side<'_, '_> {
         (lo >= hi).then_some(State::Violated { lower })
     }
 
-    /// Decides `[r0, r1]`, halving it while undecided and shallow, chaining it otherwise; appends the parts
-    /// in order.
-    fn decide(
-        &mut self,
-        r0: f64,
-        r1: f64,
-        x0: Vec<f64>,
-        x1: Vec<f64>,
-        depth: u32,
-        out: &mut Vec<Part>,
-    ) -> Result<()> {
+    /// Decides `[r0, r1]`, halving it while undecided and shallow (the halves in parallel near the top),
+    /// chaining it otherwise: its parts in order, and the smallest exact margin seen.
+    fn decide(&self, r0: f64, r1: f64, x0: Vec<f64>, x1: Vec<f64>, depth: u32) -> Result<(Vec<Part>, Best)> {
         if let Some(state) = self.bound(&x0, &x1) {
-            out.push(Part { r0, r1, x0, x1, depth, state });
-            return Ok(());
+            return Ok((vec![Part { r0, r1, x0, x1, depth, state }], Best::NONE));
         }
         if depth >= MAX_DEPTH {
-            let state = self.chain(r0, r1, &x0, &x1)?;
-            out.push(Part { r0, r1, x0, x1, depth, state });
-            return Ok(());
+            let (state, best) = self.chain(r0, r1, &x0, &x1)?;
+            return Ok((vec![Part { r0, r1, x0, x1, depth, state }], best));
         }
         let rm = 0.5 * (r0 + r1);
         let xm = self.point(rm);
-        self.probe(rm)?;
-        self.decide(r0, rm, x0, xm.clone(), depth + 1, out)?;
-        self.decide(rm, r1, xm, x1, depth + 1, out)
+        let mid = self.probe(rm)?;
+        let xm2 = xm.clone();
+        let left = || self.decide(r0, rm, x0, xm, depth + 1);
+        let right = || self.decide(rm, r1, xm2, x1, depth + 1);
+        let (left, right) = if depth < PARALLEL_DEPTH { rayon::join(left, right) } else { (left(), right()) };
+        let ((mut parts, b0), (more, b1)) = (left?, right?);
+        parts.extend(more);
+        Ok((parts, mid.min(b0).min(b1)))
     }
 
-    /// Refines bounded parts whose lower bound is below the best exact margin until none is: then the best
-    /// exact margin is the side's smallest margin.
-    fn settle_min(&mut self, parts: Vec<Part>) -> Result<Vec<Part>> {
-        let mut parts = parts;
-        loop {
-            let Some(i) =
-                parts.iter().position(|p| !matches!(p.state, State::Exact(_)) && p.lower() < self.best)
-            else {
-                return Ok(parts);
+    /// Refines a bounded part whose lower bound is below the best exact margin: halves (re-bounded), or the
+    /// exact chain once deep enough.
+    fn refine(&self, p: Part) -> Result<(Vec<Part>, Best)> {
+        if p.depth >= MAX_DEPTH + 2 {
+            let (state, best) = self.chain(p.r0, p.r1, &p.x0, &p.x1)?;
+            return Ok((vec![Part { state, ..p }], best));
+        }
+        let rm = 0.5 * (p.r0 + p.r1);
+        let xm = self.point(rm);
+        let best = self.probe(rm)?;
+        let mut refined = Vec::with_capacity(2);
+        for (a, b, xa, xb) in [(p.r0, rm, p.x0.clone(), xm.clone()), (rm, p.r1, xm, p.x1.clone())] {
+            // A half of a decided region is decided the same way; only its bound is new.
+            let state = match (self.bound(&xa, &xb), &p.state) {
+                (Some(s), _) => s,
+                (None, State::Kept { .. }) => State::Kept { lower: f64::NEG_INFINITY },
+                (None, _) => State::Violated { lower: f64::NEG_INFINITY },
             };
-            let p = parts.remove(i);
-            let mut refined = Vec::new();
-            if p.depth >= MAX_DEPTH + 2 {
-                let state = self.chain(p.r0, p.r1, &p.x0, &p.x1)?;
-                refined.push(Part { state, ..p });
-            } else {
-                let rm = 0.5 * (p.r0 + p.r1);
-                let xm = self.point(rm);
-                self.probe(rm)?;
-                for (a, b, xa, xb) in [(p.r0, rm, p.x0.clone(), xm.clone()), (rm, p.r1, xm, p.x1.clone())] {
-                    // A half of a decided region is decided the same way; only its bound is new.
-                    let state = match (self.bound(&xa, &xb), &p.state) {
-                        (Some(s), _) => s,
-                        (None, State::Kept { .. }) => State::Kept { lower: f64::NEG_INFINITY },
-                        (None, _) => State::Violated { lower: f64::NEG_INFINITY },
-                    };
-                    refined.push(Part { r0: a, r1: b, x0: xa, x1: xb, depth: p.depth + 1, state });
-                }
+            refined.push(Part { r0: a, r1: b, x0: xa, x1: xb, depth: p.depth + 1, state });
+        }
+        Ok((refined, best))
+    }
+
+    /// Refines, in rounds (each round's parts in parallel), the bounded parts whose lower bound is below the
+    /// best exact margin until none is: then the best exact margin is the side's smallest margin.
+    fn settle_min(&self, mut parts: Vec<Part>, mut best: Best) -> Result<(Vec<Part>, Best)> {
+        loop {
+            let below = |p: &Part| !matches!(p.state, State::Exact(_)) && p.lower() < best.margin;
+            if !parts.iter().any(below) {
+                return Ok((parts, best));
             }
-            for (k, part) in refined.into_iter().enumerate() {
-                parts.insert(i + k, part);
+            let (todo, keep): (Vec<(usize, Part)>, Vec<(usize, Part)>) =
+                parts.into_iter().enumerate().partition(|(_, p)| below(p));
+            let done: Vec<Result<(Vec<Part>, Best)>> =
+                todo.into_par_iter().map(|(_, p)| self.refine(p)).collect();
+            // Reassemble in ratio order: kept parts and refined ones, by their start.
+            let mut next: Vec<Part> = keep.into_iter().map(|(_, p)| p).collect();
+            for d in done {
+                let (refined, b) = d?;
+                best = best.min(b);
+                next.extend(refined);
             }
+            next.sort_by(|a, b| a.r0.total_cmp(&b.r0));
+            parts = next;
         }
     }
 
     /// The side's scan, exactly as a scan of the whole side's chain would end; its `pieces` are the chained
     /// pieces plus one per region the bounds decided.
-    fn scan(&mut self) -> Result<SideScan> {
+    fn scan(&self) -> Result<SideScan> {
         let (x0, x1) = (self.point(0.0), self.point(1.0));
-        self.probe(0.0)?;
-        self.probe(1.0)?;
-        let mut parts = Vec::new();
-        self.decide(0.0, 1.0, x0, x1, 0, &mut parts)?;
-        let parts = self.settle_min(parts)?;
+        let ends = self.probe(0.0)?.min(self.probe(1.0)?);
+        let (parts, best) = self.decide(0.0, 1.0, x0, x1, 0)?;
+        let (parts, best) = self.settle_min(parts, ends.min(best))?;
         let mut total = SideScan::new(self.problem.decision(), self.problem.label());
         for p in &parts {
             let len = p.r1 - p.r0;
@@ -237,8 +255,8 @@ impl Side<'_, '_> {
                 }
             }
         }
-        total.min_margin = self.best;
-        total.min_at = self.best_at;
+        total.min_margin = best.margin;
+        total.min_at = best.at;
         Ok(total)
     }
 }
@@ -261,18 +279,11 @@ impl Certifier for Hybrid {
         let (rows, offsets) = problem.decision().margin_rows(problem.label(), problem.output_len());
         let bounder = Bounder::new(problem.layers(), &rows, &offsets, Relaxation::Linear).lower_only();
         let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
-        let mut scans = Vec::with_capacity(signs.len());
-        for &sign in signs {
-            let mut side = Side {
-                problem,
-                engine: &engine,
-                bounder: &bounder,
-                sign,
-                best: f64::INFINITY,
-                best_at: f64::INFINITY,
-            };
-            scans.push(side.scan()?);
-        }
+        // The two sides in parallel; each side's regions in parallel too (rayon's pool: all cores).
+        let scans = signs
+            .par_iter()
+            .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign }.scan())
+            .collect::<Result<Vec<SideScan>>>()?;
         let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(cert)
