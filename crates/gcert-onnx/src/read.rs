@@ -107,10 +107,12 @@ pub(crate) fn tensor_value(t: &TensorProto, dir: &Path) -> std::result::Result<C
         Ok(D::Float) | Ok(D::Int32) => 4,
         Ok(D::Double) | Ok(D::Int64) => 8,
         Ok(D::Bool) => 1,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "tensor '{name}' has element type {}; gcert reads float, double, int32, int64 and bool tensors",
             dtype_name(dtype)
-        )),
+        ))
+        }
     };
     let external = t.data_location == Some(tensor_proto::DataLocation::External as i32);
     let raw: Option<Vec<u8>> = if external {
