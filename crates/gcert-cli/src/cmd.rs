@@ -6,6 +6,7 @@ pub mod continuity;
 pub mod directions;
 pub mod eval;
 pub mod exactline;
+pub mod import;
 pub mod invert;
 pub mod mutate;
 pub mod train;
@@ -16,8 +17,12 @@ use anyhow::{bail, Context, Result};
 use gcert_core::npy::read_npy;
 use gcert_core::{Direction, Network, Provenance};
 
-/// Loads and validates a model card.
+/// Loads and validates a network: a model card, or an ONNX file (`.onnx`, `.onnx.gz`) imported on the fly.
 pub fn load_network(path: &Path) -> Result<Network> {
+    if gcert_onnx::is_onnx_path(path) {
+        return gcert_onnx::load(path)
+            .with_context(|| format!("cannot import ONNX network {}", path.display()));
+    }
     Network::load(path).with_context(|| format!("cannot load model card {}", path.display()))
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn convert(path: &Path, model: &ModelProto, name: &str) -> Result<Imp
         },
         graph.node.len()
     );
-    let (card, tensors, precision) = emit::emit(name, input_sample, description, cx.steps);
+    let (card, tensors, precision) = emit::emit(name, input_sample, description, cx.steps, true);
     Ok(Imported { card, tensors, precision, opset, nodes: graph.node.len() })
 }
 

@@ -259,9 +259,11 @@ pub(crate) fn emit(
     input_shape: Vec<usize>,
     description: String,
     steps: Vec<Step>,
+    merge: bool,
 ) -> (ModelCard, TensorStore, Precision) {
     let mut w = Writer { layers: Vec::new(), tensors: TensorStore::new() };
-    for step in simplify(steps) {
+    let steps = if merge { simplify(steps) } else { steps };
+    for step in steps {
         match step.ir {
             Ir::Linear { weight, bias, inputs, outputs } => {
                 let weight = w.tensor("weight", vec![outputs, inputs], weight);

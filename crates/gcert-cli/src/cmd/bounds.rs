@@ -14,7 +14,7 @@ use super::{load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card (latent -> image)
+    /// Generator model card or ONNX file (latent -> image)
     #[arg(long)]
     generator: PathBuf,
     /// Latent point z (.npy)

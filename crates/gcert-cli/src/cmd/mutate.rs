@@ -9,7 +9,7 @@ use super::{load_network, read_direction, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card
+    /// Generator model card or ONNX file
     #[arg(long)]
     generator: PathBuf,
     /// Latent point (.npy, shaped as the generator's input or flat)
