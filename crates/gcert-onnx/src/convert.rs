@@ -999,7 +999,10 @@ impl Cx<'_> {
                 c.data.iter_mut().for_each(|v| *v = -*v);
                 c
             }
-            "Add" | "Sub" | "Mul" | "Div" => {
+            "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Min" | "Max" | "Equal" | "Less" | "Greater" => {
+                if at.node.input.len() != 2 {
+                    return Err(self.err(at, "over constants is folded with exactly two operands"));
+                }
                 let (x, y) = (arg(0)?, arg(1)?);
                 let Some(shape) = broadcast_shape(&x.shape, &y.shape) else {
                     return Err(
@@ -1009,6 +1012,8 @@ impl Cx<'_> {
                 let (xs, ys) =
                     (expand(&x, &shape).expect("broadcasts"), expand(&y, &shape).expect("broadcasts"));
                 let int = x.int && y.int;
+                let fmod = a.int("fmod").unwrap_or(0) != 0;
+                let compare = matches!(op, "Equal" | "Less" | "Greater");
                 let data = xs
                     .iter()
                     .zip(&ys)
@@ -1016,11 +1021,19 @@ impl Cx<'_> {
                         "Add" => p + q,
                         "Sub" => p - q,
                         "Mul" => p * q,
+                        "Min" => p.min(q),
+                        "Max" => p.max(q),
+                        "Equal" => f64::from(p == q),
+                        "Less" => f64::from(p < q),
+                        "Greater" => f64::from(p > q),
+                        // Integer Mod takes the divisor's sign (Python's %); fmod = 1 the dividend's (C's fmod).
+                        "Mod" if fmod => p % q,
+                        "Mod" => p - q * (p / q).floor(),
                         _ if int => (p / q).trunc(),
                         _ => p / q,
                     })
                     .collect();
-                Const { shape, data, int }
+                Const { shape, data, int: int || compare }
             }
             "Reshape" => {
                 let x = arg(0)?;
@@ -1068,6 +1081,40 @@ impl Cx<'_> {
                 let steps = if self.opset < 10 { None } else { list(4, "steps")? };
                 slice(&x, &starts, &ends, axes.as_deref(), steps.as_deref()).map_err(|m| self.err(at, m))?
             }
+            "Where" => {
+                let (c, x, y) = (arg(0)?, arg(1)?, arg(2)?);
+                let shape = broadcast_shape(&c.shape, &x.shape)
+                    .and_then(|s| broadcast_shape(&s, &y.shape))
+                    .ok_or_else(|| self.err(at, "operand shapes do not broadcast"))?;
+                let (cs, xs, ys) = (
+                    expand(&c, &shape).expect("broadcasts"),
+                    expand(&x, &shape).expect("broadcasts"),
+                    expand(&y, &shape).expect("broadcasts"),
+                );
+                let data = cs.iter().zip(xs.iter().zip(&ys)).map(|(&c, (&p, &q))| if c != 0.0 { p } else { q }).collect();
+                Const { shape, data, int: x.int && y.int }
+            }
+            "Expand" => {
+                let x = arg(0)?;
+                let target: Vec<usize> = arg(1)?
+                    .ints()
+                    .map_err(|m| self.err(at, m))?
+                    .iter()
+                    .map(|&d| usize::try_from(d).map_err(|_| self.err(at, format!("negative size {d}"))))
+                    .collect::<Result<_>>()?;
+                let shape = broadcast_shape(&x.shape, &target)
+                    .ok_or_else(|| self.err(at, format!("{:?} does not expand to {target:?}", x.shape)))?;
+                Const { data: expand(&x, &shape).expect("broadcasts"), shape, int: x.int }
+            }
+            "Range" => {
+                let (start, limit, delta) = (arg(0)?, arg(1)?, arg(2)?);
+                let (s0, l, d) = (start.data[0], limit.data[0], delta.data[0]);
+                if d == 0.0 || start.data.len() != 1 || limit.data.len() != 1 || delta.data.len() != 1 {
+                    return Err(self.err(at, "needs scalar start, limit and a non-zero delta"));
+                }
+                let n = ((l - s0) / d).ceil().max(0.0) as usize;
+                Const::vector((0..n).map(|i| s0 + i as f64 * d).collect(), start.int)
+            }
             "ConstantOfShape" => {
                 let shape: Vec<usize> = arg(0)?
                     .ints()
@@ -1085,7 +1132,8 @@ impl Cx<'_> {
             _ => return Err(self.err(
                 at,
                 "over constants is not supported (gcert folds Constant, Shape, Gather, Slice, Concat, Cast, \
-                     Reshape, Flatten, Squeeze, Unsqueeze, ConstantOfShape, Neg, Add, Sub, Mul, Div)",
+                     Reshape, Flatten, Squeeze, Unsqueeze, ConstantOfShape, Expand, Range, Where, Neg, Add, Sub, \
+                     Mul, Div, Mod, Min, Max, Equal, Less, Greater)",
             )),
         };
         if !c.int {

@@ -9,7 +9,8 @@ use crate::proto::{tensor_proto, AttributeProto, ModelProto, NodeProto, TensorPr
 use crate::{Error, Result};
 
 /// A constant value of the graph (an initializer, a `Constant` node or a folded shape computation), in f64.
-/// Integer tensors (shapes, axes, indices) are held exactly: every value gcert folds is far below 2^53.
+/// Integer tensors (shapes, axes, indices) are held exactly below 2^53, which every size is; larger ones are
+/// sentinels like Slice's `i64::MAX`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Const {
     pub shape: Vec<usize>,
@@ -32,7 +33,8 @@ impl Const {
         self.data
             .iter()
             .map(|&v| {
-                if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                // `as` saturates: Slice's "to the end" sentinel i64::MAX (rounded in f64) stays the largest.
+                if v.is_finite() && v.fract() == 0.0 {
                     Ok(v as i64)
                 } else {
                     Err(format!("expected integers, found {v}"))

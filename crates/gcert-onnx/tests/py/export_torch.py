@@ -37,14 +37,15 @@ class Generator(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.fc = nn.Sequential(nn.Linear(6, 8 * 4 * 4), nn.ReLU())
+        # nn.Unflatten exports as a Shape -> Mod -> Slice -> Concat -> Reshape chain.
+        self.fc = nn.Sequential(nn.Linear(6, 8 * 4 * 4), nn.ReLU(), nn.Unflatten(1, (8, 4, 4)))
         self.up = nn.Sequential(
             nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.1),
             nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1), nn.Hardtanh(),
         )
 
     def forward(self, z):
-        return self.up(self.fc(z).view(-1, 8, 4, 4))
+        return self.up(self.fc(z))
 
 
 class Smooth(nn.Module):
