@@ -1108,9 +1108,12 @@ impl Cx<'_> {
             }
             "Range" => {
                 let (start, limit, delta) = (arg(0)?, arg(1)?, arg(2)?);
-                let (s0, l, d) = (start.data[0], limit.data[0], delta.data[0]);
-                if d == 0.0 || start.data.len() != 1 || limit.data.len() != 1 || delta.data.len() != 1 {
-                    return Err(self.err(at, "needs scalar start, limit and a non-zero delta"));
+                let ([s0], [l], [d]) = (start.data.as_slice(), limit.data.as_slice(), delta.data.as_slice()) else {
+                    return Err(self.err(at, "needs scalar start, limit and delta"));
+                };
+                let (s0, l, d) = (*s0, *l, *d);
+                if d == 0.0 || ((l - s0) / d) > 1e7 {
+                    return Err(self.err(at, "needs a non-zero delta and at most 10^7 values"));
                 }
                 let n = ((l - s0) / d).ceil().max(0.0) as usize;
                 Const::vector((0..n).map(|i| s0 + i as f64 * d).collect(), start.int)
@@ -1208,7 +1211,9 @@ fn squeeze_shape(
         let rank = shape.len() + axes.len();
         let mut ones = vec![false; rank];
         for &a in axes {
-            let a = norm_axis(a, rank).ok_or_else(|| format!("axis {a} out of range"))?;
+            let a = norm_axis(a, rank)
+                .filter(|&a| !ones[a])
+                .ok_or_else(|| format!("axes {axes:?} are invalid"))?;
             ones[a] = true;
         }
         let mut it = shape.iter();
@@ -1308,7 +1313,7 @@ fn slice(
                 sel.push(i as usize);
                 i += step;
             }
-        } else {
+        } else if d > 0 {
             let (mut i, e) = (fix(starts[k], 0, d - 1), fix(end, -1, d - 1));
             while i > e {
                 sel.push(i as usize);

@@ -75,17 +75,19 @@ pub struct Imported {
 /// Imports an ONNX file into a model card and tensors, validated with [`Network::from_card`]. The card's
 /// `weights` is `{name}.safetensors`, `name` being the file name without `.onnx`/`.onnx.gz`.
 pub fn import(path: &Path) -> Result<Imported> {
-    let model = read::read_model(path)?;
-    let name = stem(path);
-    let imported = convert::convert(path, &model, &name)?;
-    Network::from_card(&imported.card, &imported.tensors, path)?;
-    Ok(imported)
+    Ok(import_network(path)?.0)
 }
 
 /// Imports an ONNX file and returns the validated network (as `Network::load` does for a card).
 pub fn load(path: &Path) -> Result<Network> {
-    let imported = import(path)?;
-    Ok(Network::from_card(&imported.card, &imported.tensors, path)?)
+    Ok(import_network(path)?.1)
+}
+
+fn import_network(path: &Path) -> Result<(Imported, Network)> {
+    let model = read::read_model(path)?;
+    let imported = convert::convert(path, &model, &stem(path))?;
+    let net = Network::from_card(&imported.card, &imported.tensors, path)?;
+    Ok((imported, net))
 }
 
 /// Imports an ONNX file and writes the card to `card_path` with its weights beside it

@@ -103,7 +103,10 @@ pub(crate) fn tensor_value(t: &TensorProto, dir: &Path) -> std::result::Result<C
         }
         shape.push(d as usize);
     }
-    let numel: usize = shape.iter().product();
+    let numel = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d).filter(|&n| n <= 1 << 34))
+        .ok_or_else(|| format!("tensor '{name}' of shape {shape:?} is too large"))?;
     let dtype = t.data_type();
     let size = match D::try_from(dtype) {
         Ok(D::Float) | Ok(D::Int32) => 4,

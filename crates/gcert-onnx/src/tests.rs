@@ -155,3 +155,40 @@ fn reshapes_collapse() {
     ];
     assert_eq!(merged_ops(&[1, 4, 1], steps), ["flatten", "linear"]);
 }
+
+/// Damaged files are errors, never panics: every truncation of a small network, and random byte changes of a
+/// larger one.
+#[test]
+fn damaged_files_are_errors_not_panics() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/onnx");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.onnx");
+    let small = std::fs::read(fixtures.join("test_small.onnx")).unwrap();
+    for cut in 0..small.len() {
+        std::fs::write(&path, &small[..cut]).unwrap();
+        assert!(crate::load(&path).is_err(), "a cut at byte {cut} of {} imported", small.len());
+    }
+    let large = std::fs::read(fixtures.join("test_sat.onnx")).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..300 {
+        let mut bytes = large.clone();
+        for _ in 0..rng.gen_range(1..4) {
+            let i = rng.gen_range(0..bytes.len());
+            bytes[i] = rng.gen();
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        match crate::load(&path) {
+            Ok(net) => {
+                // A change inside a weight imports; the network then evaluates (finite weights were checked).
+                net.forward(&vec![0.5; net.input_len()], 1).unwrap();
+                ok += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().starts_with(path.to_str().unwrap()), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(ok > 0 && refused > 0, "{ok} imported, {refused} refused");
+}
