@@ -1,10 +1,12 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks for the libtorch crates, idempotently, and the
 //! environment with which xtask runs cargo for them.
 //!
-//! - Debian packages the workspace needs (`libopenblas-dev`, `pkg-config`), when missing (root only).
+//! - Debian packages the workspace needs (`libopenblas-dev`, `pkg-config`, and `protobuf-compiler` for
+//!   `gcert-onnx`'s build script), when missing (root only).
 //! - A Python virtual environment with `torch==2.13.0` from PyPI (the libtorch that `tch` 0.26 binds) in a
 //!   cache directory outside the repository (`$GCERT_CACHE/venv`, default `~/.cache/gcert/venv`), reused by
-//!   every clone.
+//!   every clone; with `onnx`, `onnxruntime` and `numpy`, which `gcert-onnx`'s tests use to export PyTorch
+//!   models and to compute reference forward passes.
 //!
 //! Cargo then builds `tch` with `LIBTORCH_USE_PYTORCH=1` and that venv's `python3` first on `PATH`; the
 //! binaries carry an rpath to torch's `lib/` directory, so running them needs no environment.
@@ -16,7 +18,9 @@ use anyhow::{bail, Context, Result};
 
 /// The torch version `tch` 0.26 binds.
 pub const TORCH_VERSION: &str = "2.13.0";
-const APT_PACKAGES: &[&str] = &["libopenblas-dev", "pkg-config"];
+const APT_PACKAGES: &[&str] = &["libopenblas-dev", "pkg-config", "protobuf-compiler"];
+/// The Python packages of `gcert-onnx`'s tests: `torch.onnx.export` needs `onnx`; `onnxruntime` is the reference.
+const PIP_PACKAGES: &[&str] = &["onnx==1.23.2", "onnxruntime==1.32.0", "numpy==2.4.6"];
 
 /// `$GCERT_CACHE`, else `~/.cache/gcert` (the same rule as `gcert_torch::data::cache_dir`).
 pub fn cache_dir() -> PathBuf {
@@ -38,6 +42,16 @@ fn torch_ok(venv: &Path) -> bool {
         "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '{TORCH_VERSION}' else 1)"
     );
     Command::new(&py).args(["-c", &check]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+/// Whether the venv imports the packages of [`PIP_PACKAGES`].
+fn onnx_ok(venv: &Path) -> bool {
+    let py = venv.join("bin").join("python3");
+    Command::new(&py)
+        .args(["-c", "import onnx, onnxruntime, numpy"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Runs a command, echoing it first; a failure names the command and its status.
@@ -88,6 +102,16 @@ pub fn run_setup() -> Result<()> {
         ]))?;
         if !torch_ok(&venv) {
             bail!("torch=={TORCH_VERSION} did not install into {}", venv.display());
+        }
+    }
+    if onnx_ok(&venv) {
+        eprintln!("onnx: {} present in {}", PIP_PACKAGES.join(", "), venv.display());
+    } else {
+        run(Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--disable-pip-version-check"])
+            .args(PIP_PACKAGES))?;
+        if !onnx_ok(&venv) {
+            bail!("{} did not install into {}", PIP_PACKAGES.join(", "), venv.display());
         }
     }
     eprintln!("environment for building the libtorch crates by hand:");

@@ -45,6 +45,18 @@ impl Models {
     ) -> Result<Models> {
         let generator = generator.map(|g| Network::load_with(g, options)).transpose()?;
         let classifier = Network::load_with(classifier, options)?;
+        Models::with_reference_file(generator, classifier, reference, mutated_input)
+    }
+
+    /// The same from networks already loaded (by a caller that reads other formats, like the CLI's ONNX
+    /// import), with the fixed inputs of a multi-input classifier read from `reference` as [`Models::load`]
+    /// reads them.
+    pub fn with_reference_file(
+        generator: Option<Network>,
+        classifier: Network,
+        reference: Option<&Path>,
+        mutated_input: Option<usize>,
+    ) -> Result<Models> {
         let reference = match reference {
             Some(path) if classifier.input_shapes().len() > 1 => {
                 let fixed = fixed_len(&classifier, mutated_input)?;

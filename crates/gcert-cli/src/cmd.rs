@@ -6,6 +6,7 @@ pub mod continuity;
 pub mod directions;
 pub mod eval;
 pub mod exactline;
+pub mod import;
 pub mod invert;
 pub mod mutate;
 pub mod train;
@@ -32,8 +33,12 @@ pub fn load_options() -> LoadOptions {
     LOAD_OPTIONS.get().copied().unwrap_or_else(LoadOptions::current)
 }
 
-/// Loads and validates a model card.
+/// Loads and validates a network: a model card, or an ONNX file (`.onnx`, `.onnx.gz`) imported on the fly.
 pub fn load_network(path: &Path) -> Result<Network> {
+    if gcert_onnx::is_onnx_path(path) {
+        return gcert_onnx::load(path)
+            .with_context(|| format!("cannot import ONNX network {}", path.display()));
+    }
     Network::load_with(path, &load_options())
         .with_context(|| format!("cannot load model card {}", path.display()))
 }

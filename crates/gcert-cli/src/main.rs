@@ -44,6 +44,8 @@ enum Command {
     /// How continuous a generator is: Def. 3's constant C, path evenness and exact-chain pieces over random
     /// latent pairs
     Continuity(cmd::continuity::Args),
+    /// Import an ONNX network (.onnx or .onnx.gz) as a model card with its weights beside it
+    Import(cmd::import::Args),
     /// Train a generator (WGAN-GP or VAE) on MNIST, optionally with continuity regulation (`--regulate λ`);
     /// runs the gcert-train binary, which needs libtorch
     Train(cmd::train::Args),
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => cmd::bounds::run(a),
         Command::Invert(a) => cmd::invert::run(a),
         Command::Continuity(a) => cmd::continuity::run(a),
+        Command::Import(a) => cmd::import::run(a),
         Command::Train(a) => cmd::train::run(a),
     };
     match result {

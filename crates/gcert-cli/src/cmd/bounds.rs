@@ -13,7 +13,7 @@ use super::{card_files, check_output, finite, load_network, print_json, read_inp
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card (latent -> image)
+    /// Generator model card or ONNX file (latent -> image)
     #[arg(long)]
     generator: PathBuf,
     /// Latent point z (.npy)

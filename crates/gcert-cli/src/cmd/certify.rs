@@ -12,7 +12,10 @@ use gcert_certify::job::{Job, JobSegment, Models};
 use gcert_certify::{Certificate, Method, Options, Relaxation};
 use gcert_core::npy::write_npy_checked;
 
-use super::{at_most, card_files, check_output, finite, fmt_values, print_json, read_direction, read_input};
+use super::{
+    at_most, card_files, check_output, finite, fmt_values, load_network, print_json, read_direction,
+    read_input,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -41,10 +44,10 @@ pub enum RelaxationArg {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card (latent -> image); leave out for a pixel-space segment (--from/--to)
+    /// Generator model card or ONNX file (latent -> image); leave out for a pixel-space segment (--from/--to)
     #[arg(long)]
     generator: Option<PathBuf>,
-    /// Classifier model card (image -> logits, or one score)
+    /// Classifier model card or ONNX file (image -> logits, or one score)
     #[arg(long)]
     classifier: Option<PathBuf>,
     /// Latent point z (.npy)
@@ -141,14 +144,11 @@ pub fn run(args: Args) -> Result<()> {
     let Some(classifier) = args.classifier.as_deref() else {
         bail!("--classifier is required");
     };
-    let models = Models::load_with(
-        args.generator.as_deref(),
-        classifier,
-        args.reference.as_deref(),
-        args.mutated_input,
-        &super::load_options(),
-    )
-    .context("cannot load the models")?;
+    let generator = args.generator.as_deref().map(load_network).transpose()?;
+    let classifier = load_network(classifier)?;
+    let models =
+        Models::with_reference_file(generator, classifier, args.reference.as_deref(), args.mutated_input)
+            .context("cannot load the models")?;
     if let Some(jobs) = &args.batch {
         return batch::run(&args, &models, jobs);
     }

@@ -15,7 +15,7 @@ use super::{at_most, finite, load_network, print_json, read_directions, read_inp
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card (latent -> image)
+    /// Generator model card or ONNX file (latent -> image)
     #[arg(long)]
     generator: PathBuf,
     /// Random latent pairs from the standard normal prior

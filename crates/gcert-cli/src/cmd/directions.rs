@@ -23,7 +23,7 @@ pub enum NullSpaceArg {
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card
+    /// Generator model card or ONNX file
     #[arg(long)]
     generator: PathBuf,
     /// Latent point (.npy, shaped as the generator's input or flat)

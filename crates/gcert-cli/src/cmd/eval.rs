@@ -9,7 +9,7 @@ use super::{fmt_values, load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model card
+    /// Model card or ONNX file (.onnx, .onnx.gz)
     #[arg(long)]
     model: PathBuf,
     /// Input (.npy, shaped as the model's input or flat)

@@ -12,10 +12,10 @@ use super::{fmt_values, load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model card of the (first) network
+    /// Model card (or ONNX file) of the (first) network
     #[arg(long)]
     model: PathBuf,
-    /// Model card of a network applied after the first (e.g. a classifier after a generator)
+    /// Model card (or ONNX file) of a network applied after the first (e.g. a classifier after a generator)
     #[arg(long)]
     then: Option<PathBuf>,
     /// Start of the segment (.npy, shaped as the model's input or flat)

@@ -10,7 +10,7 @@ use super::{at_most, card_files, check_output, finite, load_network, read_direct
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Generator model card
+    /// Generator model card or ONNX file
     #[arg(long)]
     generator: PathBuf,
     /// Latent point (.npy, shaped as the generator's input or flat)
