@@ -207,12 +207,9 @@ impl Side<'_, '_> {
             if !parts.iter().any(below) {
                 return Ok((parts, best));
             }
-            let (todo, keep): (Vec<(usize, Part)>, Vec<(usize, Part)>) =
-                parts.into_iter().enumerate().partition(|(_, p)| below(p));
-            let done: Vec<Result<(Vec<Part>, Best)>> =
-                todo.into_par_iter().map(|(_, p)| self.refine(p)).collect();
+            let (todo, mut next): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|p| below(p));
+            let done: Vec<Result<(Vec<Part>, Best)>> = todo.into_par_iter().map(|p| self.refine(p)).collect();
             // Reassemble in ratio order: kept parts and refined ones, by their start.
-            let mut next: Vec<Part> = keep.into_iter().map(|(_, p)| p).collect();
             for d in done {
                 let (refined, b) = d?;
                 best = best.min(b);

@@ -112,6 +112,17 @@ pub fn fmt_values(values: &[f64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// At most `2·ends` values: the first and last `ends`, with the number left out between them (a chain of
+/// thousands of ratios is for `--json`, not for a terminal).
+pub fn fmt_some_values(values: &[f64], ends: usize) -> String {
+    if values.len() <= 2 * ends {
+        return fmt_values(values);
+    }
+    let head: Vec<String> = values[..ends].iter().map(|v| format!("{v:.6}")).collect();
+    let tail: Vec<String> = values[values.len() - ends..].iter().map(|v| format!("{v:.6}")).collect();
+    format!("[{}, … {} more …, {}]", head.join(", "), values.len() - 2 * ends, tail.join(", "))
+}
+
 /// Splits `FILE.npy:ROW` into the file and the row, without converting the path to UTF-8 (a non-UTF-8 file
 /// name is read as given).
 fn split_row(spec: &OsStr) -> (&Path, Option<usize>) {

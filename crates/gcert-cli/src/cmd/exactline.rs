@@ -8,7 +8,7 @@ use gcert_core::Segment;
 use gcert_exactline::ExactLine;
 use serde_json::json;
 
-use super::{fmt_values, load_network, print_json, read_input};
+use super::{fmt_some_values, load_network, print_json, read_input};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         }))
     } else {
         println!("pieces: {}", chain.pieces());
-        println!("ratios: {}", fmt_values(&chain.ratios));
+        println!("ratios: {}", fmt_some_values(&chain.ratios, 8));
         println!("time: {time_ms:.2} ms");
         Ok(())
     }

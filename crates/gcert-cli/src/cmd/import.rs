@@ -29,8 +29,8 @@ pub fn run(args: Args) -> Result<()> {
     let stem = args.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let weights = args.out.with_file_name(format!("{stem}.safetensors"));
     // Neither output may be the ONNX file itself, and neither is replaced without --force.
-    check_output(&args.out, args.force, &[args.onnx.clone()])?;
-    check_output(&weights, args.force, &[args.onnx.clone()])?;
+    check_output(&args.out, args.force, std::slice::from_ref(&args.onnx))?;
+    check_output(&weights, args.force, std::slice::from_ref(&args.onnx))?;
     let start = Instant::now();
     let imported = gcert_onnx::import_to(&args.onnx, &args.out, args.force)
         .with_context(|| format!("cannot import ONNX network {}", args.onnx.display()))?;
