@@ -71,11 +71,11 @@ fn import_writes_a_card_that_computes_what_the_onnx_file_does() {
     assert_eq!(from_card["output"].as_array().unwrap().len(), 10);
 
     // A second import needs --force, for the card and for its weights.
-    fails_with(&["import", arg(&onnx), "--out", arg(&card)], &["cifar.toml already exists", "--force"]);
+    fails_with(&["import", arg(&onnx), "--out", arg(&card)], &["cifar.toml: already exists", "--force"]);
     std::fs::remove_file(&card).unwrap();
     fails_with(
         &["import", arg(&onnx), "--out", arg(&card)],
-        &["cifar.safetensors already exists", "--force"],
+        &["cifar.safetensors: already exists", "--force"],
     );
     let out = gcert(&["import", arg(&onnx), "--out", arg(&card), "--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -96,6 +96,7 @@ fn certify_and_exactline_take_onnx_networks() {
         "--to",
         arg(&f.join("mnist-7.npy")),
         "--json",
+        "--exact-chain",
     ]));
     assert_eq!(v["verdict"], "violated");
     assert_eq!(v["label"], 4);
@@ -104,7 +105,7 @@ fn certify_and_exactline_take_onnx_networks() {
     assert!(tolerance > 0.5 && tolerance < 1.0, "{tolerance}");
     let pieces = v["pieces"].as_u64().unwrap();
 
-    // The same segment through gcert exactline: the same pieces.
+    // The same segment through gcert exactline: the same pieces as the whole chain certify scanned.
     let e = json(&gcert(&[
         "exactline",
         "--model",

@@ -172,6 +172,39 @@ proptest! {
         prop_assert!((err / norm - rp.residual).abs() <= 1e-12);
     }
 
+    /// For every rank, not only where robust PCA is at its best: the reported rank never exceeds the numerical
+    /// rank of `JᵀJ`, every direction lies in the row space of `J`, and every direction moves the image by at
+    /// least `τ ‖J‖₂` with `τ = √rank_tol`.
+    #[test]
+    fn directions_move_the_image_for_every_rank(k in 4usize..40, r_frac in 0.0f64..=1.0, seed in 0u64..1000) {
+        let r = ((k as f64 * r_frac).round() as usize).clamp(1, k);
+        let net = synthetic::low_rank(k, r, 12, seed).network().unwrap();
+        let z: Vec<f64> = (0..k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let params = FactorParams::default();
+        let f = directions(&net, &z, 1, &params).unwrap();
+        let j = jacobian(&net, &z).unwrap();
+        let m = j.t().dot(&j);
+        let (w, v) = ndarray_linalg::Eigh::eigh(&m, ndarray_linalg::UPLO::Lower).unwrap();
+        let top = w.iter().copied().fold(0.0f64, f64::max);
+        let numerical_rank = w.iter().filter(|&&x| x > params.rank_tol * top).count();
+        prop_assert!(f.rank <= numerical_rank, "rank {} above the numerical rank {numerical_rank} of JᵀJ", f.rank);
+        prop_assert!(numerical_rank <= r, "the planted rank is {r}, JᵀJ has {numerical_rank}");
+        prop_assert!(f.rank >= 1);
+        let norm_j = top.sqrt();
+        let tau = params.rank_tol.sqrt();
+        for (i, d) in f.directions().rows().into_iter().enumerate() {
+            let jd = j.dot(&d).iter().map(|x| x * x).sum::<f64>().sqrt();
+            prop_assert!(jd >= tau * norm_j * (1.0 - 1e-9), "direction {i} moves the image by {jd}, ‖J‖ = {norm_j}");
+            // No component along the null space of J.
+            for (c, &lambda) in w.iter().enumerate() {
+                if lambda <= 1e-10 * top {
+                    let along = v.column(c).dot(&d);
+                    prop_assert!(along.abs() <= 1e-6, "direction {i} has {along} outside the row space of J");
+                }
+            }
+        }
+    }
+
     #[test]
     fn planted_rank_is_recovered_exactly(k in 20usize..70, r_frac in 0.02f64..0.1, seed in 0u64..1000) {
         // Principal component pursuit recovers ranks up to about k/10 on these incoherent matrices (300 of 300

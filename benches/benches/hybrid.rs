@@ -1,0 +1,108 @@
+//! Complete certification on the committed MNIST models, the hybrid path (bounds first, the exact chain only on
+//! undecided regions; the default) against the whole exact chain, measured side by side in one run.
+//!
+//! The problem is the issue's target case: `fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`, ε = 3,
+//! two-sided, at the latents of test digits (`latents/gan-z-*.npy`). The directions are the generator's top
+//! global directions at each latent (computed once, outside the timings). Groups:
+//! - `hybrid/{digit}` and `exact_chain/{digit}`: one certification each, on all available cores for the
+//!   hybrid (rayon) and one for the chain scan;
+//! - a summary over 10 digits × 3 directions is printed once: median times, median ratio, median chained
+//!   pieces, and a check that every answer agrees.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use gcert_certify::{Certificate, Certifier, Complete, Hybrid, Problem, ProblemSpec};
+use gcert_core::npy::read_npy;
+use gcert_core::{Direction, Network};
+use gcert_directions::{directions, sample_latents, FactorParams};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
+}
+
+fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64]) -> Problem<'a> {
+    Problem::new(ProblemSpec {
+        generator: g.layers().iter().collect(),
+        classifier: n.layers().iter().collect(),
+        origin: z.to_vec(),
+        direction: Direction::new(d.to_vec()).expect("a unit direction"),
+        eps: 3.0,
+        two_sided: true,
+        label: None,
+    })
+    .expect("a valid problem")
+}
+
+/// The latent of digit `i` and its top `rows` global directions.
+fn case(g: &Network, i: usize, rows: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let z = read_npy(&fixture(&format!("latents/gan-z-{i}.npy"))).expect("committed latent").data;
+    let zs = sample_latents(&z, 1, 0).expect("latent");
+    let f = directions(g, &zs, 1, &FactorParams::default()).expect("directions");
+    let d = f.directions().rows().into_iter().take(rows).map(|r| r.to_vec()).collect();
+    (z, d)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn agree(a: &Certificate, b: &Certificate) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs()));
+    a.verdict == b.verdict
+        && close(a.max_tolerance, b.max_tolerance)
+        && close(a.fraction.lower, b.fraction.lower)
+        && close(a.min_margin.margin, b.min_margin.margin)
+        && a.violated.len() == b.violated.len()
+}
+
+fn bench_hybrid(c: &mut Criterion) {
+    let g = Network::load(fixture("generator.toml")).expect("generator");
+    let n = Network::load(fixture("classifier-conv4.toml")).expect("classifier");
+    let cases: Vec<(Vec<f64>, Vec<Vec<f64>>)> = (0..10).map(|i| case(&g, i, 3)).collect();
+
+    let (mut th, mut te, mut ratio, mut pieces, mut agreed) = (vec![], vec![], vec![], vec![], 0);
+    for (z, ds) in &cases {
+        for d in ds {
+            let p = problem(&g, &n, z, d);
+            let start = Instant::now();
+            let h = Hybrid.certify(&p).expect("hybrid");
+            let t_h = start.elapsed().as_secs_f64() * 1e3;
+            let start = Instant::now();
+            let e = Complete.certify(&p).expect("exact chain");
+            let t_e = start.elapsed().as_secs_f64() * 1e3;
+            agreed += usize::from(agree(&h, &e));
+            th.push(t_h);
+            te.push(t_e);
+            ratio.push(t_e / t_h);
+            pieces.push((h.pieces as f64, e.pieces as f64));
+        }
+    }
+    let total = th.len();
+    println!(
+        "hybrid over {total} certifications (10 digits × 3 directions, eps 3, two-sided): median {:.0} ms, \
+         exact chain {:.0} ms, median ratio {:.2}x; median pieces chained {:.0} of {:.0}; answers agree: {agreed}/{total}",
+        median(th),
+        median(te),
+        median(ratio),
+        median(pieces.iter().map(|p| p.0).collect()),
+        median(pieces.iter().map(|p| p.1).collect()),
+    );
+
+    let mut group = c.benchmark_group("complete");
+    group.sample_size(10);
+    for digit in [0usize, 3, 7] {
+        let (z, ds) = &cases[digit];
+        let p = problem(&g, &n, z, &ds[0]);
+        group.bench_function(BenchmarkId::new("hybrid", digit), |b| b.iter(|| Hybrid.certify(&p).unwrap()));
+        group.bench_function(BenchmarkId::new("exact_chain", digit), |b| {
+            b.iter(|| Complete.certify(&p).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_hybrid);
+criterion_main!(benches);
