@@ -11,10 +11,11 @@
 //! region ends are evaluated exactly by forward passes, which tightens the best value early.
 
 use std::ops::ControlFlow;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Method, Problem};
-use gcert_core::{Result, Segment};
+use gcert_core::{Kind, Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rayon::prelude::*;
 
@@ -103,12 +104,49 @@ impl Best {
 /// Regions undecided at a depth below this are split into halves processed in parallel.
 const PARALLEL_DEPTH: u32 = 3;
 
+/// Each side first runs the exact chain from `r = 0` for as many pieces as this many bound evaluations cost;
+/// a side whose chain is that cheap is done exactly without any bound, otherwise the chain's prefix is kept and
+/// the bounds start where it stopped.
+const CHAIN_FIRST_BOUNDS: usize = 8;
+
+/// What one evaluation of the bounds costs, in chain points: a forward pass of lines (two points) and, for
+/// every activation layer, a back-substitution of every margin through the layers before it (at most one
+/// point's work per margin).
+fn bound_cost_in_points(problem: &Problem<'_>) -> usize {
+    let margins = problem.decision().margins();
+    let activations = problem.layers().iter().filter(|l| l.kind() != Kind::Affine).count();
+    margins * activations + 4
+}
+
+/// Stops the walk once `left` points have been delivered, remembering the last ratio.
+struct Budgeted<'s> {
+    inner: Mapped<'s>,
+    left: usize,
+    last: f64,
+}
+
+impl Sink for Budgeted<'_> {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
+        self.inner.push(ratios, values)?;
+        self.last = ratios.last().copied().unwrap_or(self.last);
+        self.left = self.left.saturating_sub(ratios.len());
+        if self.left == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 struct Side<'p, 'a> {
     problem: &'p Problem<'a>,
     engine: &'p ExactLine<'a>,
-    bounder: &'p Bounder<'a>,
+    /// Built on first use: a side whose chain is cheap never needs it.
+    bounder: &'p OnceLock<Bounder<'a>>,
     /// The side's ratio `r` is `t = sign·r`.
     sign: f64,
+    /// Chain points to compute from `r = 0` before any bound.
+    chain_first: usize,
 }
 
 impl Side<'_, '_> {
@@ -133,7 +171,12 @@ impl Side<'_, '_> {
 
     /// Bounds a region; `None` if the bounds decide nothing.
     fn bound(&self, x0: &[f64], x1: &[f64]) -> Option<State> {
-        let lines = self.bounder.margins(x0, x1);
+        let bounder = self.bounder.get_or_init(|| {
+            let (rows, offsets) =
+                self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
+            Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear).lower_only()
+        });
+        let lines = bounder.margins(x0, x1);
         let lower = lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
         if lower > 0.0 {
             return Some(State::Kept { lower });
@@ -224,9 +267,23 @@ impl Side<'_, '_> {
     /// pieces plus one per region the bounds decided.
     fn scan(&self) -> Result<SideScan> {
         let (x0, x1) = (self.point(0.0), self.point(1.0));
+        // The chain first, within its budget: a cheap side is done exactly, an expensive one keeps its prefix.
+        let mut prefix = SideScan::new(self.problem.decision(), self.problem.label());
+        let mapped = Mapped { scan: &mut prefix, r0: 0.0, r1: 1.0, buf: Vec::new() };
+        let mut sink = Budgeted { inner: mapped, left: self.chain_first.max(2), last: 0.0 };
+        let flow = self.engine.run(&Segment::new(x0.clone(), x1.clone())?, &mut sink)?;
+        let stop = sink.last;
+        if flow.is_continue() || stop >= 1.0 {
+            return Ok(prefix);
+        }
         let ends = self.probe(0.0)?.min(self.probe(1.0)?);
-        let (parts, best) = self.decide(0.0, 1.0, x0, x1, 0)?;
-        let (parts, best) = self.settle_min(parts, ends.min(best))?;
+        let first = Best { margin: prefix.min_margin, at: prefix.min_at };
+        let xs = self.point(stop);
+        let (rest, best) = self.decide(stop, 1.0, xs.clone(), x1, 0)?;
+        let mut parts =
+            vec![Part { r0: 0.0, r1: stop, x0, x1: xs, depth: 0, state: State::Exact(Box::new(prefix)) }];
+        parts.extend(rest);
+        let (parts, best) = self.settle_min(parts, ends.min(first).min(best))?;
         let mut total = SideScan::new(self.problem.decision(), self.problem.label());
         for p in &parts {
             let len = p.r1 - p.r0;
@@ -273,13 +330,13 @@ impl Certifier for Hybrid {
     fn certify(&self, problem: &Problem<'_>) -> Result<Certificate> {
         let start = Instant::now();
         let engine = ExactLine::new(problem.layers())?;
-        let (rows, offsets) = problem.decision().margin_rows(problem.label(), problem.output_len());
-        let bounder = Bounder::new(problem.layers(), &rows, &offsets, Relaxation::Linear).lower_only();
+        let bounder = OnceLock::new();
         let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
+        let chain_first = CHAIN_FIRST_BOUNDS * bound_cost_in_points(problem);
         // The two sides in parallel; each side's regions in parallel too (rayon's pool: all cores).
         let scans = signs
             .par_iter()
-            .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign }.scan())
+            .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign, chain_first }.scan())
             .collect::<Result<Vec<SideScan>>>()?;
         let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;

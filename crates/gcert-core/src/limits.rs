@@ -9,7 +9,7 @@
 
 use std::sync::RwLock;
 
-use crate::ops::{Layer, Op};
+use crate::ops::Layer;
 
 /// Default budget of values: 2²⁸ (2 GiB as `f64`).
 pub const DEFAULT_MAX_ELEMENTS: usize = 1 << 28;
@@ -109,19 +109,7 @@ impl Limits {
         }
         let out = numel(&layer.out_shape).ok_or_else(|| overflow("its output shape", &layer.out_shape))?;
         self.check_elements("its output", out)?;
-        let (scratch, work) = match &layer.op {
-            Op::Linear { inputs, outputs, .. } => (Some(0), mul(&[*inputs, *outputs])),
-            Op::Conv2d { geom: g, .. } => {
-                (mul(&[g.cin, g.kh, g.kw, g.oh, g.ow]), mul(&[g.cout, g.cin, g.kh, g.kw, g.oh, g.ow]))
-            }
-            Op::ConvTranspose2d { geom: g, .. } => {
-                (mul(&[g.cout, g.kh, g.kw, g.h, g.w]), mul(&[g.cin, g.cout, g.kh, g.kw, g.h, g.w]))
-            }
-            Op::AvgPool2d(g) | Op::MaxPool2d(g) => {
-                (Some(0), mul(&[g.c, g.oh, g.ow, g.kernel[0], g.kernel[1]]))
-            }
-            _ => (Some(0), Some(out)),
-        };
+        let (work, scratch) = layer.cost();
         let scratch = scratch.ok_or_else(|| "its scratch size overflows".to_string())?;
         self.check_elements("its per-sample scratch", scratch)?;
         let work = work.ok_or_else(|| "its amount of work per sample overflows".to_string())?;
@@ -291,6 +279,7 @@ pub fn unit(v: &[f64]) -> Result<Vec<f64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Op;
 
     #[test]
     fn products_that_wrap_are_refused() {

@@ -239,6 +239,35 @@ impl Layer {
         self.out_shape.iter().product()
     }
 
+    /// Per sample: the layer's multiply-adds (or window reads, or value copies), and the scratch values its
+    /// kernel needs; `None` if a count overflows `usize`. The element budget and the certifiers' cost model
+    /// read these.
+    pub fn cost(&self) -> (Option<usize>, Option<usize>) {
+        let mul = crate::limits::mul;
+        let out = crate::limits::numel(&self.out_shape);
+        match &self.op {
+            Op::Linear { inputs, outputs, .. } => (mul(&[*inputs, *outputs]), Some(0)),
+            Op::Conv2d { geom: g, .. } => {
+                (mul(&[g.cout, g.cin, g.kh, g.kw, g.oh, g.ow]), mul(&[g.cin, g.kh, g.kw, g.oh, g.ow]))
+            }
+            Op::ConvTranspose2d { geom: g, .. } => {
+                (mul(&[g.cin, g.cout, g.kh, g.kw, g.h, g.w]), mul(&[g.cout, g.kh, g.kw, g.h, g.w]))
+            }
+            Op::AvgPool2d(g) | Op::MaxPool2d(g) => {
+                (mul(&[g.c, g.oh, g.ow, g.kernel[0], g.kernel[1]]), Some(0))
+            }
+            Op::ChannelAffine { .. }
+            | Op::Relu
+            | Op::LeakyRelu { .. }
+            | Op::Clamp { .. }
+            | Op::Reshape
+            | Op::Sigmoid
+            | Op::Tanh
+            | Op::Gather { .. }
+            | Op::Embed { .. } => (out, Some(0)),
+        }
+    }
+
     /// How the exact chain treats the layer.
     pub fn kind(&self) -> Kind {
         self.op.kind()
