@@ -5,6 +5,7 @@ use std::time::Instant;
 use gcert_core::certificate::{Certificate, Counterexample, Fraction, Method, MinMargin, Problem, Verdict};
 use gcert_core::{Error, Result, Segment};
 use gcert_exactline::ExactLine;
+use rayon::prelude::*;
 
 use crate::margin::{push_interval, SideScan};
 use crate::Certifier;
@@ -52,8 +53,9 @@ pub(crate) fn definite(cert: Certificate) -> Result<Certificate> {
 /// Scans the chain from `t = 0` to `t = 1` and, when two-sided, from `t = 0` to `t = −1`.
 pub(crate) fn scan_sides(engine: &ExactLine<'_>, problem: &Problem<'_>) -> Result<Vec<SideScan>> {
     let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
+    // The two sides of a two-sided segment are independent chains: one per core.
     signs
-        .iter()
+        .par_iter()
         .map(|&sign| {
             let end = problem.point(sign);
             let segment = Segment::new(problem.origin().to_vec(), end)?;
