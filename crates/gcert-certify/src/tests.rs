@@ -179,39 +179,9 @@ fn check_pl(backend: &dyn Certifier, case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Two exact certificates give the same answers: the same verdict and counterexample, and the same violated
-/// intervals, largest tolerance, kept fraction and smallest margin up to rounding in the last bits.
+/// Two exact certificates give the same answers (`Certificate::same_answers`, to 1e-9 relative).
 fn same_answers(a: &Certificate, b: &Certificate) -> Result<(), TestCaseError> {
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs()));
-    prop_assert_eq!(a.verdict, b.verdict);
-    prop_assert_eq!(a.label, b.label);
-    prop_assert_eq!(a.violated.len(), b.violated.len(), "violated {:?} vs {:?}", &a.violated, &b.violated);
-    for (x, y) in a.violated.iter().zip(&b.violated) {
-        prop_assert!(
-            close(x[0], y[0]) && close(x[1], y[1]),
-            "violated {:?} vs {:?}",
-            &a.violated,
-            &b.violated
-        );
-    }
-    prop_assert!(close(a.max_tolerance, b.max_tolerance), "E_max {} vs {}", a.max_tolerance, b.max_tolerance);
-    prop_assert!(close(a.fraction.lower, b.fraction.lower), "kept {:?} vs {:?}", a.fraction, b.fraction);
-    prop_assert!(
-        close(a.min_margin.margin, b.min_margin.margin),
-        "min {:?} vs {:?}",
-        a.min_margin,
-        b.min_margin
-    );
-    match (&a.counterexample, &b.counterexample) {
-        (None, None) => {}
-        (Some(x), Some(y)) => {
-            prop_assert_eq!(x.predicted, y.predicted);
-            // On a plateau of the smallest margin any point of it is the answer: same margin, same label.
-            prop_assert!(close(x.margin, y.margin), "counterexample {:?} vs {:?}", x, y);
-        }
-        (x, y) => prop_assert!(false, "counterexample {:?} vs {:?}", x, y),
-    }
-    Ok(())
+    a.same_answers(b, 1e-9).map_err(TestCaseError::fail)
 }
 
 /// The properties every backend that accepts non-PL models must have on one.

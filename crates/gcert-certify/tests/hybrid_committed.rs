@@ -13,28 +13,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn assert_same(what: &str, a: &Certificate, b: &Certificate) {
-    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * (1.0 + x.abs().max(y.abs()));
-    assert_eq!(a.verdict, b.verdict, "{what}");
-    assert_eq!(a.label, b.label, "{what}");
-    assert_eq!(a.violated.len(), b.violated.len(), "{what}: {:?} vs {:?}", a.violated, b.violated);
-    for (x, y) in a.violated.iter().zip(&b.violated) {
-        assert!(close(x[0], y[0]) && close(x[1], y[1]), "{what}: {:?} vs {:?}", a.violated, b.violated);
-    }
-    assert!(close(a.max_tolerance, b.max_tolerance), "{what}: {} vs {}", a.max_tolerance, b.max_tolerance);
-    assert!(close(a.fraction.lower, b.fraction.lower), "{what}: {:?} vs {:?}", a.fraction, b.fraction);
-    assert!(
-        close(a.min_margin.margin, b.min_margin.margin),
-        "{what}: {:?} vs {:?}",
-        a.min_margin,
-        b.min_margin
-    );
-    match (&a.counterexample, &b.counterexample) {
-        (None, None) => {}
-        (Some(x), Some(y)) => {
-            assert_eq!(x.predicted, y.predicted, "{what}");
-            assert!(close(x.margin, y.margin), "{what}: {x:?} vs {y:?}");
-        }
-        (x, y) => panic!("{what}: {x:?} vs {y:?}"),
+    if let Err(why) = a.same_answers(b, 1e-9) {
+        panic!("{what}: {why}");
     }
 }
 

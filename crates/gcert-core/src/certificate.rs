@@ -114,6 +114,44 @@ pub struct Certificate {
     pub time_ms: f64,
 }
 
+impl Certificate {
+    /// Whether two certificates of the same problem give the same answers: the same verdict, label and
+    /// predicted label of the counterexample, and the same violated intervals, largest tolerance, kept fraction,
+    /// smallest margin and counterexample margin up to `rel` relative (rounding in the last bits, for two exact
+    /// methods). On a plateau of the smallest margin any point of it is the answer, so where it is reached is
+    /// not compared. `Err` says what differs.
+    pub fn same_answers(&self, other: &Certificate, rel: f64) -> std::result::Result<(), String> {
+        let close = |x: f64, y: f64| (x - y).abs() <= rel * (1.0 + x.abs().max(y.abs()));
+        let differ = |what: &str, a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
+            Err(format!("{what}: {a:?} vs {b:?}"))
+        };
+        if self.verdict != other.verdict || self.label != other.label {
+            return differ("verdict and label", &(self.verdict, self.label), &(other.verdict, other.label));
+        }
+        let same_violated = self.violated.len() == other.violated.len()
+            && self.violated.iter().zip(&other.violated).all(|(x, y)| close(x[0], y[0]) && close(x[1], y[1]));
+        if !same_violated {
+            return differ("violated intervals", &self.violated, &other.violated);
+        }
+        if !close(self.max_tolerance, other.max_tolerance) {
+            return differ("largest tolerance", &self.max_tolerance, &other.max_tolerance);
+        }
+        if !close(self.fraction.lower, other.fraction.lower)
+            || !close(self.fraction.upper, other.fraction.upper)
+        {
+            return differ("kept fraction", &self.fraction, &other.fraction);
+        }
+        if !close(self.min_margin.margin, other.min_margin.margin) {
+            return differ("smallest margin", &self.min_margin, &other.min_margin);
+        }
+        match (&self.counterexample, &other.counterexample) {
+            (None, None) => Ok(()),
+            (Some(x), Some(y)) if x.predicted == y.predicted && close(x.margin, y.margin) => Ok(()),
+            (x, y) => differ("counterexample", x, y),
+        }
+    }
+}
+
 /// How the classifier's output is turned into margins (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
