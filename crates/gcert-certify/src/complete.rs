@@ -3,11 +3,12 @@
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Counterexample, Fraction, Method, MinMargin, Problem, Verdict};
-use gcert_core::{Error, Result, Segment};
+use gcert_core::{Error, Result};
 use gcert_exactline::ExactLine;
 use rayon::prelude::*;
 
 use crate::margin::{push_interval, SideScan};
+use crate::sides::{side_segment, signs};
 use crate::Certifier;
 
 /// The exact chain of `N∘G`, scanned for margins: `certified` or `violated` with a re-evaluated
@@ -35,8 +36,6 @@ impl Certifier for Complete {
 /// pass confirms is reported as what it is, not as a verdict.
 pub(crate) fn definite(cert: Certificate) -> Result<Certificate> {
     if cert.verdict == Verdict::Unknown {
-        // The complete method answers certified or violated, nothing else: a violation the chain shows
-        // but no forward pass confirms is reported as what it is, not as a verdict.
         return Err(Error::input(format!(
             "the exact chain loses label {} on {} sub-interval(s) (smallest margin {:e} at t = {}), but no \
              point there loses it in a plain forward pass: the violation is within rounding of zero, so \
@@ -52,15 +51,12 @@ pub(crate) fn definite(cert: Certificate) -> Result<Certificate> {
 
 /// Scans the chain from `t = 0` to `t = 1` and, when two-sided, from `t = 0` to `t = −1`.
 pub(crate) fn scan_sides(engine: &ExactLine<'_>, problem: &Problem<'_>) -> Result<Vec<SideScan>> {
-    let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
     // The two sides of a two-sided segment are independent chains: one per core.
-    signs
+    signs(problem)
         .par_iter()
         .map(|&sign| {
-            let end = problem.point(sign);
-            let segment = Segment::new(problem.origin().to_vec(), end)?;
             let mut scan = SideScan::new(problem.decision(), problem.label());
-            let _ = engine.run(&segment, &mut scan)?;
+            let _ = engine.run(&side_segment(problem, sign)?, &mut scan)?;
             Ok(scan)
         })
         .collect()

@@ -1,7 +1,9 @@
 //! Hybrid complete certification: linear bounds decide what they can, the exact chain runs on the rest, and
 //! every answer is the one the full chain gives (docs/mathematics.md §3).
 //!
-//! Each side of the segment is cut into regions of the ratio `r`. A region on which every margin's lower line
+//! Each side is first chained from `r = 0` for as many points as a few bound evaluations cost: a side whose chain
+//! is that cheap needs nothing else, and an expensive one keeps that exact prefix. The rest of the side is cut
+//! into regions of the ratio `r`. A region on which every margin's lower line
 //! is positive at both ends keeps the label everywhere; one on which, at every point, some margin's upper line
 //! is not positive is violated everywhere. Undecided regions are halved a few times, then handed to the exact
 //! chain. The kept length, the violated intervals and the first crossing (hence `E_max`) follow exactly from
@@ -21,7 +23,8 @@ use rayon::prelude::*;
 
 use crate::bounds::{Bounder, Relaxation};
 use crate::complete::{combine, definite};
-use crate::margin::{push_interval, SideScan};
+use crate::margin::{positive_interval, push_interval, SideScan};
+use crate::sides::{side_segment, signs};
 use crate::Certifier;
 
 /// Halvings of an undecided region before the exact chain takes it.
@@ -181,20 +184,8 @@ impl Side<'_, '_> {
         if lower > 0.0 {
             return Some(State::Kept { lower });
         }
-        // Violated everywhere: no point where every upper line is positive. Upper lines are linear in the
-        // region's variable, so the set where all are positive is one interval, empty here.
-        let (u0, u1) = (&lines.upper[0], &lines.upper[1]);
-        let mut lo = 0.0f64;
-        let mut hi = 1.0f64;
-        for (&a, &b) in u0.iter().zip(u1) {
-            match (a > 0.0, b > 0.0) {
-                (true, true) => {}
-                (false, false) => return Some(State::Violated { lower }),
-                (true, false) => hi = hi.min(a / (a - b)),
-                (false, true) => lo = lo.max(a / (a - b)),
-            }
-        }
-        (lo >= hi).then_some(State::Violated { lower })
+        // Violated everywhere: no point where every upper line is positive.
+        positive_interval(&lines.upper[0], &lines.upper[1]).is_none().then_some(State::Violated { lower })
     }
 
     /// Decides `[r0, r1]`, halving it while undecided and shallow (the halves in parallel near the top),
@@ -271,19 +262,20 @@ impl Side<'_, '_> {
         let mut prefix = SideScan::new(self.problem.decision(), self.problem.label());
         let mapped = Mapped { scan: &mut prefix, r0: 0.0, r1: 1.0, buf: Vec::new() };
         let mut sink = Budgeted { inner: mapped, left: self.chain_first.max(2), last: 0.0 };
-        let flow = self.engine.run(&Segment::new(x0.clone(), x1.clone())?, &mut sink)?;
+        let flow = self.engine.run(&side_segment(self.problem, self.sign)?, &mut sink)?;
         let stop = sink.last;
         if flow.is_continue() || stop >= 1.0 {
             return Ok(prefix);
         }
-        let ends = self.probe(0.0)?.min(self.probe(1.0)?);
+        // The prefix already has the exact margin at r = 0; the far end is a cheap exact value too.
         let first = Best { margin: prefix.min_margin, at: prefix.min_at };
+        let end = self.probe(1.0)?;
         let xs = self.point(stop);
         let (rest, best) = self.decide(stop, 1.0, xs.clone(), x1, 0)?;
         let mut parts =
             vec![Part { r0: 0.0, r1: stop, x0, x1: xs, depth: 0, state: State::Exact(Box::new(prefix)) }];
         parts.extend(rest);
-        let (parts, best) = self.settle_min(parts, ends.min(first).min(best))?;
+        let (parts, best) = self.settle_min(parts, first.min(end).min(best))?;
         let mut total = SideScan::new(self.problem.decision(), self.problem.label());
         for p in &parts {
             let len = p.r1 - p.r0;
@@ -331,10 +323,9 @@ impl Certifier for Hybrid {
         let start = Instant::now();
         let engine = ExactLine::new(problem.layers())?;
         let bounder = OnceLock::new();
-        let signs: &[f64] = if problem.two_sided() { &[1.0, -1.0] } else { &[1.0] };
         let chain_first = CHAIN_FIRST_BOUNDS * bound_cost_in_points(problem);
         // The two sides in parallel; each side's regions in parallel too (rayon's pool: all cores).
-        let scans = signs
+        let scans = signs(problem)
             .par_iter()
             .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign, chain_first }.scan())
             .collect::<Result<Vec<SideScan>>>()?;

@@ -242,38 +242,39 @@ pub fn pool2d_out(
     conv2d_out(size, kernel, stride, padding)
 }
 
+/// The largest magnitude `m` of `v` and `‖v / m‖` (between 1 and `√len`): `‖v‖ = m·‖v/m‖` with nothing squared
+/// into underflow or overflow. `m` is 0 for an all-zero `v`, infinite if an entry is; NaN entries make the second
+/// value NaN.
+fn scaled_norm(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if m == 0.0 || !m.is_finite() {
+        return (m, 1.0);
+    }
+    (m, v.iter().map(|x| (x / m) * (x / m)).sum::<f64>().sqrt())
+}
+
 /// The Euclidean norm of `v` without underflow or overflow in the squares (scaled by the largest magnitude),
 /// for the values of any finite vector; `0` exactly when every value is zero.
 pub fn norm(v: &[f64]) -> f64 {
-    let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if m == 0.0 || !m.is_finite() {
-        return m;
-    }
-    m * v.iter().map(|x| (x / m) * (x / m)).sum::<f64>().sqrt()
+    let (m, s) = scaled_norm(v);
+    m * s
 }
 
-/// `v / ‖v‖`, or why it cannot be: zero, or too small or too large to normalise in `f64`.
+/// `v / ‖v‖`, or why it cannot be: zero, or a non-finite entry. Dividing by the largest magnitude first, then by
+/// the norm of the scaled vector, normalises every finite non-zero vector exactly, from subnormal entries to
+/// `f64::MAX`.
 pub fn unit(v: &[f64]) -> Result<Vec<f64>, String> {
     if v.iter().all(|&x| x == 0.0) {
         return Err("is zero: it has no length to normalise".into());
     }
-    let n = norm(v);
-    if n.is_nan() {
-        return Err("has a non-finite value".into());
-    }
-    // Divide by the largest magnitude first, then by the norm of the scaled vector (between 1 and √len), so
-    // that no intermediate underflows or overflows however small or large the values are.
-    let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    let (m, s) = scaled_norm(v);
     if !m.is_finite() {
         return Err("is too large to normalise (it has an infinite value)".into());
     }
-    let scaled = v.iter().map(|x| (x / m) * (x / m)).sum::<f64>().sqrt();
-    let u: Vec<f64> = v.iter().map(|x| x / m / scaled).collect();
-    let back = norm(&u);
-    if n == 0.0 || !u.iter().all(|x| x.is_finite()) || (back - 1.0).abs() > 1e-6 {
-        return Err(format!("is too small to normalise (its length {n:e} is below f64's precision)"));
+    if s.is_nan() || v.iter().any(|x| x.is_nan()) {
+        return Err("has a non-finite value".into());
     }
-    Ok(u)
+    Ok(v.iter().map(|x| x / m / s).collect())
 }
 
 #[cfg(test)]

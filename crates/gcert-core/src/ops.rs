@@ -181,6 +181,16 @@ pub struct Layer {
     pub(crate) out_shape: Vec<usize>,
 }
 
+/// The linear part of an op, as [`Layer::linear_op`] finds it.
+pub(crate) enum LinearOp {
+    /// An affine op with coefficients or a constant term: its linear part, coefficients mapped.
+    Mapped(Op),
+    /// An op that is linear already, with non-negative coefficients (reshape, average pool, gather).
+    AlreadyLinear,
+    /// Not affine.
+    NotAffine,
+}
+
 /// Reusable scratch memory for the kernels.
 #[derive(Debug, Default)]
 pub struct Scratch {
@@ -298,32 +308,45 @@ impl Layer {
     /// to zero: its linear part, which maps differences of inputs (Jacobian columns, directions). `None` for
     /// affine layers that are already linear and for layers that are not affine.
     pub fn linear_part(&self) -> Option<Layer> {
+        match self.linear_op(|c| c.to_vec()) {
+            LinearOp::Mapped(op) => Some(self.with_op(op)),
+            LinearOp::AlreadyLinear | LinearOp::NotAffine => None,
+        }
+    }
+
+    /// The same shapes and name with another op (without copying this layer's parameters).
+    pub(crate) fn with_op(&self, op: Op) -> Layer {
+        Layer { name: self.name, op, in_shape: self.in_shape.clone(), out_shape: self.out_shape.clone() }
+    }
+
+    /// The linear part of an affine op with its coefficients (weights, scales) mapped by `coef` and its
+    /// constant term (bias, shift, fixed inputs) set to zero. Every op is listed: [`Layer::linear_part`] and
+    /// [`abs_layer`] both read this one table.
+    pub(crate) fn linear_op(&self, coef: impl Fn(&[f64]) -> Vec<f64>) -> LinearOp {
         let zeros = |v: &[f64]| vec![0.0; v.len()];
-        let op = match &self.op {
+        LinearOp::Mapped(match &self.op {
             Op::Linear { weight, bias, inputs, outputs } => {
-                Op::Linear { weight: weight.clone(), bias: zeros(bias), inputs: *inputs, outputs: *outputs }
+                Op::Linear { weight: coef(weight), bias: zeros(bias), inputs: *inputs, outputs: *outputs }
             }
             Op::Conv2d { weight, bias, geom } => {
-                Op::Conv2d { weight: weight.clone(), bias: zeros(bias), geom: *geom }
+                Op::Conv2d { weight: coef(weight), bias: zeros(bias), geom: *geom }
             }
             Op::ConvTranspose2d { weight, bias, geom } => {
-                Op::ConvTranspose2d { weight: weight.clone(), bias: zeros(bias), geom: *geom }
+                Op::ConvTranspose2d { weight: coef(weight), bias: zeros(bias), geom: *geom }
             }
             Op::ChannelAffine { scale, shift, spatial } => {
-                Op::ChannelAffine { scale: scale.clone(), shift: zeros(shift), spatial: *spatial }
+                Op::ChannelAffine { scale: coef(scale), shift: zeros(shift), spatial: *spatial }
             }
             Op::Embed { prefix, suffix } => Op::Embed { prefix: zeros(prefix), suffix: zeros(suffix) },
-            Op::Reshape
-            | Op::AvgPool2d(_)
-            | Op::Gather { .. }
-            | Op::Relu
+            // Linear already, with coefficients that are non-negative (copies, averages).
+            Op::Reshape | Op::AvgPool2d(_) | Op::Gather { .. } => return LinearOp::AlreadyLinear,
+            Op::Relu
             | Op::LeakyRelu { .. }
             | Op::Clamp { .. }
             | Op::MaxPool2d(_)
             | Op::Sigmoid
-            | Op::Tanh => return None,
-        };
-        Some(Layer { op, ..self.clone() })
+            | Op::Tanh => return LinearOp::NotAffine,
+        })
     }
 
     /// Applies the layer to a batch of `n` samples, writing `n × out_len` values into `out`.

@@ -2,7 +2,7 @@
 //! certifiers: `g ↦ Aᵀ g` and `|A|` where the layer computes `x ↦ A x + c`. Every op is listed in each match,
 //! so a new op is a compile error here until its transpose is written.
 
-use super::{ConvGeom, Layer, Op};
+use super::{ConvGeom, Layer, LinearOp, Op};
 
 /// For each of the `k` rows `g_r` of `g` (covectors on the layer's output), writes the covector `g_r A` on
 /// the layer's input into `out`, for the affine layers without weights (channel affine, reshape, average pool,
@@ -73,32 +73,12 @@ pub fn transpose_apply(layer: &Layer, g: &[f64], k: usize, out: &mut Vec<f64>) -
 /// The layer with every coefficient of its linear part replaced by its absolute value and no constant
 /// term: `|A|`, for propagating interval radii. `None` for layers that are not affine.
 pub fn abs_layer(layer: &Layer) -> Option<Layer> {
-    let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
-    let op = match &layer.op {
-        Op::Linear { weight, bias, inputs, outputs } => Op::Linear {
-            weight: abs(weight),
-            bias: vec![0.0; bias.len()],
-            inputs: *inputs,
-            outputs: *outputs,
-        },
-        Op::Conv2d { weight, bias, geom } => {
-            Op::Conv2d { weight: abs(weight), bias: vec![0.0; bias.len()], geom: *geom }
-        }
-        Op::ConvTranspose2d { weight, bias, geom } => {
-            Op::ConvTranspose2d { weight: abs(weight), bias: vec![0.0; bias.len()], geom: *geom }
-        }
-        Op::ChannelAffine { scale, shift, spatial } => {
-            Op::ChannelAffine { scale: abs(scale), shift: vec![0.0; shift.len()], spatial: *spatial }
-        }
-        Op::Embed { prefix, suffix } => {
-            Op::Embed { prefix: vec![0.0; prefix.len()], suffix: vec![0.0; suffix.len()] }
-        }
-        Op::Reshape | Op::AvgPool2d(_) | Op::Gather { .. } => layer.op.clone(),
-        Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } | Op::MaxPool2d(_) | Op::Sigmoid | Op::Tanh => {
-            return None
-        }
+    let op = match layer.linear_op(|c| c.iter().map(|x| x.abs()).collect()) {
+        LinearOp::Mapped(op) => op,
+        LinearOp::AlreadyLinear => layer.op.clone(),
+        LinearOp::NotAffine => return None,
     };
-    Some(Layer { name: layer.name, op, in_shape: layer.in_shape.clone(), out_shape: layer.out_shape.clone() })
+    Some(layer.with_op(op))
 }
 
 /// The adjoint of a linear, convolution or transposed-convolution layer as a layer of the opposite kind

@@ -71,8 +71,10 @@ fn vector(
             Ok(values.clone())
         }
         Vector::Path(p) => {
-            files.push(base.join(p));
-            read_input(&base.join(p), shape, what)
+            let path = base.join(p);
+            let values = read_input(&path, shape, what);
+            files.push(path);
+            values
         }
     }
 }
