@@ -7,13 +7,17 @@
 //! - `hybrid/{digit}` and `exact_chain/{digit}`: one certification each, on all available cores for the
 //!   hybrid (rayon) and one for the chain scan;
 //! - a summary over 10 digits × 3 directions is printed once: median times, median ratio, median chained
-//!   pieces, and a check that every answer agrees.
+//!   pieces, and a check that every answer agrees;
+//! - the arithmetic floor: the composition's multiply-adds per point (`Layer::cost`) at this core's f64 GEMM peak
+//!   (the core's own kernel, a 256→256 linear layer on a batch of 256, best of 20), and what the median whole
+//!   chain would cost at that floor on one core.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gcert_certify::{Certificate, Certifier, Complete, Hybrid, Problem, ProblemSpec};
+use gcert_core::builder::CardBuilder;
 use gcert_core::npy::read_npy;
 use gcert_core::{Direction, Network};
 use gcert_directions::{directions, sample_latents, FactorParams};
@@ -42,6 +46,20 @@ fn case(g: &Network, i: usize, rows: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     let f = directions(g, &zs, 1, &FactorParams::default()).expect("directions");
     let d = f.directions().rows().into_iter().take(rows).map(|r| r.to_vec()).collect();
     (z, d)
+}
+
+/// FLOP/s of the core's GEMM: a 256→256 linear layer applied to 256 samples (256³ multiply-adds), best of 20.
+fn gemm_peak() -> f64 {
+    let net = CardBuilder::new("peak", &[256], 0).linear(256).network().expect("a linear layer");
+    let x = vec![0.5; 256 * 256];
+    let best = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(net.forward(&x, 256).expect("forward"));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * 256f64.powi(3) / best
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -76,6 +94,18 @@ fn bench_hybrid(c: &mut Criterion) {
         }
     }
     let total = th.len();
+    let macs: usize = g.layers().iter().chain(n.layers()).map(|l| l.cost().0.expect("a finite cost")).sum();
+    let peak = gemm_peak();
+    let floor_ms = 2.0 * macs as f64 / peak * 1e3;
+    let whole = median(pieces.iter().map(|p| p.1).collect());
+    println!(
+        "floor: {:.2} MFLOP per point at {:.1} GFLOP/s = {:.1} µs per point; the median whole chain ({whole:.0} \
+         pieces) costs at least {:.0} ms on one core",
+        2.0 * macs as f64 / 1e6,
+        peak / 1e9,
+        floor_ms * 1e3,
+        (whole + 1.0) * floor_ms
+    );
     println!(
         "hybrid over {total} certifications (10 digits × 3 directions, eps 3, two-sided): median {:.0} ms, \
          exact chain {:.0} ms, median ratio {:.2}x; median pieces chained {:.0} of {:.0}; answers agree: {agreed}/{total}",
