@@ -14,6 +14,11 @@ pub fn dcgan_generator(latent: usize, seed: u64) -> Network {
 
 /// The same shape with weights drawn at `gain` (larger image changes per latent step).
 pub fn dcgan_generator_with_gain(latent: usize, seed: u64, gain: f64) -> Network {
+    dcgan_generator_card(latent, seed, gain).network().expect("valid generator")
+}
+
+/// The card of [`dcgan_generator_with_gain`] (e.g. to load the same network elsewhere).
+pub fn dcgan_generator_card(latent: usize, seed: u64, gain: f64) -> CardBuilder {
     CardBuilder::new("dcgan", &[latent], seed)
         .gain(gain)
         .reshape(&[latent, 1, 1])
@@ -28,12 +33,15 @@ pub fn dcgan_generator_with_gain(latent: usize, seed: u64, gain: f64) -> Network
         .relu()
         .conv_transpose2d(1, 4, 2, 1, 0)
         .clamp(0.0, 1.0)
-        .network()
-        .expect("valid generator")
 }
 
 /// 1×32×32 → 10: four convolutions (16/32/64/10 channels, kernel 4) and two linear layers.
 pub fn conv_classifier(seed: u64) -> Network {
+    conv_classifier_card(seed).network().expect("valid classifier")
+}
+
+/// The card of [`conv_classifier`].
+pub fn conv_classifier_card(seed: u64) -> CardBuilder {
     CardBuilder::new("classifier", &[1, 32, 32], seed)
         .conv2d(16, 4, 2, 1)
         .relu()
@@ -47,8 +55,6 @@ pub fn conv_classifier(seed: u64) -> Network {
         .linear(32)
         .relu()
         .linear(10)
-        .network()
-        .expect("valid classifier")
 }
 
 /// A latent point from the standard normal prior and a random unit direction.

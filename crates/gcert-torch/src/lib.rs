@@ -33,6 +33,7 @@ pub mod objective;
 pub mod optim;
 pub mod quality;
 pub mod random;
+pub mod reference;
 pub mod train;
 pub mod vae;
 

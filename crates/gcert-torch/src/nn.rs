@@ -222,12 +222,30 @@ impl Net {
         let card: ModelCard = toml::from_str(&text).map_err(|e| Error::data(card_path, e.to_string()))?;
         let weights = card_path.parent().unwrap_or(Path::new(".")).join(&card.weights);
         let tensors = read_safetensors(&weights)?;
+        Net::with_tensors(&network, &card, &tensors, &weights, kind, device)
+    }
+
+    /// A card and its tensors held in memory (e.g. from `gcert_core::builder::CardBuilder::build`), validated
+    /// by gcert-core first, as libtorch tensors of `kind` on `device`.
+    pub fn from_card(card: &ModelCard, tensors: &TensorStore, kind: Kind, device: Device) -> Result<Net> {
+        let network = Network::from_card(card, tensors, Path::new(&card.name))?;
+        Net::with_tensors(&network, card, tensors, Path::new(&card.weights), kind, device)
+    }
+
+    fn with_tensors(
+        network: &Network,
+        card: &ModelCard,
+        tensors: &TensorStore,
+        weights: &Path,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Net> {
         let mut layers = Vec::with_capacity(card.layers.len());
         for spec in &card.layers {
             let mut params = BTreeMap::new();
             for (role, name) in spec.tensor_names() {
                 let t =
-                    tensors.get(name).ok_or_else(|| Error::data(&weights, format!("no tensor '{name}'")))?;
+                    tensors.get(name).ok_or_else(|| Error::data(weights, format!("no tensor '{name}'")))?;
                 let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
                 let tt =
                     Tensor::from_slice(&t.data).reshape(shape.as_slice()).to_kind(kind).to_device(device);
@@ -237,7 +255,7 @@ impl Net {
         }
         let input_shapes =
             network.input_shapes().iter().map(|s| s.iter().map(|&d| d as i64).collect()).collect();
-        Ok(Net { name: card.name, description: card.description, input_shapes, layers })
+        Ok(Net { name: card.name.clone(), description: card.description.clone(), input_shapes, layers })
     }
 
     /// Every tensor of the network by card name (parameters and batch-norm statistics).
@@ -261,7 +279,7 @@ impl TchLayer {
             .ok_or_else(|| Error::input(format!("layer {} has no {role} tensor", self.spec.op_name())))
     }
 
-    fn apply(&self, x: &Tensor, train: bool, momentum: f64) -> Result<Tensor> {
+    pub(crate) fn apply(&self, x: &Tensor, train: bool, momentum: f64) -> Result<Tensor> {
         let bias = self.params.get("bias");
         Ok(match &self.spec {
             LayerSpec::Linear { .. } => x.f_linear(self.p("weight")?, bias)?,
