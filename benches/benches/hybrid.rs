@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use gcert_benches::{gemm_peak, macs_per_point, median};
 use gcert_certify::{Certificate, Certifier, Complete, Hybrid, Problem, ProblemSpec};
-use gcert_core::builder::CardBuilder;
 use gcert_core::npy::read_npy;
 use gcert_core::{Direction, Network};
 use gcert_directions::{directions, sample_latents, FactorParams};
@@ -48,25 +48,6 @@ fn case(g: &Network, i: usize, rows: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
     (z, d)
 }
 
-/// FLOP/s of the core's GEMM: a 256→256 linear layer applied to 256 samples (256³ multiply-adds), best of 20.
-fn gemm_peak() -> f64 {
-    let net = CardBuilder::new("peak", &[256], 0).linear(256).network().expect("a linear layer");
-    let x = vec![0.5; 256 * 256];
-    let best = (0..20)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(net.forward(&x, 256).expect("forward"));
-            start.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    2.0 * 256f64.powi(3) / best
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn agree(a: &Certificate, b: &Certificate) -> bool {
     a.same_answers(b, 1e-9).is_ok()
 }
@@ -94,7 +75,7 @@ fn bench_hybrid(c: &mut Criterion) {
         }
     }
     let total = th.len();
-    let macs: usize = g.layers().iter().chain(n.layers()).map(|l| l.cost().0.expect("a finite cost")).sum();
+    let macs = macs_per_point(g.layers().iter().chain(n.layers()));
     let peak = gemm_peak();
     let floor_ms = 2.0 * macs as f64 / peak * 1e3;
     let whole = median(pieces.iter().map(|p| p.1).collect());

@@ -1,8 +1,10 @@
 //! Shared builders for the gcert benchmarks: the DCGAN-shaped generator and convolutional classifier
 //! with random weights, and segments tuned to a target number of pieces.
 
+use std::time::Instant;
+
 use gcert_core::builder::CardBuilder;
-use gcert_core::{Network, Segment};
+use gcert_core::{Layer, Network, Segment};
 use gcert_exactline::ExactLine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -97,4 +99,30 @@ pub fn eps_for_pieces(engine: &ExactLine<'_>, z: &[f64], d: &[f64], target: usiz
         }
     }
     (hi, pieces(hi))
+}
+
+/// FLOP/s of the core's own f64 GEMM: a 256→256 linear layer applied to 256 samples (256³ multiply-adds),
+/// best of 20. The arithmetic floor of the benches divides by this.
+pub fn gemm_peak() -> f64 {
+    let net = CardBuilder::new("peak", &[256], 0).linear(256).network().expect("a linear layer");
+    let x = vec![0.5; 256 * 256];
+    let best = (0..20)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(net.forward(&x, 256).expect("forward"));
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * 256f64.powi(3) / best
+}
+
+/// Multiply-adds of one point through `layers` (`Layer::cost`).
+pub fn macs_per_point<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> usize {
+    layers.into_iter().map(|l| l.cost().0.expect("a finite cost")).sum()
+}
+
+/// The median of `v` (the upper one for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }

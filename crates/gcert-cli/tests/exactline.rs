@@ -30,7 +30,7 @@ fn fails_with(args: &[&str], needle: &str) {
 /// A hand-written .npy header for dtypes gcert does not read.
 fn write_raw_npy(path: &Path, descr: &str, shape: &str, data: &[u8]) {
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({shape}), }}");
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -80,7 +80,7 @@ fn unreadable_inputs_are_refused_without_blocking() {
     }
     // An .npy whose header declares 10^11 values in a file of 8: refused before allocating.
     let mut header = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000,), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

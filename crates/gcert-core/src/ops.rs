@@ -6,6 +6,7 @@
 
 mod activation;
 mod adjoint;
+mod conv;
 
 pub use activation::{Activation, Face, SLACK};
 pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
@@ -194,13 +195,9 @@ pub(crate) enum LinearOp {
 /// Reusable scratch memory for the kernels.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    cols: Vec<f64>,
-    tmp: Vec<f64>,
+    conv: conv::ConvScratch,
     window: Vec<usize>,
 }
-
-/// Upper bound on scratch elements a convolution sub-batch may use (8 MiB of f64).
-const SCRATCH_LIMIT: usize = 1 << 20;
 
 impl Layer {
     /// The layer that places one input of a multi-input model among the others, held fixed:
@@ -372,9 +369,9 @@ impl Layer {
                     (*outputs, 1),
                 );
             }
-            Op::Conv2d { weight, bias, geom } => conv2d(input, n, weight, bias, geom, out, scratch),
+            Op::Conv2d { weight, bias, geom } => conv::conv2d(input, n, weight, bias, geom, out, scratch),
             Op::ConvTranspose2d { weight, bias, geom } => {
-                conv_transpose2d(input, n, weight, bias, geom, out, scratch)
+                conv::conv_transpose2d(input, n, weight, bias, geom, out, scratch)
             }
             Op::ChannelAffine { scale, shift, spatial } => {
                 for (x_s, y_s) in input.chunks_exact(self.in_len()).zip(out.chunks_exact_mut(out_len)) {
@@ -415,135 +412,6 @@ impl Layer {
                 }
             }
         }
-    }
-}
-
-fn conv2d(
-    input: &[f64],
-    n: usize,
-    weight: &[f64],
-    bias: &[f64],
-    g: &ConvGeom,
-    out: &mut [f64],
-    scratch: &mut Scratch,
-) {
-    let k = g.cin * g.kh * g.kw;
-    let p = g.oh * g.ow;
-    let in_len = g.cin * g.h * g.w;
-    let out_len = g.cout * p;
-    let per_sample = (k * p).max(g.cout * p);
-    let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let cols = &mut scratch.cols;
-        cols.clear();
-        cols.resize(k * m * p, 0.0);
-        // im2col: row (ci, ky, kx), column (sample, oy, ox).
-        for s in 0..m {
-            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
-            for ci in 0..g.cin {
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let row = (ci * g.kh + ky) * g.kw + kx;
-                        let base = row * m * p + s * p;
-                        for oy in 0..g.oh {
-                            let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                            if iy < 0 || iy >= g.h as isize {
-                                continue;
-                            }
-                            let xrow = &x[ci * g.h * g.w + iy as usize * g.w..][..g.w];
-                            let crow = &mut cols[base + oy * g.ow..][..g.ow];
-                            for ox in 0..g.ow {
-                                let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                                if ix >= 0 && ix < g.w as isize {
-                                    crow[ox] = xrow[ix as usize];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let tmp = &mut scratch.tmp;
-        tmp.clear();
-        tmp.resize(g.cout * m * p, 0.0);
-        gemm((g.cout, k, m * p), weight, (k, 1), cols, (m * p, 1), 0.0, tmp, (m * p, 1));
-        for s in 0..m {
-            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
-            for co in 0..g.cout {
-                let src = &tmp[co * m * p + s * p..][..p];
-                for (d, v) in o[co * p..(co + 1) * p].iter_mut().zip(src) {
-                    *d = v + bias[co];
-                }
-            }
-        }
-        start += m;
-    }
-}
-
-fn conv_transpose2d(
-    input: &[f64],
-    n: usize,
-    weight: &[f64],
-    bias: &[f64],
-    g: &ConvGeom,
-    out: &mut [f64],
-    scratch: &mut Scratch,
-) {
-    let hw = g.h * g.w;
-    let kk = g.cout * g.kh * g.kw;
-    let in_len = g.cin * hw;
-    let out_len = g.cout * g.oh * g.ow;
-    let per_sample = kk * hw + in_len;
-    let chunk = (SCRATCH_LIMIT / per_sample).max(1).min(n.max(1));
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        // x as [cin, m*hw].
-        let xt = &mut scratch.tmp;
-        xt.clear();
-        xt.resize(g.cin * m * hw, 0.0);
-        for s in 0..m {
-            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
-            for ci in 0..g.cin {
-                xt[ci * m * hw + s * hw..][..hw].copy_from_slice(&x[ci * hw..(ci + 1) * hw]);
-            }
-        }
-        let cols = &mut scratch.cols;
-        cols.clear();
-        cols.resize(kk * m * hw, 0.0);
-        // cols[kk × m·hw] = Wᵀ · X, the weight [cin, cout·kh·kw] read as its transpose.
-        gemm((kk, g.cin, m * hw), weight, (1, kk), xt, (m * hw, 1), 0.0, cols, (m * hw, 1));
-        // col2im: scatter-add every (co, ky, kx, iy, ix) into (co, iy*s - p + ky, ix*s - p + kx).
-        for s in 0..m {
-            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
-            for co in 0..g.cout {
-                let plane = &mut o[co * g.oh * g.ow..(co + 1) * g.oh * g.ow];
-                plane.fill(bias[co]);
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let row = (co * g.kh + ky) * g.kw + kx;
-                        let src = &cols[row * m * hw + s * hw..][..hw];
-                        for iy in 0..g.h {
-                            let oy = (iy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                            if oy < 0 || oy >= g.oh as isize {
-                                continue;
-                            }
-                            let prow = &mut plane[oy as usize * g.ow..][..g.ow];
-                            let srow = &src[iy * g.w..][..g.w];
-                            for ix in 0..g.w {
-                                let ox = (ix * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                                if ox >= 0 && ox < g.ow as isize {
-                                    prow[ox as usize] += srow[ix];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        start += m;
     }
 }
 

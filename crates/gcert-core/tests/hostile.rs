@@ -187,7 +187,7 @@ fn unreadable_kinds_of_file_are_refused_without_blocking() {
 /// A `.npy` v1 file with this header dictionary and these data bytes.
 fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut header = dict.to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -338,7 +338,7 @@ pub fn measure_direction(
 ) -> Result<DirectionGeometry> {
     let k = gen.latent_len();
     check_segment(k, z, d)?;
-    if params.points < 3 || params.points % 2 == 0 {
+    if params.points < 3 || params.points.is_multiple_of(2) {
         return Err(Error::input(format!(
             "the number of samples must be odd and at least 3, found {}",
             params.points

@@ -73,7 +73,7 @@ pub fn write_strip_png(
         return Err(Error::input(format!("the scale of a strip must be between 1 and 64, found {scale}")));
     }
     let len = c * h * w;
-    if len == 0 || images.is_empty() || images.len() % len != 0 {
+    if len == 0 || images.is_empty() || !images.len().is_multiple_of(len) {
         return Err(Error::input(format!(
             "{} values are not a whole number of {c}×{h}×{w} images",
             images.len()

@@ -731,7 +731,7 @@ impl Cx<'_> {
                 for i in 0..2 {
                     let out = size[i].div_ceil(stride[i]);
                     let total = ((out - 1) * stride[i] + kernel[i]).saturating_sub(size[i]);
-                    if total % 2 != 0 {
+                    if !total.is_multiple_of(2) {
                         return Err(self.err(
                             at,
                             format!("auto_pad {auto} pads {total} unevenly on axis {i}; gcert's layers pad both sides equally"),
@@ -1190,7 +1190,7 @@ fn resolve_reshape(
     }
     if let Some(i) = infer {
         let rest: usize = out.iter().product();
-        if rest == 0 || numel % rest != 0 {
+        if rest == 0 || !numel.is_multiple_of(rest) {
             return Err(format!("cannot reshape {shape:?} into {target:?}"));
         }
         out[i] = numel / rest;

@@ -39,7 +39,7 @@ pub(crate) struct Step {
 
 /// Per-channel values of a per-element vector over `[C, ...]`, if each channel's block is constant.
 fn per_channel(v: &[f64], channels: usize) -> Option<Vec<f64>> {
-    if channels == 0 || v.len() % channels != 0 {
+    if channels == 0 || !v.len().is_multiple_of(channels) {
         return None;
     }
     let block = v.len() / channels;

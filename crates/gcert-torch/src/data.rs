@@ -78,7 +78,7 @@ impl Mnist {
                 Error::data(&path, format!("not the mnist package's digit file ({{\"data\": [...]}}): {e}"))
             })?;
             let per = RAW_SIDE * RAW_SIDE;
-            if file.data.len() % per != 0 {
+            if !file.data.len().is_multiple_of(per) {
                 return Err(Error::data(
                     &path,
                     format!("{} values is not a whole number of 28×28 images", file.data.len()),
@@ -372,8 +372,9 @@ mod tests {
         let digits = dir.join("src").join("digits");
         std::fs::create_dir_all(&digits).unwrap();
         for (d, &n) in counts.iter().enumerate() {
-            let vals: Vec<String> =
-                (0..n * 784).map(|i| if i % 7 == 0 { format!("{value}") } else { "0".to_string() }).collect();
+            let vals: Vec<String> = (0..n * 784)
+                .map(|i| if i.is_multiple_of(7) { format!("{value}") } else { "0".to_string() })
+                .collect();
             std::fs::write(digits.join(format!("{d}.json")), format!("{{\"data\":[{}]}}", vals.join(",")))
                 .unwrap();
         }

@@ -168,7 +168,7 @@ pub fn train_gan(
             *acc += v;
         }
         window += 1;
-        if (it + 1) % cfg.log_every == 0 || it + 1 == cfg.iters {
+        if (it + 1).is_multiple_of(cfg.log_every) || it + 1 == cfg.iters {
             let dt = t0.elapsed().as_secs_f64();
             seconds += dt;
             let w = window as f64;
@@ -192,7 +192,7 @@ pub fn train_gan(
             t0 = Instant::now();
         }
         if let Some(ck) = checkpoint {
-            if (it + 1) % cfg.checkpoint_every == 0 || it + 1 == cfg.iters {
+            if (it + 1).is_multiple_of(cfg.checkpoint_every) || it + 1 == cfg.iters {
                 let partial = t0.elapsed().as_secs_f64();
                 let meta = CheckpointMeta {
                     tag: tag.clone(),

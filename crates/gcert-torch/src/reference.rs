@@ -47,10 +47,7 @@ fn thresholds(net: &Net, index: usize, spec: &LayerSpec) -> Result<Option<Vec<f6
         | LayerSpec::Reshape { .. } => None,
         LayerSpec::Relu | LayerSpec::LeakyRelu { .. } => Some(vec![0.0]),
         LayerSpec::Clamp { min, max } => Some(min.iter().chain(max).copied().collect()),
-        LayerSpec::MaxPool2d { .. }
-        | LayerSpec::Sigmoid
-        | LayerSpec::Tanh
-        | LayerSpec::Concat { .. } => {
+        LayerSpec::MaxPool2d { .. } | LayerSpec::Sigmoid | LayerSpec::Tanh | LayerSpec::Concat { .. } => {
             return Err(Error::input(format!(
                 "{}: layer {index} ({}) is not supported by the libtorch reference of the exact line",
                 net.name,
@@ -83,8 +80,10 @@ pub fn exact_line(nets: &[&Net], a: &[f64], b: &[f64]) -> Result<ReferenceChain>
     let mut batch_shape = vec![2];
     batch_shape.extend_from_slice(shape);
     let ends: Vec<f64> = a.iter().chain(b).copied().collect();
-    let mut x =
-        Tensor::f_from_slice(&ends)?.f_reshape(batch_shape.as_slice())?.f_to_kind(kind)?.f_to_device(device)?;
+    let mut x = Tensor::f_from_slice(&ends)?
+        .f_reshape(batch_shape.as_slice())?
+        .f_to_kind(kind)?
+        .f_to_device(device)?;
     let mut ratios = Tensor::f_from_slice(&[0.0f64, 1.0])?.f_to_device(device)?;
     for net in nets {
         for (index, layer) in net.layers.iter().enumerate() {
@@ -120,7 +119,8 @@ fn refine(x: &Tensor, ratios: &Tensor, cuts: &[f64]) -> Result<(Tensor, Tensor)>
         }
         let (row, col) = (hits.f_select(1, 0)?, hits.f_select(1, 1)?);
         let at = row.f_mul_scalar(width)?.f_add(&col)?;
-        let (a, b) = (du.f_reshape([-1])?.f_index_select(0, &at)?, dv.f_reshape([-1])?.f_index_select(0, &at)?);
+        let (a, b) =
+            (du.f_reshape([-1])?.f_index_select(0, &at)?, dv.f_reshape([-1])?.f_index_select(0, &at)?);
         let s = a.f_div(&a.f_sub(&b)?)?;
         intervals.push(row);
         fractions.push(s);

@@ -17,9 +17,15 @@ fn root() -> PathBuf {
 
 /// Largest difference between the two chains' ratios and outputs, after checking they have the same length.
 fn compare(engine: &gcert_core::Chain, reference: &ReferenceChain) -> (f64, f64) {
-    assert_eq!(engine.ratios.len(), reference.ratios.len(), "the two chains have different numbers of points");
-    let ratio_err = engine.ratios.iter().zip(&reference.ratios).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    let outputs = Vec::<f64>::try_from(reference.outputs.to_kind(Kind::Double).reshape([-1])).expect("outputs");
+    assert_eq!(
+        engine.ratios.len(),
+        reference.ratios.len(),
+        "the two chains have different numbers of points"
+    );
+    let ratio_err =
+        engine.ratios.iter().zip(&reference.ratios).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let outputs =
+        Vec::<f64>::try_from(reference.outputs.to_kind(Kind::Double).reshape([-1])).expect("outputs");
     assert_eq!(outputs.len(), engine.values.len());
     let scale = engine.values.iter().fold(1.0f64, |m, v| m.max(v.abs()));
     let out_err = engine.values.iter().zip(&outputs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale;

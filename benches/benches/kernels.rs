@@ -1,0 +1,105 @@
+//! The affine kernels against the core's GEMM: every affine layer of the trained composition
+//! (`fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`) applied to a batch of 512 points, in f64
+//! GFLOP/s (`2 × Layer::cost` multiply-adds per point) and as a share of the core's own 256³ GEMM rate measured
+//! in the same run. Printed once per layer and per layer kind, then timed by criterion per kind.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use gcert_benches::{gemm_peak, median};
+use gcert_core::ops::Scratch;
+use gcert_core::{Kind, Layer, Network};
+
+const POINTS: usize = 512;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
+}
+
+/// The affine layers that do arithmetic (not copies), with an input batch for each.
+fn layers(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
+    nets.iter()
+        .flat_map(|n| n.layers())
+        .filter(|l| l.kind() == Kind::Affine && matches!(l.name(), "linear" | "conv2d" | "conv_transpose2d"))
+        .map(|l| {
+            let x = (0..POINTS * l.in_len()).map(|i| ((i % 97) as f64 - 48.0) / 50.0).collect();
+            (l, x)
+        })
+        .collect()
+}
+
+fn seconds(layer: &Layer, x: &[f64], runs: usize) -> f64 {
+    let (mut out, mut scratch) = (Vec::new(), Scratch::default());
+    median(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                layer.apply(x, POINTS, &mut out, &mut scratch);
+                std::hint::black_box(&out);
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn flops(layer: &Layer) -> f64 {
+    2.0 * (layer.cost().0.expect("a finite cost") * POINTS) as f64
+}
+
+fn bench_kernels(c: &mut Criterion) {
+    let nets = [
+        Network::load(fixture("generator.toml")).expect("generator"),
+        Network::load(fixture("classifier-conv4.toml")).expect("classifier"),
+    ];
+    let layers = layers(&nets);
+    let peak = gemm_peak();
+    println!(
+        "the core's f64 GEMM (256³): {:.1} GFLOP/s; each layer on {POINTS} points, median of 9",
+        peak / 1e9
+    );
+    let mut kinds: Vec<(&str, f64, f64)> = Vec::new();
+    for (layer, x) in &layers {
+        let (f, s) = (flops(layer), seconds(layer, x, 9));
+        println!(
+            "  {:<17} {:>13} → {:<13} {:>6.1} GFLOP/s ({:>3.0}%)",
+            layer.name(),
+            format!("{:?}", layer.in_shape()),
+            format!("{:?}", layer.out_shape()),
+            f / s / 1e9,
+            100.0 * f / s / peak
+        );
+        match kinds.iter_mut().find(|k| k.0 == layer.name()) {
+            Some(k) => {
+                k.1 += f;
+                k.2 += s;
+            }
+            None => kinds.push((layer.name(), f, s)),
+        }
+    }
+    for (kind, f, s) in &kinds {
+        println!(
+            "{kind:<19} all layers: {:>6.1} GFLOP/s ({:>3.0}% of the GEMM rate)",
+            f / s / 1e9,
+            100.0 * f / s / peak
+        );
+    }
+    let mut group = c.benchmark_group("kernels");
+    group.sample_size(10);
+    for (kind, _, _) in &kinds {
+        let of_kind: Vec<_> = layers.iter().filter(|(l, _)| l.name() == *kind).collect();
+        let mut scratch = Scratch::default();
+        let mut out = Vec::new();
+        group.bench_function(BenchmarkId::new(*kind, POINTS), |b| {
+            b.iter(|| {
+                for (layer, x) in &of_kind {
+                    layer.apply(x, POINTS, &mut out, &mut scratch);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_kernels);
+criterion_main!(benches);
