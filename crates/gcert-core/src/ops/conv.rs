@@ -52,6 +52,8 @@ pub(super) struct ConvScratch {
     xt: Vec<f64>,
     /// One block of outputs: `[cout rounded up, pixels, NB]`.
     ot: Vec<f64>,
+    /// The bias, zero-padded to the rounded-up channel count.
+    bias: Vec<f64>,
 }
 
 /// The number of weight rows `K = cin·kh·kw` of either convolution.
@@ -149,8 +151,7 @@ pub(super) fn conv_transpose2d(
     gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, bias, s, out);
 }
 
-/// Runs the taps over `n` points, a block of [`NB`] at a time, writing `out[point][co·pixels + pixel]` with the
-/// bias added.
+/// Runs the taps over `n` points, a block of [`NB`] at a time, writing `out[point][co·pixels + pixel]`.
 #[allow(clippy::too_many_arguments)]
 fn gather(
     input: &[f64],
@@ -164,41 +165,48 @@ fn gather(
 ) {
     let coutp = cout.next_multiple_of(CB);
     let out_len = cout * pixels;
+    s.bias.clear();
+    s.bias.extend_from_slice(&bias[..cout]);
+    s.bias.resize(coutp, 0.0);
     s.xt.resize(in_len * NB, 0.0);
     s.ot.resize(coutp * pixels * NB, 0.0);
     for first in (0..n).step_by(NB) {
         let m = NB.min(n - first);
-        for j in 0..m {
-            let x = &input[(first + j) * in_len..][..in_len];
-            for (r, v) in x.iter().enumerate() {
-                s.xt[r * NB + j] = *v;
+        // Transposed in tiles of NB × NB, so that both the reads and the writes stay within a few cache lines.
+        for r0 in (0..in_len).step_by(NB) {
+            let r1 = (r0 + NB).min(in_len);
+            for j in 0..m {
+                let src = &input[(first + j) * in_len + r0..(first + j) * in_len + r1];
+                for (t, v) in src.iter().enumerate() {
+                    s.xt[(r0 + t) * NB + j] = *v;
+                }
             }
-        }
-        if m < NB {
-            for r in 0..in_len {
+            for r in r0..r1 {
                 s.xt[r * NB + m..(r + 1) * NB].fill(0.0);
             }
         }
-        block(&s.xt, &s.wk, coutp, &s.taps, &mut s.ot);
-        for j in 0..m {
-            let o = &mut out[(first + j) * out_len..][..out_len];
-            for (co, plane) in o.chunks_exact_mut(pixels).enumerate() {
-                let src = &s.ot[co * pixels * NB..(co + 1) * pixels * NB];
-                for (y, acc) in plane.iter_mut().zip(src.chunks_exact(NB)) {
-                    *y = acc[j] + bias[co];
+        block(&s.xt, &s.wk, &s.bias, coutp, &s.taps, &mut s.ot);
+        // `ot[(co·pixels + pixel)·NB + j]`: the first `out_len` rows are the real channels, in output order.
+        for q0 in (0..out_len).step_by(NB) {
+            let q1 = (q0 + NB).min(out_len);
+            for j in 0..m {
+                let dst = &mut out[(first + j) * out_len + q0..(first + j) * out_len + q1];
+                for (t, y) in dst.iter_mut().enumerate() {
+                    *y = s.ot[(q0 + t) * NB + j];
                 }
             }
         }
     }
 }
 
-/// One block: `ot[co][pixel][j] = Σ_taps wk[k][co] · xt[row][j]`, with the best kernel the CPU offers.
-fn block(xt: &[f64], wk: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+/// One block: `ot[co][pixel][j] = bias[co] + Σ_taps wk[k][co] · xt[row][j]` (taps in order), with the best kernel the CPU offers.
+fn block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
     let pixels = taps.start.len() - 1;
     // Every index the kernels read or write lies inside these slices (checked once here, not per tap).
     assert!(taps.row.iter().all(|&r| (r + 1) * NB <= xt.len()), "a tap reads outside the block");
     assert!(taps.k.iter().all(|&k| (k + 1) * coutp <= wk.len()), "a tap reads outside the weights");
     assert!(coutp.is_multiple_of(CB) && coutp * pixels * NB <= ot.len(), "the output block is too small");
+    assert!(bias.len() >= coutp, "the bias is too short");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -206,28 +214,28 @@ fn block(xt: &[f64], wk: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
             // SAFETY: the CPU supports AVX-512F (checked just above), and the assertions above prove every
             // pointer offset `block_avx512` forms lies inside `xt`, `wk` and `ot`.
             unsafe {
-                return x86::block_avx512(xt, wk, coutp, taps, ot);
+                return x86::block_avx512(xt, wk, bias, coutp, taps, ot);
             }
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             #[allow(unsafe_code)]
             // SAFETY: the CPU supports AVX2 and FMA (checked just above); offsets as for AVX-512.
             unsafe {
-                return x86::block_avx2(xt, wk, coutp, taps, ot);
+                return x86::block_avx2(xt, wk, bias, coutp, taps, ot);
             }
         }
     }
-    block_portable(xt, wk, coutp, taps, ot);
+    block_portable(xt, wk, bias, coutp, taps, ot);
 }
 
 /// The kernel without vector instructions (separate multiply and add).
-fn block_portable(xt: &[f64], wk: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+fn block_portable(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
     let pixels = taps.start.len() - 1;
     for pix in 0..pixels {
         let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
         for cb in (0..coutp).step_by(CB) {
             for c in 0..CB {
-                let mut acc = [0.0f64; NB];
+                let mut acc = [bias[cb + c]; NB];
                 for (&k, &r) in taps.k[lo..hi].iter().zip(&taps.row[lo..hi]) {
                     let w = wk[k * coutp + cb + c];
                     for (a, x) in acc.iter_mut().zip(&xt[r * NB..(r + 1) * NB]) {
@@ -253,9 +261,16 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support AVX-512F, every `(row + 1)·NB ≤ xt.len()`, every `(k + 1)·coutp ≤ wk.len()`,
-    /// `coutp` a multiple of `CB` and `coutp·pixels·NB ≤ ot.len()`.
+    /// `coutp` a multiple of `CB`, `coutp·pixels·NB ≤ ot.len()` and `coutp ≤ bias.len()`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block_avx512(xt: &[f64], wk: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+    pub(super) unsafe fn block_avx512(
+        xt: &[f64],
+        wk: &[f64],
+        bias: &[f64],
+        coutp: usize,
+        taps: &Taps,
+        ot: &mut [f64],
+    ) {
         const { assert!(CB == 8 && NB == 16) };
         let pixels = taps.start.len() - 1;
         let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
@@ -264,6 +279,10 @@ mod x86 {
             let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
             for cb in (0..coutp).step_by(CB) {
                 let mut acc = [_mm512_setzero_pd(); 2 * CB];
+                for c in 0..CB {
+                    acc[2 * c] = _mm512_set1_pd(bias[cb + c]);
+                    acc[2 * c + 1] = acc[2 * c];
+                }
                 for (&k, &r) in ks.iter().zip(rows) {
                     // SAFETY (all pointer arithmetic here): bounds per this function's contract.
                     let (x0, x1) =
@@ -292,7 +311,14 @@ mod x86 {
     /// # Safety
     /// As [`block_avx512`], with AVX2 and FMA instead of AVX-512F.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_avx2(xt: &[f64], wk: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+    pub(super) unsafe fn block_avx2(
+        xt: &[f64],
+        wk: &[f64],
+        bias: &[f64],
+        coutp: usize,
+        taps: &Taps,
+        ot: &mut [f64],
+    ) {
         let pixels = taps.start.len() - 1;
         let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
         for pix in 0..pixels {
@@ -300,6 +326,11 @@ mod x86 {
             let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
             for c0 in (0..coutp).step_by(2) {
                 let mut acc = [_mm256_setzero_pd(); 8];
+                for c in 0..2 {
+                    for q in 0..4 {
+                        acc[4 * c + q] = _mm256_set1_pd(bias[c0 + c]);
+                    }
+                }
                 for (&k, &r) in ks.iter().zip(rows) {
                     // SAFETY (all pointer arithmetic here): bounds per this function's contract.
                     let xr = unsafe { x.add(r * NB) };
@@ -366,8 +397,9 @@ mod tests {
             f(&mut ot);
             ot
         };
-        let portable = run(&|ot| super::block_portable(&xt, &wk, coutp, &taps, ot));
-        let chosen = run(&|ot| super::block(&xt, &wk, coutp, &taps, ot));
+        let bias = inputs(coutp, 7);
+        let portable = run(&|ot| super::block_portable(&xt, &wk, &bias, coutp, &taps, ot));
+        let chosen = run(&|ot| super::block(&xt, &wk, &bias, coutp, &taps, ot));
         for (a, b) in portable.iter().zip(&chosen) {
             assert!(close(*a, *b), "{a} vs {b}");
         }
@@ -378,9 +410,9 @@ mod tests {
             // SAFETY: each kernel runs only where the CPU has its features; `block`'s assertions hold for these
             // inputs (it ran above without failing them).
             let avx2 = (has!("avx2") && has!("fma"))
-                .then(|| run(&|ot| unsafe { super::x86::block_avx2(&xt, &wk, coutp, &taps, ot) }));
+                .then(|| run(&|ot| unsafe { super::x86::block_avx2(&xt, &wk, &bias, coutp, &taps, ot) }));
             let avx512 = has!("avx512f")
-                .then(|| run(&|ot| unsafe { super::x86::block_avx512(&xt, &wk, coutp, &taps, ot) }));
+                .then(|| run(&|ot| unsafe { super::x86::block_avx512(&xt, &wk, &bias, coutp, &taps, ot) }));
             if let (Some(a), Some(b)) = (&avx2, &avx512) {
                 assert_eq!(a, b, "the AVX2 and AVX-512 kernels differ");
             }
