@@ -15,6 +15,7 @@
 //! whatever else a binary links.
 
 use super::{ConvGeom, Scratch};
+use crate::gemm::gemm;
 
 /// Points per block: the vector width of the inner loop.
 const NB: usize = 16;
@@ -42,18 +43,75 @@ impl Taps {
     }
 }
 
-/// Buffers of the gather kernel, kept between calls.
+/// The tap lists and weights of one layer, and what they were built for.
 #[derive(Debug, Default)]
-pub(super) struct ConvScratch {
+struct Plan {
     taps: Taps,
     /// Weights as `[K, cout rounded up to CB]`.
     wk: Vec<f64>,
+    /// The bias, zero-padded to the rounded-up channel count.
+    bias: Vec<f64>,
+    /// The key: transposed or not, geometry, the weights and bias as given.
+    transposed: bool,
+    geom: Option<ConvGeom>,
+    weights: Vec<f64>,
+    given_bias: Vec<f64>,
+}
+
+impl Plan {
+    fn is_for(&self, transposed: bool, g: &ConvGeom, weight: &[f64], bias: &[f64]) -> bool {
+        self.transposed == transposed
+            && self.geom == Some(*g)
+            && self.weights == weight
+            && self.given_bias == bias
+    }
+}
+
+/// Plans kept per scratch: the engine keeps one scratch per layer, the bounds one for all the layers of a pass.
+const PLANS: usize = 8;
+
+/// Buffers of the gather kernel, kept between calls.
+#[derive(Debug, Default)]
+pub(super) struct ConvScratch {
+    /// The plans of the layers seen last, most recent first.
+    plans: Vec<Plan>,
     /// One block of points, transposed: `[in_len, NB]`.
     xt: Vec<f64>,
     /// One block of outputs: `[cout rounded up, pixels, NB]`.
     ot: Vec<f64>,
-    /// The bias, zero-padded to the rounded-up channel count.
-    bias: Vec<f64>,
+    small: SmallScratch,
+}
+
+impl ConvScratch {
+    /// Moves the plan for this layer to the front, building it with `build` if no kept plan is for it.
+    fn plan(
+        &mut self,
+        transposed: bool,
+        g: &ConvGeom,
+        weight: &[f64],
+        bias: &[f64],
+        build: impl FnOnce(&mut Plan),
+    ) {
+        match self.plans.iter().position(|p| p.is_for(transposed, g, weight, bias)) {
+            Some(i) => self.plans[..=i].rotate_right(1),
+            None => {
+                let mut plan =
+                    if self.plans.len() >= PLANS { self.plans.pop().expect("full") } else { Plan::default() };
+                build(&mut plan);
+                let coutp = g.cout.next_multiple_of(CB);
+                plan.bias.clear();
+                plan.bias.extend_from_slice(&bias[..g.cout]);
+                plan.bias.resize(coutp, 0.0);
+                plan.transposed = transposed;
+                plan.geom = Some(*g);
+                plan.weights.clear();
+                plan.weights.extend_from_slice(weight);
+                plan.given_bias.clear();
+                plan.given_bias.extend_from_slice(bias);
+                self.plans.insert(0, plan);
+            }
+        }
+    }
 }
 
 /// The number of weight rows `K = cin·kh·kw` of either convolution.
@@ -71,7 +129,16 @@ pub(super) fn conv2d(
     out: &mut [f64],
     scratch: &mut Scratch,
 ) {
+    if n < SMALL_BATCH {
+        return conv2d_small(input, n, weight, bias, g, out, &mut scratch.conv.small);
+    }
     let s = &mut scratch.conv;
+    s.plan(false, g, weight, bias, |p| conv2d_plan(weight, g, p));
+    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
+}
+
+/// The tap lists and transposed weights of a convolution.
+fn conv2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     let k_len = rows(g);
     s.taps.clear();
     for oy in 0..g.oh {
@@ -100,7 +167,6 @@ pub(super) fn conv2d(
             s.wk[k * coutp + co] = weight[co * k_len + k];
         }
     }
-    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, bias, s, out);
 }
 
 /// `y = conv_transpose2d(x)`: weight `[cin, cout, kh, kw]`, input `(iy, ix)` adds into output
@@ -114,7 +180,16 @@ pub(super) fn conv_transpose2d(
     out: &mut [f64],
     scratch: &mut Scratch,
 ) {
+    if n < SMALL_BATCH {
+        return conv_transpose2d_small(input, n, weight, bias, g, out, &mut scratch.conv.small);
+    }
     let s = &mut scratch.conv;
+    s.plan(true, g, weight, bias, |p| conv_transpose2d_plan(weight, g, p));
+    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
+}
+
+/// The tap lists (gathered per output pixel) and transposed weights of a transposed convolution.
+fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     let k_len = rows(g);
     // The input index along one axis that reaches output `o` through kernel offset `k`, if any.
     let source = |o: usize, k: usize, stride: usize, pad: usize, len: usize| {
@@ -148,7 +223,151 @@ pub(super) fn conv_transpose2d(
             }
         }
     }
-    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, bias, s, out);
+}
+
+/// Batches of fewer than [`SMALL_BATCH`] points (the bounds' two-end passes):
+/// im2col / col2im around one matrix product, which needs no tap lists or transposed weights.
+#[derive(Debug, Default)]
+pub(super) struct SmallScratch {
+    cols: Vec<f64>,
+    tmp: Vec<f64>,
+}
+
+/// Batches below this size take the im2col path: for one to three points the gather kernel would mostly multiply
+/// the zero padding of its point block (measured on the hybrid bench's bound evaluations, which pass 2 points
+/// forward and a dozen margins back).
+const SMALL_BATCH: usize = 4;
+
+/// Upper bound on scratch elements a small batch may use (8 MiB of f64).
+const SMALL_LIMIT: usize = 1 << 20;
+
+fn conv2d_small(
+    input: &[f64],
+    n: usize,
+    weight: &[f64],
+    bias: &[f64],
+    g: &ConvGeom,
+    out: &mut [f64],
+    scratch: &mut SmallScratch,
+) {
+    let k = g.cin * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    let in_len = g.cin * g.h * g.w;
+    let out_len = g.cout * p;
+    let per_sample = (k * p).max(g.cout * p);
+    let chunk = (SMALL_LIMIT / per_sample).max(1).min(n.max(1));
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        let cols = &mut scratch.cols;
+        cols.clear();
+        cols.resize(k * m * p, 0.0);
+        // im2col: row (ci, ky, kx), column (sample, oy, ox).
+        for s in 0..m {
+            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
+            for ci in 0..g.cin {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let row = (ci * g.kh + ky) * g.kw + kx;
+                        let base = row * m * p + s * p;
+                        for oy in 0..g.oh {
+                            let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            let xrow = &x[ci * g.h * g.w + iy as usize * g.w..][..g.w];
+                            let crow = &mut cols[base + oy * g.ow..][..g.ow];
+                            for ox in 0..g.ow {
+                                let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                                if ix >= 0 && ix < g.w as isize {
+                                    crow[ox] = xrow[ix as usize];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let tmp = &mut scratch.tmp;
+        tmp.clear();
+        tmp.resize(g.cout * m * p, 0.0);
+        gemm((g.cout, k, m * p), weight, (k, 1), cols, (m * p, 1), 0.0, tmp, (m * p, 1));
+        for s in 0..m {
+            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
+            for co in 0..g.cout {
+                let src = &tmp[co * m * p + s * p..][..p];
+                for (d, v) in o[co * p..(co + 1) * p].iter_mut().zip(src) {
+                    *d = v + bias[co];
+                }
+            }
+        }
+        start += m;
+    }
+}
+
+fn conv_transpose2d_small(
+    input: &[f64],
+    n: usize,
+    weight: &[f64],
+    bias: &[f64],
+    g: &ConvGeom,
+    out: &mut [f64],
+    scratch: &mut SmallScratch,
+) {
+    let hw = g.h * g.w;
+    let kk = g.cout * g.kh * g.kw;
+    let in_len = g.cin * hw;
+    let out_len = g.cout * g.oh * g.ow;
+    let per_sample = kk * hw + in_len;
+    let chunk = (SMALL_LIMIT / per_sample).max(1).min(n.max(1));
+    let mut start = 0;
+    while start < n {
+        let m = chunk.min(n - start);
+        // x as [cin, m*hw].
+        let xt = &mut scratch.tmp;
+        xt.clear();
+        xt.resize(g.cin * m * hw, 0.0);
+        for s in 0..m {
+            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
+            for ci in 0..g.cin {
+                xt[ci * m * hw + s * hw..][..hw].copy_from_slice(&x[ci * hw..(ci + 1) * hw]);
+            }
+        }
+        let cols = &mut scratch.cols;
+        cols.clear();
+        cols.resize(kk * m * hw, 0.0);
+        // cols[kk × m·hw] = Wᵀ · X, the weight [cin, cout·kh·kw] read as its transpose.
+        gemm((kk, g.cin, m * hw), weight, (1, kk), xt, (m * hw, 1), 0.0, cols, (m * hw, 1));
+        // col2im: scatter-add every (co, ky, kx, iy, ix) into (co, iy*s - p + ky, ix*s - p + kx).
+        for s in 0..m {
+            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
+            for co in 0..g.cout {
+                let plane = &mut o[co * g.oh * g.ow..(co + 1) * g.oh * g.ow];
+                plane.fill(bias[co]);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let row = (co * g.kh + ky) * g.kw + kx;
+                        let src = &cols[row * m * hw + s * hw..][..hw];
+                        for iy in 0..g.h {
+                            let oy = (iy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                            if oy < 0 || oy >= g.oh as isize {
+                                continue;
+                            }
+                            let prow = &mut plane[oy as usize * g.ow..][..g.ow];
+                            let srow = &src[iy * g.w..][..g.w];
+                            for ix in 0..g.w {
+                                let ox = (ix * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                                if ox >= 0 && ox < g.ow as isize {
+                                    prow[ox as usize] += srow[ix];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        start += m;
+    }
 }
 
 /// Runs the taps over `n` points, a block of [`NB`] at a time, writing `out[point][co·pixels + pixel]`.
@@ -159,15 +378,12 @@ fn gather(
     in_len: usize,
     cout: usize,
     pixels: usize,
-    bias: &[f64],
     s: &mut ConvScratch,
     out: &mut [f64],
 ) {
     let coutp = cout.next_multiple_of(CB);
     let out_len = cout * pixels;
-    s.bias.clear();
-    s.bias.extend_from_slice(&bias[..cout]);
-    s.bias.resize(coutp, 0.0);
+    let plan = &s.plans[0];
     s.xt.resize(in_len * NB, 0.0);
     s.ot.resize(coutp * pixels * NB, 0.0);
     for first in (0..n).step_by(NB) {
@@ -185,7 +401,7 @@ fn gather(
                 s.xt[r * NB + m..(r + 1) * NB].fill(0.0);
             }
         }
-        block(&s.xt, &s.wk, &s.bias, coutp, &s.taps, &mut s.ot);
+        block(&s.xt, &plan.wk, &plan.bias, coutp, &plan.taps, &mut s.ot);
         // `ot[(co·pixels + pixel)·NB + j]`: the first `out_len` rows are the real channels, in output order.
         for q0 in (0..out_len).step_by(NB) {
             let q1 = (q0 + NB).min(out_len);
