@@ -129,6 +129,7 @@ pub fn run(root: &Path, s: &Settings) -> Result<()> {
         cache.display()
     );
     let inversion_started = Instant::now();
+    let cached = std::sync::atomic::AtomicUsize::new(0);
     let latents: Vec<(Vec<f64>, f64)> = pool.install(|| {
         digits
             .par_iter()
@@ -136,6 +137,7 @@ pub fn run(root: &Path, s: &Settings) -> Result<()> {
                 let zf = cache.join(format!("z-{index}.npy"));
                 let mf = cache.join(format!("mse-{index}.npy"));
                 if let (Ok(z), Ok(m)) = (read_npy(&zf), read_npy(&mf)) {
+                    cached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok((z.data, m.data[0]));
                 }
                 let inv = invert(&net, img, inv_params)?;
@@ -176,8 +178,8 @@ pub fn run(root: &Path, s: &Settings) -> Result<()> {
             .collect::<Result<Vec<_>>>()
     })?;
     let search_seconds = search_started.elapsed().as_secs_f64();
-    let page =
-        render(s, &digits, &results, &params, &between_params, inversion_seconds, search_seconds, started);
+    let timing = (inversion_seconds, search_seconds, cached.into_inner());
+    let page = render(s, &digits, &results, &params, &between_params, timing, started);
     let out = root.join(&s.out);
     gcert_core::io::write_atomic(&out, true, |w| w.write_all(page.as_bytes()))
         .with_context(|| format!("writing {}", out.display()))?;
@@ -189,20 +191,19 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".to_string(), |x| format!("{x:.digits$}"))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn render(
     s: &Settings,
     digits: &[(usize, u8, Vec<f64>)],
     results: &[DigitResult],
     params: &MutationParams,
     between: &BetweenParams,
-    inversion_seconds: f64,
-    search_seconds: f64,
+    (inversion_seconds, search_seconds, cached): (f64, f64, usize),
     started: Instant,
 ) -> String {
     let n = results.len();
     let mut p = String::new();
-    let gen = s.generator.display();
+    let root = crate::root();
+    let gen = s.generator.strip_prefix(&root).unwrap_or(&s.generator).display();
     let _ = writeln!(p, "# Named mutations, Table 2 and Table 3 on real test digits\n");
     let _ = writeln!(
         p,
@@ -212,12 +213,14 @@ fn render(
     let mses: Vec<f64> = results.iter().map(|r| r.mse).collect();
     let _ = writeln!(
         p,
-        "\nGenerator `{gen}`. The first {n} digits of the fixed MNIST test split (test indices {}…), each \
+        "\nGenerator `{gen}`. The first {n} digits of the fixed MNIST test split (positions 0–{} of the split; \
+         indices {}… in the MNIST file), each \
          inverted with `gcert_directions::invert` ({} restarts, {} iterations; median reconstruction MSE {:.4} \
          per pixel, worst {:.4}). At each latent, `find_mutation` searches the top {} local directions for each \
          transform and verifies the result over t ∈ [−{}, {}]: found when the purity (largest cross effect over \
          the own effect, outline displacements) is at most {} and the linearity (R² of the property against t) \
          at least {}.",
+        n.saturating_sub(1),
         digits.iter().take(5).map(|d| d.0.to_string()).collect::<Vec<_>>().join(", "),
         s.restarts,
         s.iters,
@@ -231,9 +234,10 @@ fn render(
     );
     let _ = writeln!(
         p,
-        "\nRunning time: {:.0} s in all ({:.0} s inverting, {:.0} s searching and checking; {} threads).",
+        "\nRunning time: {:.0} s in all ({:.0} s inverting{}, {:.0} s searching and checking; {} threads).",
         started.elapsed().as_secs_f64(),
         inversion_seconds,
+        if cached > 0 { format!(", {cached} of the {n} latents read from the cache") } else { String::new() },
         search_seconds,
         s.threads
     );
