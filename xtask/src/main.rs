@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 mod continuity;
 mod data;
 mod fixtures;
-mod geometry_tables;
 mod pipelines;
 mod setup;
 mod train;
@@ -111,9 +110,7 @@ fn main() -> Result<()> {
             continuity::continuity(&root(), train, retrain, render, &device)
         }
         Command::GeometryTables { generator, digits, restarts, iters, threads, out } => {
-            let generator = if generator.is_absolute() { generator } else { root().join(generator) };
-            let settings = geometry_tables::Settings { generator, digits, restarts, iters, threads, out };
-            geometry_tables::run(&root(), &settings)
+            pipelines::geometry_tables(&root(), &generator, digits, restarts, iters, threads, &out)
         }
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }

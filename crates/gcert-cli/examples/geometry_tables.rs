@@ -1,6 +1,10 @@
-//! `cargo xtask geometry-tables --generator CARD`: named mutations, the paper's Table 2 (independence) and
-//! Table 3 (between the ends) over the latents of the first 100 real MNIST test digits; writes
-//! docs/geometry-tables.md.
+//! Named mutations, the paper's Table 2 (independence) and Table 3 (between the ends) over the latents of the
+//! first 100 real MNIST test digits; writes docs/geometry-tables.md. Run by `cargo xtask geometry-tables
+//! --generator CARD` (an example of the CLI crate, not part of xtask, so that xtask links no BLAS):
+//!
+//! ```text
+//! cargo run -p gcert-cli --example geometry_tables -- --generator CARD --mnist FILE --cache DIR --out PAGE
+//! ```
 //!
 //! The digits are the first `--digits` indices of the fixed seeded test split (the split of
 //! `gcert_torch::data::Mnist::split`, reimplemented here without libtorch: the same ChaCha8 shuffle of
@@ -29,14 +33,35 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// Settings of one run.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub generator: PathBuf,
-    pub digits: usize,
-    pub restarts: usize,
-    pub iters: usize,
-    pub threads: usize,
-    pub out: PathBuf,
+#[derive(Debug, Clone, clap::Parser)]
+struct Settings {
+    /// The generator card
+    #[arg(long)]
+    generator: PathBuf,
+    /// How many test digits (the first of the fixed test split)
+    #[arg(long, default_value_t = 100)]
+    digits: usize,
+    /// Inversion restarts per digit
+    #[arg(long, default_value_t = 4)]
+    restarts: usize,
+    /// Inversion iterations per restart
+    #[arg(long, default_value_t = 40)]
+    iters: usize,
+    /// Worker threads
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// The compact MNIST file of `cargo xtask data`
+    #[arg(long)]
+    mnist: PathBuf,
+    /// Where inverted latents are cached
+    #[arg(long)]
+    cache: PathBuf,
+    /// The repository root (paths on the page are shown relative to it)
+    #[arg(long, default_value = ".")]
+    root: PathBuf,
+    /// The page to write
+    #[arg(long)]
+    out: PathBuf,
 }
 
 const SPLIT_SEED: u64 = 20_230_801;
@@ -110,14 +135,17 @@ fn cache_key(generator: &Path, s: &Settings, params: &InvertParams) -> Result<St
     Ok(format!("{:016x}", h.finish()))
 }
 
-pub fn run(root: &Path, s: &Settings) -> Result<()> {
+fn main() -> Result<()> {
+    let s = <Settings as clap::Parser>::parse();
+    run(&s)
+}
+
+fn run(s: &Settings) -> Result<()> {
     let started = Instant::now();
     let net = Network::load(&s.generator).with_context(|| format!("loading {}", s.generator.display()))?;
-    let mnist = crate::data::mnist_file();
-    let digits = test_digits(&mnist, s.digits)?;
+    let digits = test_digits(&s.mnist, s.digits)?;
     let inv_params = InvertParams { restarts: s.restarts, iters: s.iters, ..InvertParams::default() };
-    let cache =
-        crate::setup::cache_dir().join("geometry-tables").join(cache_key(&s.generator, s, &inv_params)?);
+    let cache = s.cache.join(cache_key(&s.generator, s, &inv_params)?);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(s.threads.max(1)).build()?;
     let params = MutationParams::default();
@@ -180,7 +208,7 @@ pub fn run(root: &Path, s: &Settings) -> Result<()> {
     let search_seconds = search_started.elapsed().as_secs_f64();
     let timing = (inversion_seconds, search_seconds, cached.into_inner());
     let page = render(s, &digits, &results, &params, &between_params, timing, started);
-    let out = root.join(&s.out);
+    let out = s.out.clone();
     gcert_core::io::write_atomic(&out, true, |w| w.write_all(page.as_bytes()))
         .with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} in {:.0} s", out.display(), started.elapsed().as_secs_f64());
@@ -202,8 +230,9 @@ fn render(
 ) -> String {
     let n = results.len();
     let mut p = String::new();
-    let root = crate::root();
-    let gen = s.generator.strip_prefix(&root).unwrap_or(&s.generator).display();
+    let root = s.root.canonicalize().unwrap_or_else(|_| s.root.clone());
+    let generator = s.generator.canonicalize().unwrap_or_else(|_| s.generator.clone());
+    let gen = generator.strip_prefix(&root).unwrap_or(&generator).display();
     let _ = writeln!(p, "# Named mutations, Table 2 and Table 3 on real test digits\n");
     let _ = writeln!(
         p,
