@@ -210,11 +210,12 @@ fn run_quiet(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Runs the criterion benchmarks and prints the medians with the engine/floor ratios.
+/// Runs the criterion benchmarks (the engine's in gcert-benches, the libtorch reference in gcert-torch, the
+/// process start-up in gcert-cli) and prints the medians with the engine/floor and reference/engine ratios.
 pub fn bench(root: &Path, filter: Option<&str>) -> Result<()> {
     run_setup()?;
     let mut cmd = torch_cargo()?;
-    cmd.args(["bench", "-p", "gcert-benches"]);
+    cmd.args(["bench", "-p", "gcert-benches", "-p", "gcert-torch", "-p", "gcert-cli", "--benches"]);
     if let Some(f) = filter {
         cmd.args(["--", f]);
     }
@@ -250,6 +251,11 @@ fn summary(dir: &Path) -> Result<()> {
             let floor = format!("{}/floor/{}", rest.0, rest.1);
             if let Some(f) = medians.get(&floor) {
                 println!("ratio {}/engine÷floor at {}: {:.2}", rest.0, rest.1, ns / f);
+            }
+            for reference in ["torch_f64", "torch_f32"] {
+                if let Some(r) = medians.get(&format!("{}/{reference}/{}", rest.0, rest.1)) {
+                    println!("ratio {}/{reference}÷engine at {}: {:.2}", rest.0, rest.1, r / ns);
+                }
             }
         }
     }
