@@ -109,8 +109,10 @@ const PARALLEL_DEPTH: u32 = 3;
 
 /// Each side first runs the exact chain from `r = 0` for as many pieces as this many bound evaluations cost;
 /// a side whose chain is that cheap is done exactly without any bound, otherwise the chain's prefix is kept and
-/// the bounds start where it stopped.
-const CHAIN_FIRST_BOUNDS: usize = 8;
+/// the bounds start where it stopped. 32 since the convolution kernels were vectorised (chain points became
+/// 3–5× cheaper while bound evaluations, which pass two points forward, did not): on the trained MNIST models at
+/// ε = 3 the hybrid with 8 took 0.90× the whole chain's time, with 32 0.97× (docs/performance.md).
+const CHAIN_FIRST_BOUNDS: usize = 32;
 
 /// What one evaluation of the bounds costs, in chain points: a forward pass of lines (two points) and, for
 /// every activation layer, a back-substitution of every margin through the layers before it (at most one
