@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod continuity;
 mod data;
 mod fixtures;
+mod geometric;
 mod pipelines;
 mod setup;
 mod train;
@@ -56,6 +57,16 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// The generators with geometry coordinates (issue 9): measure rotation, translation and scale along their
+    /// geometry axes at the latents of 100 real test digits (with --train, train them first)
+    Geometric {
+        /// Train fixtures/trained/generator-geometric{,-regulated}.toml first (needs libtorch)
+        #[arg(long)]
+        train: bool,
+        /// auto, cpu, cuda or cuda:N (training only)
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Train every trained fixture (classifiers, pair network, generator, VAE, latents) into fixtures/trained/
     TrainFixtures {
         /// auto, cpu, cuda or cuda:N
@@ -87,6 +98,7 @@ fn main() -> Result<()> {
         Command::Continuity { train, retrain, render, device } => {
             continuity::continuity(&root(), train, retrain, render, &device)
         }
+        Command::Geometric { train, device } => geometric::geometric(&root(), train, &device),
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }
 }
