@@ -29,6 +29,31 @@ pub fn test(root: &Path) -> Result<()> {
     run(torch_cargo()?.args(["test", "--workspace", "--no-fail-fast"]).current_dir(root))
 }
 
+/// `cargo xtask geometry-tables`: runs the `geometry_tables` example of the CLI crate (named mutations, Table 2
+/// and Table 3 over the latents of the first real test digits) after making sure MNIST is in the cache.
+pub fn geometry_tables(
+    root: &Path,
+    generator: &Path,
+    digits: usize,
+    restarts: usize,
+    iters: usize,
+    threads: usize,
+    out: &Path,
+) -> Result<()> {
+    run_setup()?;
+    crate::data::run_data(false)?;
+    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { root.join(p) };
+    let cache = crate::setup::cache_dir().join("geometry-tables");
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    run(torch_cargo()?
+        .args(["run", "--quiet", "-p", "gcert-cli", "--example", "geometry_tables", "--"])
+        .args(["--generator", &s(abs(generator)), "--mnist", &s(crate::data::mnist_file())])
+        .args(["--cache", &s(cache), "--root", &s(root.to_path_buf()), "--out", &s(abs(out))])
+        .args(["--digits", &digits.to_string(), "--restarts", &restarts.to_string()])
+        .args(["--iters", &iters.to_string(), "--threads", &threads.to_string()])
+        .current_dir(root))
+}
+
 /// Builds the `gcert` binary in release mode and returns its path.
 pub fn build_gcert(root: &Path) -> Result<std::path::PathBuf> {
     run(torch_cargo()?.args(["build", "--release", "-p", "gcert-cli"]))?;
@@ -131,7 +156,7 @@ pub fn demo(root: &Path) -> Result<()> {
             vec!["directions", "--generator", &tg, "--latent", &tz, "--out", &mdirs, "--force"],
         ),
         (
-            "regulated MNIST generator and 4-conv classifier along direction 3, tolerance 5, both sides",
+            "regulated MNIST generator and 4-conv classifier along direction 3, tolerance 8, both sides",
             vec![
                 "certify",
                 "--generator",
@@ -143,7 +168,7 @@ pub fn demo(root: &Path) -> Result<()> {
                 "--direction",
                 &mdir,
                 "--eps",
-                "5",
+                "8",
                 "--two-sided",
                 "--counterexample-out",
                 &mcex,
@@ -161,7 +186,7 @@ pub fn demo(root: &Path) -> Result<()> {
                 "--direction",
                 &mdir,
                 "--eps",
-                "5",
+                "8",
                 "--two-sided",
                 "--out",
                 &mstrip,

@@ -173,3 +173,92 @@ pub fn read_directions(path: &Path, k: usize, what: &str) -> Result<Vec<Vec<f64>
         s => bail!("{}: {what} must have shape [{k}] or [rows, {k}], found {s:?}", path.display()),
     }
 }
+
+/// A value parser for a transform name (`--mutation`): exactly the names of
+/// [`gcert_directions::Property::ALL`].
+pub fn transform(s: &str) -> std::result::Result<gcert_directions::Property, String> {
+    s.trim().parse().map_err(|e: gcert_directions::Error| e.to_string().replace("invalid input: ", ""))
+}
+
+/// A value parser for a positive finite number (`--amount`).
+pub fn positive(s: &str) -> std::result::Result<f64, String> {
+    match finite(s)? {
+        v if v > 0.0 => Ok(v),
+        v => Err(format!("must be a positive number, found {v}")),
+    }
+}
+
+/// The options of a named-mutation search (`--mutation`), shared by `certify`, `directions` and `mutate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MutationArgs {
+    /// Named mutations: how many top local directions (right-singular vectors of J at the latent) the search
+    /// combines
+    #[arg(long, default_value_t = 16, value_parser = at_most::<4096>)]
+    pub candidates: usize,
+    /// Named mutations: the latent half-range over which calibration, linearity and purity are verified
+    #[arg(long, default_value_t = 3.0, value_parser = positive)]
+    pub span: f64,
+    /// Named mutations: the purity bar (largest cross effect over the transform's own effect)
+    #[arg(long, default_value_t = 0.25, value_parser = finite)]
+    pub max_cross: f64,
+    /// Named mutations: the linearity bar (R² of the transform's amount against t over ±span)
+    #[arg(long, default_value_t = 0.9, value_parser = finite)]
+    pub min_linearity: f64,
+    /// Geometry: pixels brighter than this (channels averaged) belong to the object
+    #[arg(long, default_value_t = 0.5, value_parser = finite)]
+    pub threshold: f64,
+}
+
+impl MutationArgs {
+    pub fn params(&self) -> gcert_directions::MutationParams {
+        let d = gcert_directions::MutationParams::default();
+        gcert_directions::MutationParams {
+            geometry: gcert_directions::geometry::GeometryParams { threshold: self.threshold, ..d.geometry },
+            candidates: self.candidates,
+            span: self.span,
+            max_cross: self.max_cross,
+            min_linearity: self.min_linearity,
+        }
+    }
+}
+
+/// The named mutation `transform` of `net` at `z`, or an error that says why there is none (never a
+/// direction that does something else).
+pub fn named_mutation(
+    net: &Network,
+    generator: &Path,
+    latent: &Path,
+    z: &[f64],
+    transform: gcert_directions::Property,
+    args: &MutationArgs,
+) -> Result<gcert_directions::NamedMutation> {
+    let found = gcert_directions::find_mutation(net, z, transform, &args.params())
+        .with_context(|| format!("cannot search for a {transform} direction in {}", generator.display()))?;
+    match found {
+        gcert_directions::Found::Named(m) => Ok(m),
+        gcert_directions::Found::NotFound { why, .. } => bail!(
+            "no direction realises {transform} cleanly at {} under {}: {why}",
+            latent.display(),
+            generator.display()
+        ),
+    }
+}
+
+/// One line describing a named mutation.
+pub fn describe_mutation(m: &gcert_directions::NamedMutation) -> String {
+    let cross: Vec<String> = gcert_directions::Property::ALL
+        .iter()
+        .zip(&m.cross)
+        .filter(|(p, _)| **p != m.transform)
+        .map(|(p, c)| format!("{} {c:.2}", p.name()))
+        .collect();
+    format!(
+        "{}: {:.4} {}/latent unit, linearity R² {:.3}, purity {:.3} (cross effects: {})",
+        m.transform,
+        m.per_latent_unit,
+        m.transform.unit(),
+        m.linearity,
+        m.purity,
+        cross.join(", ")
+    )
+}

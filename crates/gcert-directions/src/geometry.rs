@@ -205,6 +205,11 @@ impl Property {
         }
     }
 
+    /// The property named `name` ([`Property::name`]), if any.
+    pub fn from_name(name: &str) -> Option<Property> {
+        Property::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     /// The unit of this property's calibration, per unit latent step.
     pub fn unit(self) -> &'static str {
         match self {
@@ -212,6 +217,24 @@ impl Property {
             Property::TranslateX | Property::TranslateY => "pixels",
             Property::Scale | Property::Shear => "percent",
         }
+    }
+}
+
+impl std::str::FromStr for Property {
+    type Err = Error;
+
+    /// Exactly the names of [`Property::ALL`]; the error lists them.
+    fn from_str(s: &str) -> Result<Property> {
+        Property::from_name(s).ok_or_else(|| {
+            let names: Vec<&str> = Property::ALL.iter().map(|p| p.name()).collect();
+            Error::input(format!("unknown transform '{s}': expected one of {}", names.join(", ")))
+        })
+    }
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -306,7 +329,7 @@ pub enum Dominance {
     Infinite(&'static str),
 }
 
-fn wrap90(deg: f64) -> f64 {
+pub(crate) fn wrap90(deg: f64) -> f64 {
     let r = deg.rem_euclid(90.0);
     if r > 45.0 {
         r - 90.0
@@ -398,7 +421,7 @@ pub fn measure_direction(
 }
 
 /// Least-squares slope of `y` against `x`.
-fn slope(x: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn slope(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len() as f64;
     let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
     let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();

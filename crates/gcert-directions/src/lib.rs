@@ -33,17 +33,20 @@ pub mod geometry;
 pub mod invert;
 pub mod jacobian;
 pub mod local;
+pub mod mutation;
 pub mod rpca;
 pub mod strip;
 pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use factor::{directions, factorize, sample_latents, FactorParams, Factorization, RpcaSummary};
+pub use geometry::Property;
 pub use invert::{invert, Inversion, InvertParams};
 pub use jacobian::{finite_difference_jacobian, jacobian, JacobianPlan};
 pub use local::{
     image_shape, local_directions, Leak, LocalDirection, LocalDirections, LocalParams, NullSpace, Region,
 };
+pub use mutation::{find_mutation, find_mutation_in, local_basis, Found, MutationParams, NamedMutation};
 pub use rpca::{robust_pca, Rpca, RpcaParams};
 
 #[cfg(test)]

@@ -12,9 +12,12 @@ use gcert_certify::job::{Job, JobSegment, Models};
 use gcert_certify::{Certificate, Method, Options, Relaxation};
 use gcert_core::npy::write_npy_checked;
 
+use gcert_directions::{NamedMutation, Property};
+use serde_json::json;
+
 use super::{
-    at_most, card_files, check_output, finite, fmt_values, load_network, print_json, read_direction,
-    read_input,
+    at_most, card_files, check_output, describe_mutation, finite, fmt_values, load_network, named_mutation,
+    positive, print_json, read_direction, read_input, transform, MutationArgs,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,8 +62,19 @@ pub struct Args {
     /// Tolerance E: the segment is z + t·E·d, t in [0, 1]
     #[arg(long, allow_negative_numbers = true, value_parser = finite)]
     eps: Option<f64>,
+    /// Certify against a named transform instead of --direction/--eps: rotation, translate-x, translate-y,
+    /// scale or shear. The direction that realises it at --latent is found and verified (docs/directions.md);
+    /// --amount in the transform's unit becomes the latent tolerance, both ways (t in [-1, 1])
+    #[arg(long, value_parser = transform, requires = "amount", conflicts_with_all = ["direction", "eps"])]
+    mutation: Option<Property>,
+    /// With --mutation: how much of the transform, in its unit (degrees for rotation, pixels for translations,
+    /// percent for scale and shear), each way
+    #[arg(long, value_parser = positive, requires = "mutation", allow_negative_numbers = true)]
+    amount: Option<f64>,
+    #[command(flatten)]
+    named: MutationArgs,
     /// Pixel-space segment start (.npy), instead of --generator/--latent/--direction/--eps
-    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps"])]
+    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps", "mutation"])]
     from: Option<PathBuf>,
     /// Pixel-space segment end (.npy)
     #[arg(long, requires = "from")]
@@ -99,7 +113,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Certify every job of a JSON-lines file (see docs/certify.md), with the models given here
-    #[arg(long, conflicts_with_all = ["latent", "direction", "eps", "from", "to", "counterexample_out"])]
+    #[arg(long, conflicts_with_all = ["latent", "direction", "eps", "from", "to", "counterexample_out", "mutation"])]
     batch: Option<PathBuf>,
     /// Run only shard i of n (jobs whose index modulo n is i), e.g. 3/8
     #[arg(long, requires = "batch")]
@@ -115,6 +129,19 @@ pub struct Args {
 /// The JSON object of a certificate (the fields docs/certify.md lists): the certificate's own serialisation.
 pub fn certificate_json(c: &Certificate) -> serde_json::Value {
     serde_json::to_value(c).expect("a certificate serialises")
+}
+
+/// The `mutation` object of a certificate's JSON: what was asked for and how the direction realises it.
+fn mutation_json(m: &NamedMutation, amount: f64) -> serde_json::Value {
+    json!({
+        "transform": m.transform,
+        "unit": m.transform.unit(),
+        "amount": amount,
+        "per_latent_unit": m.per_latent_unit,
+        "linearity": m.linearity,
+        "purity": m.purity,
+        "cross": m.cross,
+    })
 }
 
 /// Every file a run of `gcert certify` reads: the cards, their weights, the arrays named on the command line.
@@ -155,6 +182,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(p) = &args.counterexample_out {
         check_output(p, args.force, &input_files(&args))?;
     }
+    let mut named: Option<(NamedMutation, f64)> = None;
     let segment = match (&args.from, &args.to) {
         (Some(from), Some(to)) => JobSegment::Pixels {
             from: read_input(from, models.image_shape(), "the segment start")?,
@@ -165,15 +193,47 @@ pub fn run(args: Args) -> Result<()> {
             let Some(shape) = models.latent_shape() else {
                 bail!("give --generator with --latent/--direction/--eps, or a pixel-space segment with --from/--to");
             };
-            let (Some(latent), Some(direction), Some(eps)) = (&args.latent, &args.direction, args.eps) else {
-                bail!("a latent segment needs --latent, --direction and --eps");
-            };
-            let z = read_input(latent, &shape, "the latent point")?;
-            let d = read_direction(direction.as_os_str(), shape.iter().product())?;
-            JobSegment::Latent { latent: z, direction: d, eps }
+            if let (Some(t), Some(amount)) = (args.mutation, args.amount) {
+                let (Some(latent), Some(generator), Some(net)) =
+                    (&args.latent, &args.generator, models.generator())
+                else {
+                    bail!("--mutation needs --generator and --latent");
+                };
+                let z = read_input(latent, &shape, "the latent point")?;
+                let m = named_mutation(net, generator, latent, &z, t, &args.named)?;
+                let eps = m.latent_tolerance(amount)?;
+                if eps > args.named.span {
+                    bail!(
+                        "{amount} {} of {t} needs a latent tolerance of {eps:.3} at {} ({:.4} {}/latent unit), beyond \
+                         the ±{} over which the direction was verified; ask for at most {:.3} {} or raise --span",
+                        t.unit(),
+                        latent.display(),
+                        m.per_latent_unit,
+                        t.unit(),
+                        args.named.span,
+                        m.amount(args.named.span),
+                        t.unit()
+                    );
+                }
+                let d = m.direction.clone();
+                named = Some((m, amount));
+                JobSegment::Latent { latent: z, direction: d, eps }
+            } else {
+                let (Some(latent), Some(direction), Some(eps)) = (&args.latent, &args.direction, args.eps)
+                else {
+                    bail!(
+                        "a latent segment needs --latent, --direction and --eps (or --mutation and --amount)"
+                    );
+                };
+                let z = read_input(latent, &shape, "the latent point")?;
+                let d = read_direction(direction.as_os_str(), shape.iter().product())?;
+                JobSegment::Latent { latent: z, direction: d, eps }
+            }
         }
     };
-    let job = Job { segment, two_sided: args.two_sided, label: args.label, method: args.method.into() };
+    // A named transform is certified both ways: "robust to 15° of rotation" means clockwise and anticlockwise.
+    let two_sided = args.two_sided || named.is_some();
+    let job = Job { segment, two_sided, label: args.label, method: args.method.into() };
     let cert = models.certify(&job, options(&args)).context("cannot certify")?;
     if let (Some(path), Some(c)) = (&args.counterexample_out, &cert.counterexample) {
         let mut shape = models.image_shape().to_vec();
@@ -183,12 +243,29 @@ pub fn run(args: Args) -> Result<()> {
         write_npy_checked(path, &shape, &c.image, args.force)?;
     }
     if args.json {
-        return print_json(&certificate_json(&cert));
+        let mut value = certificate_json(&cert);
+        if let Some((m, amount)) = &named {
+            value["mutation"] = mutation_json(m, *amount);
+            value["max_amount"] = json!(m.amount(cert.max_tolerance));
+        }
+        return print_json(&value);
+    }
+    if let Some((m, amount)) = &named {
+        println!(
+            "mutation: {amount} {} of {} each way = latent tolerance {}",
+            m.transform.unit(),
+            m.transform,
+            m.latent_tolerance(*amount)?
+        );
+        println!("direction: {}", describe_mutation(m));
     }
     println!("verdict: {}", cert.verdict.as_str());
     println!("label: {}", cert.label);
     println!("pieces: {}", cert.pieces);
     println!("max tolerance: {}", cert.max_tolerance);
+    if let Some((m, _)) = &named {
+        println!("max amount: {} {}", m.amount(cert.max_tolerance), m.transform.unit());
+    }
     println!("kept fraction: [{}, {}]", cert.fraction.lower, cert.fraction.upper);
     println!("smallest margin: {} at t = {}", cert.min_margin.margin, cert.min_margin.t);
     if !cert.violated.is_empty() {

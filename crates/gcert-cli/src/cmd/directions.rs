@@ -5,14 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use gcert_core::npy::{read_npy, write_npy_checked};
-use gcert_directions::geometry::{independence_matrix, measure_direction, GeometryParams, NetworkImages};
+use gcert_directions::geometry::{
+    independence_matrix, measure_direction, GeometryParams, NetworkImages, Property,
+};
 use gcert_directions::{
     directions, image_shape, local_directions, sample_latents, FactorParams, Factorization, LocalParams,
     NullSpace, Region, RpcaParams,
 };
 use serde_json::{json, Value};
 
-use super::{at_most, card_files, check_output, finite, fmt_values, load_network, print_json, read_input};
+use super::{
+    at_most, card_files, check_output, describe_mutation, finite, fmt_values, load_network, named_mutation,
+    print_json, read_input, transform, MutationArgs,
+};
 
 /// `--null-space`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,9 +81,12 @@ pub struct Args {
     /// translate-x/y, scale, shear), with its calibration and the independence matrix
     #[arg(long)]
     name_geometric: bool,
-    /// Naming: pixels brighter than this belong to the object
-    #[arg(long, default_value_t = 0.5, value_parser = finite)]
-    threshold: f64,
+    /// The direction that realises this transform at the latent point (rotation, translate-x, translate-y,
+    /// scale, shear), verified over ±--span: written as the one row of --out, with its calibration
+    #[arg(long, value_parser = transform, conflicts_with_all = ["region", "mask", "name_geometric", "samples"])]
+    mutation: Option<Property>,
+    #[command(flatten)]
+    named: MutationArgs,
     /// Naming: the rectangle is measured at t in [-S, S] along each unit direction
     #[arg(long, default_value_t = 0.5, value_parser = finite)]
     geometry_step: f64,
@@ -114,7 +122,14 @@ fn describe(what: &str, f: &Factorization) -> String {
         r.residual,
         if r.converged { "" } else { " (NOT converged: raise --max-iter)" },
         r.sparse_share
-    )
+    ) + &if r.split_kept {
+        String::new()
+    } else {
+        format!(
+            " | its sparse part was dense ({:.0} % of entries), so the rank is that of JᵀJ itself",
+            100.0 * r.sparse_support
+        )
+    }
 }
 
 fn write_rows(path: &Path, rows: &[Vec<f64>], k: usize, force: bool) -> Result<()> {
@@ -135,7 +150,7 @@ fn name_geometric(
 ) -> Result<()> {
     let gen = NetworkImages::new(net)?;
     let params = GeometryParams {
-        threshold: args.threshold,
+        threshold: args.named.threshold,
         step: args.geometry_step,
         points: 9,
         dominance: args.dominance,
@@ -149,7 +164,7 @@ fn name_geometric(
     let matrix = independence_matrix(&measured, args.independence_tol);
     lines.push(format!(
         "geometry (threshold {}, t in ±{}): per unit latent step; effect = outline displacement in pixels",
-        args.threshold, args.geometry_step
+        args.named.threshold, args.geometry_step
     ));
     lines.push(format!(
         "{:>4} {:<12} {:>22} {:>9}  effects rot/tx/ty/scale/shear",
@@ -199,6 +214,23 @@ pub fn run(args: Args) -> Result<()> {
     let k = net.input_len();
     let shape = net.input_point_shape();
     let z = read_input(&args.latent, &shape, "the latent point")?;
+    if let Some(transform) = args.mutation {
+        let m = named_mutation(&net, &args.generator, &args.latent, &z, transform, &args.named)?;
+        write_rows(&args.out, &[m.direction.unit().to_vec()], k, args.force)?;
+        if args.json {
+            return print_json(&json!({
+                "generator": args.generator.display().to_string(),
+                "latent_len": k,
+                "params": args.named.params(),
+                "mutation": m,
+                "out": args.out.display().to_string(),
+            }));
+        }
+        println!("generator: {} (latent {k}) at {}", net.name(), args.latent.display());
+        println!("{}", describe_mutation(&m));
+        println!("wrote the {transform} direction (1 × {k}) to {}", args.out.display());
+        return Ok(());
+    }
     let zs = sample_latents(&z, args.samples, args.seed)?;
     let factor = FactorParams {
         rpca: RpcaParams { lambda: args.lambda, mu: args.mu, tol: args.tol, max_iter: args.max_iter },

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use gcert_directions::strip::write_mutation_strip;
 
-use super::{at_most, card_files, check_output, finite, load_network, read_direction, read_input};
+use gcert_directions::Property;
+
+use super::{
+    at_most, card_files, check_output, describe_mutation, finite, load_network, named_mutation, positive,
+    read_direction, read_input, transform, MutationArgs,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,11 +22,20 @@ pub struct Args {
     #[arg(long)]
     latent: PathBuf,
     /// Direction: FILE.npy:ROW for a row of a directions file, or FILE.npy holding one direction
-    #[arg(long)]
-    direction: OsString,
+    #[arg(long, required_unless_present = "mutation")]
+    direction: Option<OsString>,
     /// Tolerance E: the latent moves by t·E along the unit direction
-    #[arg(long, allow_hyphen_values = true, value_parser = finite)]
-    eps: f64,
+    #[arg(long, allow_hyphen_values = true, value_parser = finite, required_unless_present = "mutation")]
+    eps: Option<f64>,
+    /// Draw the images along the direction that realises this transform at --latent (rotation, translate-x,
+    /// translate-y, scale, shear), over ±--amount in its unit (t in [-1, 1])
+    #[arg(long, value_parser = transform, requires = "amount", conflicts_with_all = ["direction", "eps"])]
+    mutation: Option<Property>,
+    /// With --mutation: how much of the transform each way, in its unit (degrees, pixels, percent)
+    #[arg(long, value_parser = positive, requires = "mutation", allow_negative_numbers = true)]
+    amount: Option<f64>,
+    #[command(flatten)]
+    named: MutationArgs,
     /// Number of images, t evenly spaced on [0, 1]
     #[arg(long, default_value_t = 9, value_parser = at_most::<1024>)]
     steps: usize,
@@ -41,7 +55,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let mut inputs = card_files(&args.generator);
-    inputs.extend([args.latent.clone(), PathBuf::from(&args.direction)]);
+    inputs.push(args.latent.clone());
+    inputs.extend(args.direction.as_ref().map(PathBuf::from));
     check_output(&args.out, args.force, &inputs)?;
     let net = load_network(&args.generator)?;
     // The strip's pixels, counted before any image is computed: steps · (w + 1)·scale · h·scale · channels.
@@ -65,25 +80,24 @@ pub fn run(args: Args) -> Result<()> {
     let k = net.input_len();
     let shape = net.input_point_shape();
     let z = read_input(&args.latent, &shape, "the latent point")?;
-    let d = read_direction(&args.direction, k)?;
-    write_mutation_strip(
-        &net,
-        &z,
-        d.unit(),
-        args.eps,
-        args.steps,
-        args.two_sided,
-        &args.out,
-        args.scale,
-        args.force,
-    )
-    .with_context(|| format!("direction {}", Path::new(&args.direction).display()))?;
+    let (d, eps, two_sided, what) = match (args.mutation, args.amount, &args.direction, args.eps) {
+        (Some(t), Some(amount), _, _) => {
+            let m = named_mutation(&net, &args.generator, &args.latent, &z, t, &args.named)?;
+            println!("{}", describe_mutation(&m));
+            let eps = m.latent_tolerance(amount)?;
+            (m.direction, eps, true, format!("{t} (±{amount} {})", t.unit()))
+        }
+        (_, _, Some(direction), Some(eps)) => {
+            (read_direction(direction, k)?, eps, args.two_sided, Path::new(direction).display().to_string())
+        }
+        _ => bail!("give --direction and --eps, or --mutation and --amount"),
+    };
+    write_mutation_strip(&net, &z, d.unit(), eps, args.steps, two_sided, &args.out, args.scale, args.force)
+        .with_context(|| format!("direction {what}"))?;
     println!(
-        "wrote {} images along {} (eps {}, t in [{}, 1]) to {}",
+        "wrote {} images along {what} (eps {eps}, t in [{}, 1]) to {}",
         args.steps,
-        Path::new(&args.direction).display(),
-        args.eps,
-        if args.two_sided { -1 } else { 0 },
+        if two_sided { -1 } else { 0 },
         args.out.display()
     );
     Ok(())
