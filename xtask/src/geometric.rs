@@ -4,7 +4,7 @@
 //! `gcert-train` from `fixtures/trained/geometric.toml`. Then measures the four geometry axes of both cards at the
 //! latents of the first 100 MNIST test digits with the `geometric_axes` example of gcert-directions (xtask itself
 //! links neither libtorch nor BLAS) into `fixtures/trained/geometric-axes.json`, writing the digits and each
-//! card's latents under `fixtures/trained/latents/`.
+//! card's latents into the cache (`~/.cache/gcert/geometric/`).
 
 use std::path::Path;
 use std::process::Command;
@@ -34,7 +34,9 @@ pub fn geometric(root: &Path, train: bool, device: &str) -> Result<()> {
         .args(["run", "--release", "-p", "gcert-directions", "--example", "geometric_axes", "--"])
         .arg("--mnist")
         .arg(&mnist)
-        .args(["--digits", "fixtures/trained/latents", "--out", "fixtures/trained/geometric-axes.json"]);
+        .arg("--digits")
+        .arg(crate::setup::cache_dir().join("geometric"))
+        .args(["--out", "fixtures/trained/geometric-axes.json"]);
     for (card, lambda) in CARDS {
         if !root.join(card).exists() {
             bail!("{card} does not exist: run `cargo xtask geometric --train`");
