@@ -63,6 +63,9 @@ enum Command {
         /// Train fixtures/trained/generator-geometric{,-regulated}.toml first (needs libtorch)
         #[arg(long)]
         train: bool,
+        /// Only rewrite the section of fixtures/trained/README.md from geometric-axes.json
+        #[arg(long, conflicts_with = "train")]
+        render: bool,
         /// auto, cpu, cuda or cuda:N (training only)
         #[arg(long, default_value = "auto")]
         device: String,
@@ -120,7 +123,7 @@ fn main() -> Result<()> {
         Command::Continuity { train, retrain, render, device } => {
             continuity::continuity(&root(), train, retrain, render, &device)
         }
-        Command::Geometric { train, device } => geometric::geometric(&root(), train, &device),
+        Command::Geometric { train, device, render } => geometric::geometric(&root(), train, &device, render),
         Command::GeometryTables { generator, digits, restarts, iters, threads, out } => {
             pipelines::geometry_tables(&root(), &generator, digits, restarts, iters, threads, &out)
         }
