@@ -118,7 +118,9 @@ fn readme_section(root: &Path) -> Result<()> {
     let path = dir.join("README.md");
     let text = std::fs::read_to_string(&path)?;
     let new = match (text.find(BEGIN), text.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{s}{}", &text[..a], &text[b + END.len()..].trim_start_matches('\n')),
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{s}{}", &text[..a], &text[b + END.len()..].trim_start_matches('\n'))
+        }
         _ => format!("{}\n{s}", text.trim_end()),
     };
     std::fs::write(&path, new)?;
