@@ -70,7 +70,11 @@ fn readme_section(root: &Path) -> Result<()> {
          `gcert_directions::invert`): along each geometry axis, t ∈ [−3, 3], the calibration (the property's \
          slope per latent unit), the purity (largest other property's effect over the own effect) and R²; an axis \
          is available at a digit when it reaches ±15°, ±2 px or ±10 % within |t| ≤ 3 with purity ≤ 0.25 \
-         (per-digit figures in `geometric-axes.json`).\n\n",
+         (per-digit figures in `geometric-axes.json`). The raw axis is a strict test: `find_mutation` (what \
+         `gcert certify --mutation` runs) searches the span of the top local directions at each latent for the \
+         purest direction, and finds each transform at many more digits: `cargo xtask geometry-tables --generator \
+         CARD --out PAGE` writes its figures, Table 2 and Table 3 for these cards into \
+         `docs/geometry-tables-geometric.md` and `docs/geometry-tables-geometric-regulated.md`.\n\n",
     );
     s.push_str("| card | training | samples | transform | available | median calibration | median purity | median R² |\n|---|---|---|---|---|---|---|---|\n");
     for card in axes["cards"].as_array().into_iter().flatten() {
