@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod continuity;
 mod data;
 mod fixtures;
+mod geometric;
 mod pipelines;
 mod setup;
 mod train;
@@ -51,6 +52,19 @@ enum Command {
         retrain: bool,
         /// Only rewrite docs/continuity.md from fixtures/continuity/measurements.json
         #[arg(long, conflicts_with_all = ["train", "retrain"])]
+        render: bool,
+        /// auto, cpu, cuda or cuda:N (training only)
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// The generators with geometry coordinates (issue 9): measure rotation, translation and scale along their
+    /// geometry axes at the latents of 100 real test digits (with --train, train them first)
+    Geometric {
+        /// Train fixtures/trained/generator-geometric{,-regulated}.toml first (needs libtorch)
+        #[arg(long)]
+        train: bool,
+        /// Only rewrite the section of fixtures/trained/README.md from geometric-axes.json
+        #[arg(long, conflicts_with = "train")]
         render: bool,
         /// auto, cpu, cuda or cuda:N (training only)
         #[arg(long, default_value = "auto")]
@@ -109,6 +123,7 @@ fn main() -> Result<()> {
         Command::Continuity { train, retrain, render, device } => {
             continuity::continuity(&root(), train, retrain, render, &device)
         }
+        Command::Geometric { train, device, render } => geometric::geometric(&root(), train, &device, render),
         Command::GeometryTables { generator, digits, restarts, iters, threads, out } => {
             pipelines::geometry_tables(&root(), &generator, digits, restarts, iters, threads, &out)
         }

@@ -172,6 +172,38 @@ impl TrainConfig {
                         v.epochs, v.batch, v.latent, v.widths
                     )));
                 }
+                if !(v.kl_weight.is_finite() && v.kl_weight >= 0.0) {
+                    return Err(Error::Config(format!(
+                        "vae.kl_weight must be finite and non-negative, found {}",
+                        v.kl_weight
+                    )));
+                }
+                if let Some(g) = &v.geometry {
+                    for (name, value) in [
+                        ("rotation_deg", g.rotation_deg),
+                        ("translate_px", g.translate_px),
+                        ("scale_pct", g.scale_pct),
+                    ] {
+                        positive(&format!("vae.geometry.{name}"), value)?;
+                    }
+                    if v.latent <= gcert_torch::augment::Geometry::DIMS {
+                        return Err(Error::Config(format!(
+                            "vae.latent must exceed the 4 geometry coordinates, found {}",
+                            v.latent
+                        )));
+                    }
+                }
+                if let Some(a) = &v.adversarial {
+                    positive("vae.adversarial.weight", a.weight)?;
+                    positive("vae.adversarial.lr", a.lr)?;
+                    if a.critic_width <= 0 || !(a.lambda_gp.is_finite() && a.lambda_gp >= 0.0) {
+                        return Err(Error::Config(format!(
+                            "vae.adversarial.critic_width must be positive and lambda_gp finite and non-negative, \
+                             found {} and {}",
+                            a.critic_width, a.lambda_gp
+                        )));
+                    }
+                }
             }
         }
         Ok(())
@@ -205,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_geometric_configuration_is_the_fixture_vae() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/trained/geometric.toml");
+        let cfg = TrainConfig::load(&path).unwrap();
+        assert_eq!(cfg.model, ModelKind::Vae);
+        assert_eq!(
+            cfg.vae,
+            VaeConfig::geometric(30),
+            "geometric.toml and gcert-torch's fixture VAE must agree"
+        );
+        assert!(cfg.regulate.term().unwrap().is_none());
+    }
+
+    #[test]
     fn bad_files_name_the_file_and_the_problem() {
         let cases = [
             ("model = \"gan\"\n", "missing field `format`"),
@@ -224,6 +269,15 @@ mod tests {
                 "vae.sigma must be positive",
             ),
             ("format = \"gcert-train/1\"\nmodel = \"gan\"\n[gan]\niters = 0\n", "must be positive"),
+            (
+                "format = \"gcert-train/1\"\nmodel = \"vae\"\n[vae.geometry]\nrotation_deg = 0.0\ntranslate_px = 1.0\nscale_pct = 5.0\n",
+                "vae.geometry.rotation_deg must be positive",
+            ),
+            ("format = \"gcert-train/1\"\nmodel = \"vae\"\n[vae]\nkl_weight = -1.0\n", "vae.kl_weight must be finite"),
+            (
+                "format = \"gcert-train/1\"\nmodel = \"vae\"\n[vae]\nlatent = 4\n[vae.geometry]\nrotation_deg = 1.0\ntranslate_px = 1.0\nscale_pct = 1.0\n",
+                "must exceed the 4 geometry coordinates",
+            ),
             ("format = \"gcert-train/1\"\nmodel = \"gan\"\n[gan\n", "/configs/run.toml"),
         ];
         for (text, want) in cases {

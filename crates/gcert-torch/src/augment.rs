@@ -66,6 +66,88 @@ impl Augment {
     }
 }
 
+/// Geometry coordinates of a latent: four latent units that a generator is trained to turn into a rotation,
+/// a translation along x and y and a scaling of its image, at fixed rates per latent unit. [`Geometry::apply`]
+/// makes the training target: the image transformed by the parameters that the coordinates `g` (`[n, 4]`, in
+/// the order rotation, translate-x, translate-y, scale) stand for.
+///
+/// Conventions are those of `gcert_directions::geometry` (x: column, y: row, down): a positive rotation turns
+/// the x axis towards y, positive translations move the object right and down, a positive scale enlarges it.
+/// Rotation and scaling are about the centre of each object's axis-aligned box (its pixels brighter than 0.5),
+/// so that they move the object's enclosing rectangle as little as possible.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Geometry {
+    /// Degrees of rotation per latent unit.
+    pub rotation_deg: f64,
+    /// Pixels of translation per latent unit (both axes).
+    pub translate_px: f64,
+    /// Percent of scale change per latent unit (the factor is `1 + scale_pct / 100 · g`).
+    pub scale_pct: f64,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry { rotation_deg: 10.0, translate_px: 4.0 / 3.0, scale_pct: 20.0 / 3.0 }
+    }
+}
+
+impl Geometry {
+    /// Latent units these coordinates take (the last four of the latent).
+    pub const DIMS: i64 = 4;
+
+    /// The sampling matrices (`[n, 2, 3]`, normalised coordinates, output → input) of the transforms that the
+    /// coordinates `g` stand for, about the centres `centre` (`[n, 2]`, normalised).
+    fn thetas(&self, g: &Tensor, centre: &Tensor, size: [i64; 2]) -> Tensor {
+        let [h, w] = size;
+        let col = |i: i64| g.select(1, i);
+        let ang = col(0) * self.rotation_deg.to_radians();
+        let tx = col(1) * (self.translate_px * 2.0 / w as f64);
+        let ty = col(2) * (self.translate_px * 2.0 / h as f64);
+        let k = (col(3) * (self.scale_pct / 100.0) + 1.0).clamp_min(0.05);
+        let (c, s) = (ang.cos() / &k, ang.sin() / &k);
+        // Forward map: out = k R (in − m) + m + t, R = [[cos, −sin], [sin, cos]]; the sampler needs its inverse
+        // in = A (out − m − t) + m with A = R⁻¹ / k = [[cos, sin], [−sin, cos]] / k.
+        let (mx, my) = (centre.select(1, 0), centre.select(1, 1));
+        let (px, py) = (&mx + &tx, &my + &ty);
+        let b0 = &mx - (&c * &px + &s * &py);
+        let b1 = &my - (-&s * &px + &c * &py);
+        Tensor::stack(&[&c, &s, &b0, &(-&s), &c, &b1], 1).reshape([-1, 2, 3])
+    }
+
+    /// Each image of `images` (`[n, c, h, w]`, values in [0, 1]) transformed as its row of `g` (`[n, 4]`) says.
+    pub fn apply(&self, images: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let size = images.size();
+        if size.len() != 4 || g.size() != [size[0], Self::DIMS] {
+            return Err(Error::input(format!(
+                "geometry needs a batch [n, c, h, w] and coordinates [n, 4], found {size:?} and {:?}",
+                g.size()
+            )));
+        }
+        let (h, w) = (size[2], size[3]);
+        let opts = (images.kind(), images.device());
+        // Pixel centres in normalised coordinates (align_corners = false): (i + 0.5) · 2 / w − 1.
+        let xs = (Tensor::arange(w, opts) + 0.5) * (2.0 / w as f64) - 1.0;
+        let ys = (Tensor::arange(h, opts) + 0.5) * (2.0 / h as f64) - 1.0;
+        // The centre of the object's axis-aligned box (pixels brighter than 0.5, as the rectangle measurement of
+        // gcert_directions::geometry takes them); the image centre when no pixel is.
+        let on = images.gt(0.5).to_kind(images.kind());
+        let cols = on.amax([1i64, 2].as_slice(), false);
+        let rows = on.amax([1i64, 3].as_slice(), false);
+        let span = |any: &Tensor, at: &Tensor| {
+            let hi = (any * (at.unsqueeze(0) + 2.0)).amax([1i64].as_slice(), false) - 2.0;
+            let lo = -(any * (-at.unsqueeze(0) + 2.0)).amax([1i64].as_slice(), false) + 2.0;
+            let found = any.amax([1i64].as_slice(), false);
+            (lo + hi) * 0.5 * found
+        };
+        let (mx, my) = (span(&cols, &xs), span(&rows, &ys));
+        let centre = Tensor::stack(&[mx, my], 1);
+        let theta = self.thetas(&g.to_kind(images.kind()).to_device(images.device()), &centre, [h, w]);
+        let grid = Tensor::f_affine_grid_generator(&theta, size.as_slice(), false)?;
+        Ok(images.f_grid_sampler(&grid, 0, 0, false)?.clamp(0.0, 1.0))
+    }
+}
+
 /// Applies `aug` when given, else returns the batch unchanged (a shallow copy).
 pub fn maybe(aug: Option<&Augment>, images: &Tensor, rng: &mut impl Rng) -> Result<Tensor> {
     match aug {
@@ -129,6 +211,59 @@ mod tests {
             (cx as f64 - 16.0 - bx).abs() < 0.05 && (cy as f64 - 16.0 - by).abs() < 0.05,
             "{cx} {cy} {bx} {by}"
         );
+    }
+
+    fn moments(img: &Tensor) -> (f64, f64, f64) {
+        let v = Vec::<f32>::try_from(img.flatten(0, -1)).unwrap();
+        let m: f32 = v.iter().sum();
+        let cx = v.iter().enumerate().map(|(i, a)| a * ((i % 32) as f32 + 0.5)).sum::<f32>() / m;
+        let cy = v.iter().enumerate().map(|(i, a)| a * ((i / 32) as f32 + 0.5)).sum::<f32>() / m;
+        (cx as f64, cy as f64, m as f64)
+    }
+
+    #[test]
+    fn geometry_coordinates_move_rotate_and_scale_as_calibrated() {
+        let geo = Geometry::default();
+        // An off-centre bar: rotation about its centre keeps that centre.
+        let bar: Vec<f32> = (0..1024)
+            .map(|i| if (12..26).contains(&(i % 32)) && (9..14).contains(&(i / 32)) { 1.0 } else { 0.0 })
+            .collect();
+        let x = Tensor::from_slice(&bar).reshape([1, 1, 32, 32]).repeat([5, 1, 1, 1]);
+        let g = Tensor::from_slice(&[
+            0.0f32, 0.0, 0.0, 0.0, //
+            0.0, 1.5, 0.0, 0.0, //
+            0.0, 0.0, -1.5, 0.0, //
+            1.0, 0.0, 0.0, 0.0, //
+            0.0, 0.0, 0.0, 1.5,
+        ])
+        .reshape([5, 4]);
+        let y = geo.apply(&x, &g).unwrap();
+        let (cx0, cy0, m0) = moments(&y.get(0));
+        let (cx1, cy1, _) = moments(&y.get(1));
+        assert!((cx1 - cx0 - 2.0).abs() < 0.05 && (cy1 - cy0).abs() < 0.05, "{cx0} {cx1} {cy1}");
+        let (cx2, cy2, _) = moments(&y.get(2));
+        assert!((cy2 - cy0 + 2.0).abs() < 0.05 && (cx2 - cx0).abs() < 0.05, "{cy0} {cy2}");
+        let (cx3, cy3, _) = moments(&y.get(3));
+        assert!((cx3 - cx0).abs() < 0.1 && (cy3 - cy0).abs() < 0.1, "rotation keeps the centre: {cx3} {cy3}");
+        let rect = |img: &Tensor| {
+            let v = Vec::<f32>::try_from(img.flatten(0, -1)).unwrap();
+            let on: Vec<(f64, f64)> = (0..1024)
+                .filter(|&i| v[i] > 0.5)
+                .map(|i| ((i % 32) as f64 + 0.5, (i / 32) as f64 + 0.5))
+                .collect();
+            let n = on.len() as f64;
+            let (mx, my) = (on.iter().map(|p| p.0).sum::<f64>() / n, on.iter().map(|p| p.1).sum::<f64>() / n);
+            let (sxx, syy, sxy) = on.iter().fold((0.0, 0.0, 0.0), |a, p| {
+                (a.0 + (p.0 - mx).powi(2), a.1 + (p.1 - my).powi(2), a.2 + (p.0 - mx) * (p.1 - my))
+            });
+            (0.5 * (2.0 * sxy).atan2(sxx - syy)).to_degrees()
+        };
+        let turn = rect(&y.get(3)) - rect(&y.get(0));
+        assert!((turn - 10.0).abs() < 2.0, "one unit turns the bar by 10 degrees towards y: {turn}");
+        let (_, _, m4) = moments(&y.get(4));
+        let k = 1.0 + 1.5 * 20.0 / 300.0;
+        assert!((m4 / m0 - k * k).abs() < 0.05, "scaled area {m4} / {m0}, want {}", k * k);
+        assert!(geo.apply(&x, &g.narrow(1, 0, 3)).unwrap_err().to_string().contains("[n, 4]"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ impl Schedule {
         Schedule {
             classifier_epochs: [20, 12, 12, 20, 15],
             gan_iters: 2500,
-            vae_epochs: 20,
+            vae_epochs: 30,
             inversion_steps: 300,
             max_batches: None,
         }
@@ -197,12 +197,7 @@ pub fn train_all(
         quality: Some(gq),
     });
 
-    let vcfg = VaeConfig {
-        epochs: schedule.vae_epochs,
-        seed: 1,
-        max_batches: schedule.max_batches,
-        ..VaeConfig::default()
-    };
+    let vcfg = VaeConfig { max_batches: schedule.max_batches, ..VaeConfig::geometric(schedule.vae_epochs) };
     log("== VAE");
     let v = vae::train_vae(&vcfg, &train_set, &test_set, device, &[], ck("vae").as_ref(), log)?;
     v.decoder.save_card(&out.join("vae-decoder.toml"), true)?;
@@ -210,10 +205,7 @@ pub fn train_all(
     let vs = gan::sample(&v.decoder, LATENT, 1000, 2)?;
     crate::image::write_grid(&out.join("vae-samples.png"), &vs.narrow(0, 0, 64), 8, 2)?;
     let vq = quality::quality(&judge, &vs)?;
-    let vae_schedule = format!(
-        "{} epochs, batch {}, Adam {}, Gaussian likelihood σ = {}, KL weight 1, plain digits",
-        vcfg.epochs, vcfg.batch, vcfg.lr, vcfg.sigma
-    );
+    let vae_schedule = vae_schedule(&vcfg);
     models.push(ModelEntry {
         card: "vae-decoder.toml".into(),
         description: v.decoder.description.clone().unwrap_or_default(),
@@ -277,6 +269,25 @@ pub fn train_all(
     Ok(metrics)
 }
 
+/// The VAE's schedule as the README states it.
+pub fn vae_schedule(v: &VaeConfig) -> String {
+    let mut s = format!(
+        "{} epochs, batch {}, Adam {}, Gaussian likelihood σ = {}, KL weight {}, plain digits",
+        v.epochs, v.batch, v.lr, v.sigma, v.kl_weight
+    );
+    if let Some(g) = &v.geometry {
+        s.push_str(&format!(
+            "; the last 4 latent units are geometry coordinates (rotation {}°, translation {} px, scale {} % per \
+             unit; each digit drawn with g ~ N(0, I), the decoder reproduces it so transformed)",
+            g.rotation_deg, g.translate_px, g.scale_pct
+        ));
+    }
+    if v.prior_fit {
+        s.push_str("; a Gaussian fitted to the aggregate posterior is the card's input layer");
+    }
+    s
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
@@ -335,7 +346,8 @@ pub fn readme(m: &Metrics) -> String {
     ));
     s.push_str(
         "## Latents of real test digits\n\n`latents/digit-<d>.npy` is the first test image of digit d (`[1, 32, 32]`); \
-         `vae-z-<d>.npy` its VAE encoder mean (`[50]`, decode with `vae-decoder.toml`); `gan-z-<d>.npy` its GAN \
+         `vae-z-<d>.npy` its VAE latent (`[50]`: the encoder card's output, the fitted prior's coordinates with the 4 \
+         geometry coordinates 0; decode with `vae-decoder.toml`); `gan-z-<d>.npy` its GAN \
          inversion (`[50]`, for `generator.toml`; Adam on ‖G(z) − x‖² + 10⁻³‖z‖², 8 restarts).\n\n\
          | digit | test index | VAE reconstruction MSE | GAN inversion MSE |\n|---|---|---|---|\n",
     );

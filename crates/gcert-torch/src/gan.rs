@@ -91,7 +91,12 @@ fn real_batch(data: &Dataset, n: usize, aug: Option<&Augment>, rng: &mut ChaCha8
 }
 
 /// `mean((‖∇D(x̂)‖ − 1)²)` on random interpolates of real and fake images.
-fn gradient_penalty(critic: &Net, real: &Tensor, fake: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+pub(crate) fn gradient_penalty(
+    critic: &Net,
+    real: &Tensor,
+    fake: &Tensor,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor> {
     let n = real.size()[0];
     let eps = random::uniform(rng, &[n, 1, 1, 1], 0.0, 1.0, real.device());
     let mix: Tensor = &eps * real + (1.0 - &eps) * fake;
