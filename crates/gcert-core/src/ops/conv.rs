@@ -12,10 +12,11 @@
 //! The kernel is written with explicit AVX-512 and AVX2 + FMA instructions (the same fused products in the same
 //! order, so both give the same bits) and chosen per call from the CPU's features; elsewhere a plain version
 //! (separate multiply and add) runs. The order of operations is fixed, so a machine always gives the same bits,
-//! whatever else a binary links.
+//! whatever else a binary links — and whatever the batch: each point is one lane of the block, computed the same
+//! way whichever points share its block, so a point's output does not depend on how many points are applied with
+//! it (the engine's chunking, the hybrid's sub-segments and the full chain must agree to the last bit).
 
 use super::{ConvGeom, Scratch};
-use crate::gemm::gemm;
 
 /// Points per block: the vector width of the inner loop.
 const NB: usize = 16;
@@ -79,7 +80,6 @@ pub(super) struct ConvScratch {
     xt: Vec<f64>,
     /// One block of outputs: `[cout rounded up, pixels, NB]`.
     ot: Vec<f64>,
-    small: SmallScratch,
 }
 
 impl ConvScratch {
@@ -129,9 +129,6 @@ pub(super) fn conv2d(
     out: &mut [f64],
     scratch: &mut Scratch,
 ) {
-    if n < SMALL_BATCH {
-        return conv2d_small(input, n, weight, bias, g, out, &mut scratch.conv.small);
-    }
     let s = &mut scratch.conv;
     s.plan(false, g, weight, bias, |p| conv2d_plan(weight, g, p));
     gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
@@ -180,9 +177,6 @@ pub(super) fn conv_transpose2d(
     out: &mut [f64],
     scratch: &mut Scratch,
 ) {
-    if n < SMALL_BATCH {
-        return conv_transpose2d_small(input, n, weight, bias, g, out, &mut scratch.conv.small);
-    }
     let s = &mut scratch.conv;
     s.plan(true, g, weight, bias, |p| conv_transpose2d_plan(weight, g, p));
     gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
@@ -222,151 +216,6 @@ fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
                 s.wk[(ci * kk + t) * coutp + co] = weight[(ci * g.cout + co) * kk + t];
             }
         }
-    }
-}
-
-/// Batches of fewer than [`SMALL_BATCH`] points (the bounds' two-end passes):
-/// im2col / col2im around one matrix product, which needs no tap lists or transposed weights.
-#[derive(Debug, Default)]
-pub(super) struct SmallScratch {
-    cols: Vec<f64>,
-    tmp: Vec<f64>,
-}
-
-/// Batches below this size take the im2col path: for one to three points the gather kernel would mostly multiply
-/// the zero padding of its point block (measured on the hybrid bench's bound evaluations, which pass 2 points
-/// forward and a dozen margins back).
-const SMALL_BATCH: usize = 4;
-
-/// Upper bound on scratch elements a small batch may use (8 MiB of f64).
-const SMALL_LIMIT: usize = 1 << 20;
-
-fn conv2d_small(
-    input: &[f64],
-    n: usize,
-    weight: &[f64],
-    bias: &[f64],
-    g: &ConvGeom,
-    out: &mut [f64],
-    scratch: &mut SmallScratch,
-) {
-    let k = g.cin * g.kh * g.kw;
-    let p = g.oh * g.ow;
-    let in_len = g.cin * g.h * g.w;
-    let out_len = g.cout * p;
-    let per_sample = (k * p).max(g.cout * p);
-    let chunk = (SMALL_LIMIT / per_sample).max(1).min(n.max(1));
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        let cols = &mut scratch.cols;
-        cols.clear();
-        cols.resize(k * m * p, 0.0);
-        // im2col: row (ci, ky, kx), column (sample, oy, ox).
-        for s in 0..m {
-            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
-            for ci in 0..g.cin {
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let row = (ci * g.kh + ky) * g.kw + kx;
-                        let base = row * m * p + s * p;
-                        for oy in 0..g.oh {
-                            let iy = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                            if iy < 0 || iy >= g.h as isize {
-                                continue;
-                            }
-                            let xrow = &x[ci * g.h * g.w + iy as usize * g.w..][..g.w];
-                            let crow = &mut cols[base + oy * g.ow..][..g.ow];
-                            for ox in 0..g.ow {
-                                let ix = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                                if ix >= 0 && ix < g.w as isize {
-                                    crow[ox] = xrow[ix as usize];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let tmp = &mut scratch.tmp;
-        tmp.clear();
-        tmp.resize(g.cout * m * p, 0.0);
-        gemm((g.cout, k, m * p), weight, (k, 1), cols, (m * p, 1), 0.0, tmp, (m * p, 1));
-        for s in 0..m {
-            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
-            for co in 0..g.cout {
-                let src = &tmp[co * m * p + s * p..][..p];
-                for (d, v) in o[co * p..(co + 1) * p].iter_mut().zip(src) {
-                    *d = v + bias[co];
-                }
-            }
-        }
-        start += m;
-    }
-}
-
-fn conv_transpose2d_small(
-    input: &[f64],
-    n: usize,
-    weight: &[f64],
-    bias: &[f64],
-    g: &ConvGeom,
-    out: &mut [f64],
-    scratch: &mut SmallScratch,
-) {
-    let hw = g.h * g.w;
-    let kk = g.cout * g.kh * g.kw;
-    let in_len = g.cin * hw;
-    let out_len = g.cout * g.oh * g.ow;
-    let per_sample = kk * hw + in_len;
-    let chunk = (SMALL_LIMIT / per_sample).max(1).min(n.max(1));
-    let mut start = 0;
-    while start < n {
-        let m = chunk.min(n - start);
-        // x as [cin, m*hw].
-        let xt = &mut scratch.tmp;
-        xt.clear();
-        xt.resize(g.cin * m * hw, 0.0);
-        for s in 0..m {
-            let x = &input[(start + s) * in_len..(start + s + 1) * in_len];
-            for ci in 0..g.cin {
-                xt[ci * m * hw + s * hw..][..hw].copy_from_slice(&x[ci * hw..(ci + 1) * hw]);
-            }
-        }
-        let cols = &mut scratch.cols;
-        cols.clear();
-        cols.resize(kk * m * hw, 0.0);
-        // cols[kk × m·hw] = Wᵀ · X, the weight [cin, cout·kh·kw] read as its transpose.
-        gemm((kk, g.cin, m * hw), weight, (1, kk), xt, (m * hw, 1), 0.0, cols, (m * hw, 1));
-        // col2im: scatter-add every (co, ky, kx, iy, ix) into (co, iy*s - p + ky, ix*s - p + kx).
-        for s in 0..m {
-            let o = &mut out[(start + s) * out_len..(start + s + 1) * out_len];
-            for co in 0..g.cout {
-                let plane = &mut o[co * g.oh * g.ow..(co + 1) * g.oh * g.ow];
-                plane.fill(bias[co]);
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let row = (co * g.kh + ky) * g.kw + kx;
-                        let src = &cols[row * m * hw + s * hw..][..hw];
-                        for iy in 0..g.h {
-                            let oy = (iy * g.stride[0] + ky) as isize - g.padding[0] as isize;
-                            if oy < 0 || oy >= g.oh as isize {
-                                continue;
-                            }
-                            let prow = &mut plane[oy as usize * g.ow..][..g.ow];
-                            let srow = &src[iy * g.w..][..g.w];
-                            for ix in 0..g.w {
-                                let ox = (ix * g.stride[1] + kx) as isize - g.padding[1] as isize;
-                                if ox >= 0 && ox < g.ow as isize {
-                                    prow[ox as usize] += srow[ix];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        start += m;
     }
 }
 
@@ -678,6 +527,28 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+
+        /// A point's output has the same bits whether it is applied alone or in a batch of any size.
+        #[test]
+        fn outputs_do_not_depend_on_the_batch(
+            cin in 1usize..4, cout in 1usize..10, k in 1usize..4, stride in 1usize..3, transposed: bool,
+            n in 2usize..40, seed in any::<u64>(),
+        ) {
+            let builder = CardBuilder::new("b", &[cin, 6, 6], seed);
+            let net = if transposed {
+                builder.conv_transpose2d(cout, k, stride, 0, 0).network().unwrap()
+            } else {
+                builder.conv2d(cout, k, stride, 1).network().unwrap()
+            };
+            let layer = &net.layers()[0];
+            let x = inputs(n * layer.in_len(), seed);
+            let (mut all, mut one, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
+            layer.apply(&x, n, &mut all, &mut scratch);
+            for s in 0..n {
+                layer.apply(&x[s * layer.in_len()..(s + 1) * layer.in_len()], 1, &mut one, &mut scratch);
+                prop_assert_eq!(&one[..], &all[s * layer.out_len()..(s + 1) * layer.out_len()], "point {}", s);
             }
         }
 
