@@ -194,7 +194,8 @@ pub fn run(args: Args) -> Result<()> {
                 bail!("give --generator with --latent/--direction/--eps, or a pixel-space segment with --from/--to");
             };
             if let (Some(t), Some(amount)) = (args.mutation, args.amount) {
-                let (Some(latent), Some(generator), Some(net)) = (&args.latent, &args.generator, models.generator())
+                let (Some(latent), Some(generator), Some(net)) =
+                    (&args.latent, &args.generator, models.generator())
                 else {
                     bail!("--mutation needs --generator and --latent");
                 };
@@ -218,8 +219,11 @@ pub fn run(args: Args) -> Result<()> {
                 named = Some((m, amount));
                 JobSegment::Latent { latent: z, direction: d, eps }
             } else {
-                let (Some(latent), Some(direction), Some(eps)) = (&args.latent, &args.direction, args.eps) else {
-                    bail!("a latent segment needs --latent, --direction and --eps (or --mutation and --amount)");
+                let (Some(latent), Some(direction), Some(eps)) = (&args.latent, &args.direction, args.eps)
+                else {
+                    bail!(
+                        "a latent segment needs --latent, --direction and --eps (or --mutation and --amount)"
+                    );
                 };
                 let z = read_input(latent, &shape, "the latent point")?;
                 let d = read_direction(direction.as_os_str(), shape.iter().product())?;
@@ -247,7 +251,12 @@ pub fn run(args: Args) -> Result<()> {
         return print_json(&value);
     }
     if let Some((m, amount)) = &named {
-        println!("mutation: {amount} {} of {} each way = latent tolerance {}", m.transform.unit(), m.transform, m.latent_tolerance(*amount)?);
+        println!(
+            "mutation: {amount} {} of {} each way = latent tolerance {}",
+            m.transform.unit(),
+            m.transform,
+            m.latent_tolerance(*amount)?
+        );
         println!("direction: {}", describe_mutation(m));
     }
     println!("verdict: {}", cert.verdict.as_str());
