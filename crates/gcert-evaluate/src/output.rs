@@ -159,7 +159,14 @@ impl RunDir {
 
 /// Writes `summary.json` and `report.html` of the finished run (atomically, replacing earlier ones).
 pub fn finish(dir: &Path, manifest: &Value, records: &[Record], wall_s: f64) -> Result<Summary> {
-    let summary = Summary::new(records, wall_s);
+    let mut summary = Summary::new(records, wall_s);
+    // A resumed run adds its time to that of the runs before it.
+    let cap = gcert_core::Limits::current().max_jobs_bytes;
+    if let Ok(old) = gcert_core::io::read_text_capped(&dir.join("summary.json"), "a summary", cap) {
+        if let Some(t) = serde_json::from_str::<Value>(&old).ok().and_then(|v| v["total_wall_s"].as_f64()) {
+            summary.total_wall_s += t;
+        }
+    }
     let text = serde_json::to_string_pretty(&summary).expect("a summary serialises");
     write_atomic(&dir.join("summary.json"), true, |w| w.write_all(text.as_bytes()))?;
     let html = crate::report::render(dir, manifest, &summary, records)?;

@@ -157,7 +157,7 @@ img.strip{image-rendering:pixelated;display:block;margin:4px 0}.mut{margin:6px 0
 .bar{position:relative;flex:none;height:14px;background:#d8f0d8;margin:2px 0;border:1px solid #9c9}
 .bar .v{position:absolute;top:0;height:100%;background:#e04040}.bar .c{position:absolute;top:-2px;width:2px;height:18px;background:#222}
 .bar .x{position:absolute;top:-3px;width:0;height:0;border-left:5px solid transparent;border-right:5px solid transparent;border-top:7px solid #000}
-.row{display:flex;gap:10px;align-items:center;font-size:12px;margin:2px 0}.row .n{width:170px;flex:none;text-align:right}
+.row{display:flex;gap:10px;align-items:center;font-size:12px;margin:2px 0}.row .n{width:170px;flex:none;text-align:right;overflow-wrap:anywhere}
 .cx img{image-rendering:pixelated;height:48px;vertical-align:middle}.ok{color:#176317}.bad{color:#b01010}.na{color:#777}
 .img{border-top:1px solid #eee;padding:6px 0}";
 
@@ -194,7 +194,7 @@ pub fn render(dir: &Path, manifest: &Value, summary: &Summary, records: &[Record
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gcert evaluate report</title><style>{STYLE}</style></head><body>\
 <h1>gcert evaluate: robustness over {} image(s)</h1><div class=\"meta\"><p>Generator <code>{}</code>; images <code>{}</code>; method <b>{}</b>; \
-{} image(s) skipped for reconstruction error (mean MSE {:.5} per pixel); {} result(s); this run's wall time {:.1} s.</p>\
+{} image(s) skipped for reconstruction error (mean MSE {:.5} per pixel); {} result(s); wall time {:.1} s (the last run alone: {:.1} s).</p>\
 <p>Each mutation is certified over <b>±amount</b> in its unit along the latent direction found at each image's inversion. \
 A mutation the generator does not realise cleanly at an image is reported <i>not available</i> there and never certified along another direction.</p></div>",
         summary.images,
@@ -204,6 +204,7 @@ A mutation the generator does not realise cleanly at an image is reported <i>not
         summary.skipped_images,
         summary.mean_reconstruction_mse,
         summary.records,
+        summary.total_wall_s,
         summary.wall_s
     );
     // Summary table: one row per mutation × classifier, grouped by mutation so classifiers sit side by side.

@@ -66,8 +66,10 @@ pub struct Summary {
     pub cells: Vec<Cell>,
     /// Table 4 per named mutation (runs with `--precision`).
     pub precision: Vec<PrecisionCell>,
-    /// Wall-clock seconds of the run that wrote this summary (a resumed run counts only itself).
+    /// Wall-clock seconds of the run that wrote this summary (a resumed run counts only itself), and of every
+    /// run of this folder together.
     pub wall_s: f64,
+    pub total_wall_s: f64,
 }
 
 fn mean(v: &[f64]) -> Option<f64> {
@@ -176,6 +178,7 @@ impl Summary {
             cells,
             precision,
             wall_s,
+            total_wall_s: wall_s,
         }
     }
 }
