@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod continuity;
 mod data;
 mod fixtures;
+mod geometry_tables;
 mod pipelines;
 mod reproduce;
 mod setup;
@@ -76,6 +77,28 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Named mutations, the independence matrix (Table 2) and the between-ends check (Table 3) over the
+    /// latents of the first real MNIST test digits: writes docs/geometry-tables.md
+    GeometryTables {
+        /// The generator card
+        #[arg(long, default_value = "fixtures/trained/generator.toml")]
+        generator: PathBuf,
+        /// How many test digits (the first of the fixed test split)
+        #[arg(long, default_value_t = 100)]
+        digits: usize,
+        /// Inversion restarts per digit
+        #[arg(long, default_value_t = 4)]
+        restarts: usize,
+        /// Inversion iterations per restart
+        #[arg(long, default_value_t = 40)]
+        iters: usize,
+        /// Worker threads
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// The page to write, relative to the repository root
+        #[arg(long, default_value = "docs/geometry-tables.md")]
+        out: PathBuf,
+    },
     /// Train every trained fixture (classifiers, pair network, generator, VAE, latents) into fixtures/trained/
     TrainFixtures {
         /// auto, cpu, cuda or cuda:N
@@ -110,6 +133,11 @@ fn main() -> Result<()> {
         Command::Data { force } => data::run_data(force),
         Command::Continuity { train, retrain, render, device } => {
             continuity::continuity(&root(), train, retrain, render, &device)
+        }
+        Command::GeometryTables { generator, digits, restarts, iters, threads, out } => {
+            let generator = if generator.is_absolute() { generator } else { root().join(generator) };
+            let settings = geometry_tables::Settings { generator, digits, restarts, iters, threads, out };
+            geometry_tables::run(&root(), &settings)
         }
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }

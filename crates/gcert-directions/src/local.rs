@@ -18,7 +18,7 @@ use ndarray_linalg::{Eigh, UPLO};
 use serde::Serialize;
 
 use crate::error::{check_finite, Error, Result};
-use crate::factor::{factorize, FactorParams, Factorization};
+use crate::factor::{factorize, factorize_with, FactorParams, Factorization};
 use crate::jacobian::JacobianPlan;
 
 /// A region of the image, in pixels.
@@ -182,7 +182,7 @@ pub fn local_directions(
     let background: Vec<bool> = mask.iter().map(|&b| !b).collect();
     let fg = factorize(&plan.mean_gram(zs, m, Some(mask))?, &params.factor)?;
     let m_b = plan.mean_gram(zs, m, Some(&background))?;
-    let bg = factorize(&m_b, &params.factor)?;
+    let bg = factorize_with(&m_b, &params.factor, true)?;
     let z = &zs[..k];
     let j = plan.jacobian(z)?;
     let g0 = net.forward(z, 1)?;

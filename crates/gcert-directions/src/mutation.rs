@@ -16,7 +16,8 @@
 //! chosen to make it positive), the fit's `R²` the linearity, and every other property's effect over the
 //! target's effect (outline displacements) the cross effects; the largest of those is the purity. For shear,
 //! rotation and scale are not counted in the purity: a shear moves the rectangle's angle and size by itself
-//! (the paper's Table 2 marks those cells N/A); they are still reported in `cross`. A direction is
+//! (the paper's Table 2 marks those cells N/A); they are still reported in `cross`, and a "shear" that changes
+//! either of them more than its own effect is rejected (it turns or scales more than it shears). A direction is
 //! [`Found::Named`] only if its purity is at most `max_cross` and its linearity at least `min_linearity`;
 //! otherwise [`Found::NotFound`] says why in one sentence, with the best candidate measured.
 //!
@@ -69,6 +70,9 @@ const VERIFY_POINTS: usize = 13;
 
 /// Right-singular vectors of `J` whose singular value is below this fraction of `‖J‖₂` are not candidates.
 const MOVES_TOL: f64 = 1e-3;
+
+/// Corrections of the combined direction after its first verification.
+const REFINE: usize = 8;
 
 /// Singular values of `P` below this fraction of the largest are dropped from its pseudo-inverse.
 const PINV_TOL: f64 = 1e-3;
@@ -239,49 +243,71 @@ pub fn find_mutation_in(
         );
     }
     let target = transform as usize;
-    let mut tries: Vec<Vec<f64>> = Vec::new();
-    if let Some(w) = least_norm(&columns, target) {
+    let combine = |w: &[f64]| -> Vec<f64> {
         let mut d = vec![0.0; k];
-        for ((i, _), wi) in columns.iter().zip(&w) {
+        for ((i, _), wi) in columns.iter().zip(w) {
             for (a, b) in d.iter_mut().zip(&basis[*i]) {
                 *a += wi * b;
             }
         }
-        tries.push(d);
-    }
-    // The purest single candidate (linearised), as a fallback.
-    let lin_purity = |e: &[f64; 5]| -> f64 {
-        let own = e[target].abs();
-        if own == 0.0 {
-            return f64::INFINITY;
-        }
-        (0..5).filter(|&p| counts(transform, p)).map(|p| e[p].abs() / own).fold(0.0, f64::max)
+        d
     };
-    if let Some((i, e)) = columns.iter().min_by(|a, b| lin_purity(&a.1).total_cmp(&lin_purity(&b.1))) {
-        if lin_purity(e).is_finite() {
-            tries.push(basis[*i].clone());
-        }
-    }
     let mut best: Option<(NamedMutation, String)> = None;
     let mut found: Option<NamedMutation> = None;
     let mut lost: Option<String> = None;
-    for d in tries {
-        match verify(gen, z, &d, transform, params)? {
-            Verified::Lost(why) => {
-                lost.get_or_insert(why);
+    let mut consider = |v: Verified, found: &mut Option<NamedMutation>| match v {
+        Verified::Lost(why) => {
+            lost.get_or_insert(why);
+        }
+        Verified::Measured(m, _) => match failure(&m, params) {
+            None => {
+                if found.as_ref().is_none_or(|f| m.purity < f.purity) {
+                    *found = Some(m);
+                }
             }
-            Verified::Measured(m) => match failure(&m, params) {
-                None => {
-                    if found.as_ref().is_none_or(|f| m.purity < f.purity) {
-                        found = Some(m);
-                    }
+            Some(why) => {
+                if best.as_ref().is_none_or(|(b, _)| badness(&m, params) < badness(b, params)) {
+                    best = Some((m, why));
                 }
-                Some(why) => {
-                    if best.as_ref().is_none_or(|(b, _)| badness(&m, params) < badness(b, params)) {
-                        best = Some((m, why));
-                    }
-                }
-            },
+            }
+        },
+    };
+    // The least-norm combination, then Newton-like corrections: the effects measured over the span along the
+    // current combination, less the wanted ones, mapped back through the pseudo-inverse.
+    if let Some(pinv) = pseudo_inverse(&columns) {
+        let mut w: Array1<f64> = pinv.column(target).to_owned();
+        for _ in 0..=REFINE {
+            let d = combine(w.as_slice().expect("contiguous"));
+            let norm = d.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let v = verify(gen, z, &d, transform, params)?;
+            let measured = match &v {
+                Verified::Measured(_, e) => Some(*e),
+                Verified::Lost(_) => None,
+            };
+            consider(v, &mut found);
+            let Some(e) = measured else { break };
+            if found.is_some() {
+                break;
+            }
+            // The measured effects of the move `d` (per unit of t along d/‖d‖, times ‖d‖) minus the goal.
+            let mut residual = Array1::from_iter(e.iter().map(|x| x * norm));
+            residual[target] -= 1.0;
+            w = &w - &pinv.dot(&residual);
+        }
+    }
+    // The purest single candidate (linearised), as a fallback.
+    if found.is_none() {
+        let lin_purity = |e: &[f64; 5]| -> f64 {
+            let own = e[target].abs();
+            if own == 0.0 {
+                return f64::INFINITY;
+            }
+            (0..5).filter(|&p| counts(transform, p)).map(|p| e[p].abs() / own).fold(0.0, f64::max)
+        };
+        if let Some((i, e)) = columns.iter().min_by(|a, b| lin_purity(&a.1).total_cmp(&lin_purity(&b.1))) {
+            if lin_purity(e).is_finite() {
+                consider(verify(gen, z, &basis[*i], transform, params)?, &mut found);
+            }
         }
     }
     if let Some(m) = found {
@@ -315,9 +341,9 @@ fn displacements(slopes: &[f64; 5], radius: f64) -> [f64; 5] {
     ]
 }
 
-/// The least-norm `w` with `P w = e_target` (`P`'s columns are the candidates' effects), by the truncated
-/// pseudo-inverse; `None` when `P` is zero or the target is out of its reach.
-fn least_norm(columns: &[(usize, [f64; 5])], target: usize) -> Option<Vec<f64>> {
+/// The truncated pseudo-inverse (`m × 5`) of `P` (`5 × m`, the candidates' effects as columns): column `p`
+/// is the least-norm `w` with `P w = e_p`. `None` when `P` is zero or not finite.
+fn pseudo_inverse(columns: &[(usize, [f64; 5])]) -> Option<Array2<f64>> {
     let m = columns.len();
     let p = Array2::from_shape_fn((5, m), |(r, c)| columns[c].1[r]);
     let (u, s, vt) = p.svddc(JobSvd::Some).ok()?;
@@ -326,18 +352,23 @@ fn least_norm(columns: &[(usize, [f64; 5])], target: usize) -> Option<Vec<f64>> 
     if !(top > 0.0 && top.is_finite()) {
         return None;
     }
-    let mut w = Array1::<f64>::zeros(m);
+    let mut pinv = Array2::<f64>::zeros((m, 5));
     for (i, &si) in s.iter().enumerate() {
         if si > PINV_TOL * top {
-            w.scaled_add(u[[target, i]] / si, &vt.row(i));
+            for r in 0..m {
+                for c in 0..5 {
+                    pinv[[r, c]] += vt[[i, r]] * u[[c, i]] / si;
+                }
+            }
         }
     }
-    let norm = w.dot(&w).sqrt();
-    (norm > 0.0 && norm.is_finite()).then(|| w.to_vec())
+    Some(pinv)
 }
 
 enum Verified {
-    Measured(NamedMutation),
+    /// The mutation (its direction's sign chosen so that the property grows) and the signed effects, as
+    /// outline displacements per unit of `t`, along the direction as given (before that sign choice).
+    Measured(NamedMutation, [f64; 5]),
     /// The object left the image somewhere along the span.
     Lost(String),
 }
@@ -390,6 +421,7 @@ fn verify(
     ];
     let target = transform as usize;
     let mut slopes = series.clone().map(|s| slope(&ts, &s));
+    let signed = displacements(&slopes, r0.size() / 2.0);
     if slopes[target] < 0.0 {
         d.iter_mut().for_each(|x| *x = -*x);
         slopes.iter_mut().for_each(|s| *s = -*s);
@@ -416,7 +448,10 @@ fn verify(
             per_latent_unit,
         },
     )?;
-    Ok(Verified::Measured(NamedMutation { transform, direction, per_latent_unit, linearity, purity, cross }))
+    Ok(Verified::Measured(
+        NamedMutation { transform, direction, per_latent_unit, linearity, purity, cross },
+        signed,
+    ))
 }
 
 /// `R²` of the least-squares line of `y` against `x`; 0 when `y` is constant.
@@ -437,6 +472,21 @@ fn failure(m: &NamedMutation, params: &MutationParams) -> Option<String> {
     let name = m.transform.name();
     if !(m.per_latent_unit > 0.0 && m.per_latent_unit.is_finite()) {
         return Some(format!("no direction at this point changes {name} measurably"));
+    }
+    if m.transform == Property::Shear {
+        // Rotation and scale do not count in a shear's purity, but a "shear" that turns or scales the object
+        // more than it shears it is something else.
+        for p in [Property::Rotation, Property::Scale] {
+            if m.cross[p as usize] > 1.0 {
+                return Some(format!(
+                    "the best direction for shear ({:.3} percent/latent unit) changes {p} by {:.2} of its own \
+                     effect: it {} the object more than it shears it",
+                    m.per_latent_unit,
+                    m.cross[p as usize],
+                    if p == Property::Rotation { "turns" } else { "scales" }
+                ));
+            }
+        }
     }
     if m.purity > params.max_cross {
         let worst = (0..5)
@@ -652,6 +702,9 @@ mod tests {
                 m.direction.unit().iter().zip(&q[row * 6..(row + 1) * 6]).map(|(a, b)| a * b).sum();
             assert!(along.abs() > 0.99, "{p}: {m:?}");
         }
+        // It has no shear: the nearest thing changes the size far more than the elongation, and is refused.
+        let found = find_mutation(&net, &z, Property::Shear, &params).unwrap();
+        assert!(found.named().is_none(), "{found:?}");
     }
 
     #[test]

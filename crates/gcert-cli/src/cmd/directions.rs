@@ -122,7 +122,14 @@ fn describe(what: &str, f: &Factorization) -> String {
         r.residual,
         if r.converged { "" } else { " (NOT converged: raise --max-iter)" },
         r.sparse_share
-    )
+    ) + &if r.split_kept {
+        String::new()
+    } else {
+        format!(
+            " | its sparse part was dense ({:.0} % of entries), so the rank is that of JᵀJ itself",
+            100.0 * r.sparse_support
+        )
+    }
 }
 
 fn write_rows(path: &Path, rows: &[Vec<f64>], k: usize, force: bool) -> Result<()> {
