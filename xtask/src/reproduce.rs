@@ -60,14 +60,21 @@ pub fn reproduce(root: &Path, o: &Options) -> Result<()> {
     if let Some(t) = o.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(String::from))
+    };
+    let load_before = load();
     let started = Instant::now();
     run(&mut cmd)?;
     let wall = started.elapsed().as_secs_f64();
+    let loads = load_before.zip(load()).map(|(a, b)| format!("{a} at the start and {b} at the end"));
     let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json"))?)?;
     let results = std::fs::read_to_string(out.join("results.jsonl"))?;
     let records: Vec<Value> = results.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let threads = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let md = render(&summary, &records, o, &generator, threads, wall, root);
+    let md = render(&summary, &records, o, &generator, threads, wall, loads.as_deref(), root);
     let doc = root.join("docs/results.md");
     std::fs::write(&doc, md).with_context(|| format!("writing {}", doc.display()))?;
     println!("wrote {} ({:.1} min for this run)", doc.display(), wall / 60.0);
@@ -110,6 +117,7 @@ fn render(
     generator: &Path,
     threads: usize,
     wall: f64,
+    loads: Option<&str>,
     root: &Path,
 ) -> String {
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
@@ -131,7 +139,7 @@ fn render(
 repository's seeded test split, itself a random permutation of the held-out digits), generator `{}`, the four committed \
 classifiers of `fixtures/trained/`, complete certification (the hybrid backend), GAN inversion by Levenberg–Marquardt \
 (8 starts, 60 iterations), images whose reconstruction error is above 0.02 per pixel skipped. Mutations: {} (± amount, \
-found at each digit's latent by `find_mutation`). Wall time: **{:.1} min** on {threads} thread(s){}. The full report \
+found at each digit's latent by `find_mutation`). Wall time: **{:.1} min** on {threads} thread(s){}{}. The full report \
 (every digit's strips, violated ranges and counterexamples) is `target/reproduce/.../report.html`; \
 [a screenshot of it](img/evaluate-report.png).\n\n",
         if o.digits == 100 { String::new() } else { format!(" --digits {}", o.digits) },
@@ -141,6 +149,7 @@ found at each digit's latent by `find_mutation`). Wall time: **{:.1} min** on {t
         MUTATIONS.iter().map(|(m, a)| format!("{m} ±{a}")).collect::<Vec<_>>().join(", "),
         total_wall / 60.0,
         if (total_wall - wall).abs() > 1.0 { format!(" (over resumed runs; the last one {:.1} min)", wall / 60.0) } else { String::new() },
+        loads.map_or_else(String::new, |l| format!(" (1-minute load average of the machine: {l})")),
     ));
     if o.digits < 100 {
         s.push_str(&format!(

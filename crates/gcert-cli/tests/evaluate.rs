@@ -229,3 +229,85 @@ fn browser_check(report: &Path, images: usize) {
     assert!(out.status.success() && shot.is_file(), "{}", String::from_utf8_lossy(&out.stderr));
     eprintln!("screenshot of the report: {}", shot.display());
 }
+
+/// A run killed (SIGKILL) as soon as its first results are on disk, then resumed: every result of an
+/// uninterrupted run is there exactly once, with the same answers, and what was written before the kill is kept.
+#[test]
+fn a_killed_run_resumes_and_loses_nothing() {
+    let tmp = TempDir::new().unwrap();
+    let (x, y) = digits(tmp.path());
+    let g = fixtures().join("trained/generator.toml");
+    let c = fixtures().join("trained/classifier-fc3.toml");
+    let za = read_npy(&fixtures().join("trained/latents/gan-z-1.npy")).unwrap().data;
+    let d = tmp.path().join("d.npy");
+    write_npy(&d, &[50], &za).unwrap();
+    let file_m = format!("file:{}:1", arg(&d));
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> =
+            base_args(arg(&x), arg(&y), arg(out), arg(&g), arg(&c)).into_iter().map(String::from).collect();
+        a.extend(["--mutation".into(), file_m.clone(), "--mutation".into(), "rotation:10".into()]);
+        a
+    };
+    let whole = tmp.path().join("whole");
+    let out = gcert(&args(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = std::fs::read_to_string(whole.join("results.jsonl")).unwrap();
+
+    let cut = tmp.path().join("cut");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gcert"))
+        .args(args(&cut))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = cut.join("results.jsonl");
+    let started = std::time::Instant::now();
+    let killed_after = loop {
+        let text = std::fs::read_to_string(&results).unwrap_or_default();
+        if !text.is_empty() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before any result appeared");
+        }
+        assert!(started.elapsed().as_secs() < 600, "no result after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let before = std::fs::read_to_string(&results).unwrap();
+    assert!(before.starts_with(&killed_after));
+    assert!(!cut.join("report.html").exists(), "killed before the end");
+    let mut resume = args(&cut);
+    resume.push("--resume".into());
+    let again = gcert(&resume.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let after = std::fs::read_to_string(&results).unwrap();
+    assert!(after.starts_with(&before), "what was written before the kill is kept");
+    let answers = |text: &str| -> Vec<Value> {
+        let mut v: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.remove("time_ms");
+                o.remove("setup_ms");
+                r
+            })
+            .collect();
+        v.sort_by_key(|r| r["key"].as_str().unwrap().to_string());
+        v
+    };
+    let (want, got) = (answers(&expected), answers(&after));
+    assert_eq!(got.len(), want.len(), "every key exactly once");
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!(a["key"], b["key"]);
+        assert_eq!(
+            (&a["status"], &a["violated"], &a["counterexample"]),
+            (&b["status"], &b["violated"], &b["counterexample"])
+        );
+        let (ta, tb) = (a["max_tolerance"].as_f64(), b["max_tolerance"].as_f64());
+        assert!(ta.zip(tb).is_none_or(|(p, q)| (p - q).abs() <= 1e-9 * (1.0 + p.abs())), "{a} {b}");
+    }
+    assert!(cut.join("report.html").is_file());
+}
