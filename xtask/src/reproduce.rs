@@ -276,7 +276,10 @@ the full MNIST; its classifiers' exact architectures and training are described 
 - **Where a mutation exists.** The paper names one global direction per transform; we find the direction that \
 realises the transform at each digit's latent and refuse it where it is not clean (see above), so the means are over \
 the digits where the mutation exists, which differ per mutation. The paper does not say how it handled digits where \
-a direction does not act as the transform.\n\
+a direction does not act as the transform. \
+Cleanliness is measured on the digit's enclosing rectangle (angle, centre, size, elongation), which does not see a \
+change of shape inside it: some directions that move the rectangle cleanly also change the stroke (the report's \
+strips show it), and a violation there may be the digit becoming another one rather than a fragile classifier.\n\
 - **Units.** A tolerance in degrees, pixels or percent is the latent tolerance times the direction's calibration at \
 that digit (the slope of the enclosing rectangle's angle, centre or size against the latent step, measured over ±3 \
 latent units); it is as exact as that calibration is linear.\n\
