@@ -193,11 +193,11 @@ pub fn demo(root: &Path) -> Result<()> {
         "--classifier",
         &c4a,
         "--mnist-test",
-        "6",
+        "10",
         "--mutation",
         "rotation:15",
         "--mutation",
-        "translate-x:2",
+        "translate-y:2",
         "--mutation",
         "scale:15",
         "--precision",
@@ -206,7 +206,7 @@ pub fn demo(root: &Path) -> Result<()> {
         "--force",
     ];
     println!(
-        "\n== robustness of the 4-conv classifiers, plain and augmented, over 6 real test digits: a report\n$ gcert {}",
+        "\n== robustness of the 4-conv classifiers, plain and augmented, over 10 real test digits: a report\n$ gcert {}",
         args.join(" ")
     );
     run_quiet(Command::new(&gcert).args(&args))?;
