@@ -10,6 +10,7 @@ mod data;
 mod fixtures;
 mod geometric;
 mod pipelines;
+mod reproduce;
 mod setup;
 mod train;
 
@@ -30,6 +31,25 @@ enum Command {
     Bench {
         /// Only benchmarks whose id contains this
         filter: Option<String>,
+    },
+    /// The paper's Tables 4 and 5 on real MNIST test digits with the committed classifiers: runs `gcert
+    /// evaluate` (resuming an interrupted run) and writes docs/results.md with the paper's figures beside ours
+    Reproduce {
+        /// The generator card (a generator with cleaner geometric mutations can replace the committed one)
+        #[arg(long, default_value = "fixtures/trained/generator.toml")]
+        generator: PathBuf,
+        /// How many test digits (the paper uses 100)
+        #[arg(long, default_value_t = 100)]
+        digits: usize,
+        /// Worker threads (default: all cores)
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Start the run over instead of resuming it
+        #[arg(long)]
+        fresh: bool,
+        /// Also save a screenshot of the report's top here (e.g. docs/img/evaluate-report.png)
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
     },
     /// Write the small random fixture models into fixtures/
     Fixtures,
@@ -116,6 +136,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Fixtures => fixtures::run(&root()),
         Command::Test => pipelines::test(&root()),
+        Command::Reproduce { generator, digits, threads, fresh, screenshot } => reproduce::reproduce(
+            &root(),
+            &reproduce::Options { generator, digits, threads, fresh, screenshot },
+        ),
         Command::Demo => pipelines::demo(&root()),
         Command::Bench { filter } => pipelines::bench(&root(), filter.as_deref()),
         Command::Setup => setup::run_setup(),

@@ -1,8 +1,9 @@
 //! `cargo xtask setup`: installs what a fresh machine lacks for the libtorch crates, idempotently, and the
 //! environment with which xtask runs cargo for them.
 //!
-//! - Debian packages the workspace needs (`libopenblas-dev`, `pkg-config`, and `protobuf-compiler` for
-//!   `gcert-onnx`'s build script), when missing (root only).
+//! - Debian packages the workspace needs (`libopenblas-dev`, `pkg-config`, `protobuf-compiler` for
+//!   `gcert-onnx`'s build script, and `chromium`, in which the test of `gcert evaluate` opens its report), when
+//!   missing (root only).
 //! - A Python virtual environment with `torch==2.13.0` from PyPI (the libtorch that `tch` 0.26 binds) in a
 //!   cache directory outside the repository (`$GCERT_CACHE/venv`, default `~/.cache/gcert/venv`), reused by
 //!   every clone; with `onnx`, `onnxruntime` and `numpy`, which `gcert-onnx`'s tests use to export PyTorch
@@ -18,7 +19,7 @@ use anyhow::{bail, Context, Result};
 
 /// The torch version `tch` 0.26 binds.
 pub const TORCH_VERSION: &str = "2.13.0";
-const APT_PACKAGES: &[&str] = &["libopenblas-dev", "pkg-config", "protobuf-compiler"];
+const APT_PACKAGES: &[&str] = &["libopenblas-dev", "pkg-config", "protobuf-compiler", "chromium"];
 /// The Python packages of `gcert-onnx`'s tests: `torch.onnx.export` needs `onnx`; `onnxruntime` is the reference.
 const PIP_PACKAGES: &[&str] = &["onnx==1.23.2", "onnxruntime==1.32.0", "numpy==2.4.6"];
 

@@ -5,6 +5,7 @@ pub mod certify;
 pub mod continuity;
 pub mod directions;
 pub mod eval;
+pub mod evaluate;
 pub mod exactline;
 pub mod import;
 pub mod invert;

@@ -44,6 +44,9 @@ enum Command {
     /// How continuous a generator is: Def. 3's constant C, path evenness and exact-chain pieces over random
     /// latent pairs
     Continuity(cmd::continuity::Args),
+    /// How robust classifiers are over a set of images: invert each image, find each mutation at its latent,
+    /// certify, and write results.jsonl, summary.json and a self-contained report.html
+    Evaluate(Box<cmd::evaluate::Args>),
     /// Import an ONNX network (.onnx or .onnx.gz) as a model card with its weights beside it
     Import(cmd::import::Args),
     /// Train a generator (WGAN-GP or VAE) on MNIST, optionally with continuity regulation (`--regulate λ`);
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Bounds(a) => cmd::bounds::run(a),
         Command::Invert(a) => cmd::invert::run(a),
         Command::Continuity(a) => cmd::continuity::run(a),
+        Command::Evaluate(a) => cmd::evaluate::run(*a),
         Command::Import(a) => cmd::import::run(a),
         Command::Train(a) => cmd::train::run(a),
     };

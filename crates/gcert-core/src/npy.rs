@@ -144,6 +144,73 @@ pub fn decode_npy(bytes: &[u8], path: &Path, limits: &Limits) -> Result<NpyArray
     Ok(NpyArray { shape: h.shape, data })
 }
 
+/// Reads a `.npy` file of integers (`int8` to `int64`, `uint8` to `uint64`, either byte order), or of floats
+/// whose values are all whole numbers: class labels, say. Returns the shape and the values in C order.
+pub fn read_npy_integers(path: &Path) -> Result<(Vec<usize>, Vec<i64>)> {
+    let limits = Limits::current();
+    let bytes = crate::io::read_capped(path, "an array (.npy)", limits.max_npy_bytes())?;
+    let err = |message: String| Error::Npy { path: path.to_path_buf(), message };
+    let h = parse_header(&bytes).map_err(|e| err(format!("not a valid .npy file: {e}")))?;
+    let d = h.descr.as_str();
+    if d.ends_with("f4") || d.ends_with("f8") {
+        let a = decode_npy(&bytes, path, &limits)?;
+        let mut out = Vec::with_capacity(a.data.len());
+        for (i, v) in a.data.iter().enumerate() {
+            if v.fract() != 0.0 || v.abs() > 9.0e15 {
+                return Err(err(format!("value {v} at flat index {i} is not a whole number")));
+            }
+            out.push(*v as i64);
+        }
+        return Ok((a.shape, out));
+    }
+    let (order, kind, size) = match d.as_bytes() {
+        [o @ (b'<' | b'>' | b'=' | b'|'), k @ (b'i' | b'u'), s] => (*o, *k, (*s as char).to_digit(10)),
+        _ => (b'?', b'?', None),
+    };
+    let size = match size {
+        Some(s @ (1 | 2 | 4 | 8)) => s as usize,
+        _ => return Err(err(format!("unsupported dtype '{d}'; expected integers or floats"))),
+    };
+    let big = order == b'>';
+    let count = numel(&h.shape)
+        .ok_or_else(|| err(format!("the header declares shape {:?}, whose size overflows", h.shape)))?;
+    limits.check_elements(&format!("the array of shape {:?}", h.shape), count).map_err(err)?;
+    let have = bytes.len() - h.data_start;
+    if have != count * size {
+        return Err(err(format!(
+            "the file holds {have} bytes of values, its header declares {} ({count} values of {size} bytes)",
+            count * size
+        )));
+    }
+    let mut values = Vec::with_capacity(count);
+    for (i, c) in bytes[h.data_start..].chunks_exact(size).enumerate() {
+        let mut b = [0u8; 8];
+        if big {
+            b[8 - size..].copy_from_slice(c);
+            b.reverse();
+        } else {
+            b[..size].copy_from_slice(c);
+        }
+        let raw = u64::from_le_bytes(b);
+        let v = if kind == b'i' {
+            let shift = 64 - 8 * size as u32;
+            ((raw << shift) as i64) >> shift
+        } else if raw > i64::MAX as u64 {
+            return Err(err(format!("value {raw} at flat index {i} is too large")));
+        } else {
+            raw as i64
+        };
+        values.push(v);
+    }
+    let values = if h.fortran_order && h.shape.len() > 1 {
+        let arr = ArrayD::from_shape_vec(IxDyn(&h.shape).f(), values).map_err(|e| err(e.to_string()))?;
+        arr.iter().copied().collect()
+    } else {
+        values
+    };
+    Ok((h.shape, values))
+}
+
 /// Reads a `.npy` file that must hold exactly `len` values (any shape with that many elements).
 pub fn read_npy_len(path: &Path, len: usize, what: &str) -> Result<Vec<f64>> {
     let a = read_npy(path)?;
