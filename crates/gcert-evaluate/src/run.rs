@@ -72,7 +72,7 @@ impl Settings {
         if !(self.prior.is_finite() && self.prior >= 0.0) {
             return Err(Error::input(format!("--prior must be at least 0 and finite, found {}", self.prior)));
         }
-        if self.frames < 3 || self.frames % 2 == 0 || self.frames > 31 {
+        if self.frames < 3 || self.frames.is_multiple_of(2) || self.frames > 31 {
             return Err(Error::input(format!(
                 "--frames must be odd, between 3 and 31, found {}",
                 self.frames

@@ -273,7 +273,7 @@ fn npy_images_and_integer_labels() {
     // int64 labels as numpy writes them.
     let y = tmp.path().join("y.npy");
     let mut header = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
