@@ -188,7 +188,9 @@ proptest! {
         let (w, v) = ndarray_linalg::Eigh::eigh(&m, ndarray_linalg::UPLO::Lower).unwrap();
         let top = w.iter().copied().fold(0.0f64, f64::max);
         let numerical_rank = w.iter().filter(|&&x| x > params.rank_tol * top).count();
-        prop_assert_eq!(numerical_rank, r, "the planted rank is {}, JᵀJ has {}", r, numerical_rank);
+        // A random planted factor can itself be ill-conditioned (one singular value under the rank tolerance):
+        // the promise is the numerical rank of JᵀJ, so such a draw is skipped rather than misread.
+        prop_assume!(numerical_rank == r);
         prop_assert_eq!(f.rank, r, "rpca {:?}", f.rpca);
         let norm_j = top.sqrt();
         let tau = params.rank_tol.sqrt();
