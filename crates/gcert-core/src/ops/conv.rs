@@ -42,6 +42,29 @@ impl Taps {
     fn close_pixel(&mut self) {
         self.start.push(self.k.len());
     }
+
+    /// The taps of every output pixel, in pixel order: for each input channel and kernel offset `(ky, kx)`,
+    /// the input element `source` names along each axis (`source(o, k, stride, pad, len)`), if both exist.
+    /// The two convolutions differ only in `source`.
+    fn build(&mut self, g: &ConvGeom, source: impl Fn(usize, usize, usize, usize, usize) -> Option<usize>) {
+        self.clear();
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for ci in 0..g.cin {
+                    for ky in 0..g.kh {
+                        let Some(iy) = source(oy, ky, g.stride[0], g.padding[0], g.h) else { continue };
+                        for kx in 0..g.kw {
+                            if let Some(ix) = source(ox, kx, g.stride[1], g.padding[1], g.w) {
+                                self.k.push((ci * g.kh + ky) * g.kw + kx);
+                                self.row.push((ci * g.h + iy) * g.w + ix);
+                            }
+                        }
+                    }
+                }
+                self.close_pixel();
+            }
+        }
+    }
 }
 
 /// The tap lists and weights of one layer, and what they were built for.
@@ -137,25 +160,8 @@ pub(super) fn conv2d(
 /// The tap lists and transposed weights of a convolution.
 fn conv2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     let k_len = rows(g);
-    s.taps.clear();
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            for ci in 0..g.cin {
-                for ky in 0..g.kh {
-                    let iy = (oy * g.stride[0] + ky).checked_sub(g.padding[0]).filter(|&v| v < g.h);
-                    let Some(iy) = iy else { continue };
-                    for kx in 0..g.kw {
-                        let ix = (ox * g.stride[1] + kx).checked_sub(g.padding[1]).filter(|&v| v < g.w);
-                        if let Some(ix) = ix {
-                            s.taps.k.push((ci * g.kh + ky) * g.kw + kx);
-                            s.taps.row.push((ci * g.h + iy) * g.w + ix);
-                        }
-                    }
-                }
-            }
-            s.taps.close_pixel();
-        }
-    }
+    // Output `o` reads input `o·stride + k − pad` along each axis.
+    s.taps.build(g, |o, k, stride, pad, len| (o * stride + k).checked_sub(pad).filter(|&v| v < len));
     let coutp = g.cout.next_multiple_of(CB);
     s.wk.clear();
     s.wk.resize(k_len * coutp, 0.0);
@@ -186,26 +192,9 @@ pub(super) fn conv_transpose2d(
 fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     let k_len = rows(g);
     // The input index along one axis that reaches output `o` through kernel offset `k`, if any.
-    let source = |o: usize, k: usize, stride: usize, pad: usize, len: usize| {
+    s.taps.build(g, |o, k, stride, pad, len| {
         (o + pad).checked_sub(k).filter(|v| v.is_multiple_of(stride)).map(|v| v / stride).filter(|&v| v < len)
-    };
-    s.taps.clear();
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            for ci in 0..g.cin {
-                for ky in 0..g.kh {
-                    let Some(iy) = source(oy, ky, g.stride[0], g.padding[0], g.h) else { continue };
-                    for kx in 0..g.kw {
-                        if let Some(ix) = source(ox, kx, g.stride[1], g.padding[1], g.w) {
-                            s.taps.k.push((ci * g.kh + ky) * g.kw + kx);
-                            s.taps.row.push((ci * g.h + iy) * g.w + ix);
-                        }
-                    }
-                }
-            }
-            s.taps.close_pixel();
-        }
-    }
+    });
     let coutp = g.cout.next_multiple_of(CB);
     let kk = g.kh * g.kw;
     s.wk.clear();
