@@ -8,7 +8,7 @@ use std::path::Path;
 
 use gcert_core::certificate::{Certificate, Method, Problem, ProblemSpec};
 use gcert_core::loader::LoadOptions;
-use gcert_core::{Direction, Error, Layer, Network, Result};
+use gcert_core::{Direction, Error, Layer, Network, Result, Translator};
 
 use crate::{certifier, Options};
 
@@ -17,6 +17,8 @@ use crate::{certifier, Options};
 #[derive(Debug)]
 pub struct Models {
     generator: Option<Network>,
+    /// A style translator with its image held fixed, in place of a generator: the latent is the strength α.
+    translator: Option<Translator>,
     classifier: Network,
     embed: Option<Layer>,
     image_shape: Vec<usize>,
@@ -118,11 +120,42 @@ impl Models {
                 )));
             }
         }
-        Ok(Models { generator, classifier, embed, image_shape })
+        Ok(Models { generator, translator: None, classifier, embed, image_shape })
+    }
+
+    /// A style translator with its image held fixed as the generator (docs/stylized.md): a job's latent is
+    /// `[0]`, its direction `[1]` and its tolerance the strength `E`, so the segment is `α ∈ [0, E]`.
+    /// `reference` and `mutated_input` as for [`Models::new`].
+    pub fn with_translator(
+        translator: Translator,
+        classifier: Network,
+        reference: Option<Vec<f64>>,
+        mutated_input: Option<usize>,
+    ) -> Result<Models> {
+        let mut models = Models::new(None, classifier, reference, mutated_input)?;
+        let image_len: usize = models.image_shape.iter().product();
+        let out = translator.image_shape();
+        if out.iter().product::<usize>() != image_len
+            || (out != models.image_shape && models.image_shape.len() != 1)
+        {
+            return Err(Error::input(format!(
+                "the translator {} outputs shape {out:?} but the classifier {} takes {:?}",
+                translator.network().path().display(),
+                models.classifier.path().display(),
+                models.image_shape
+            )));
+        }
+        models.translator = Some(translator);
+        Ok(models)
     }
 
     pub fn generator(&self) -> Option<&Network> {
         self.generator.as_ref()
+    }
+
+    /// The translator, when the run moves a style's strength rather than a latent point.
+    pub fn translator(&self) -> Option<&Translator> {
+        self.translator.as_ref()
     }
 
     pub fn classifier(&self) -> &Network {
@@ -134,7 +167,12 @@ impl Models {
         &self.image_shape
     }
 
+    /// The layers from the segment's input to the image: the generator's, or the translator's after the
+    /// embedding of α among its fixed image.
     pub fn generator_layers(&self) -> Vec<&Layer> {
+        if let Some(t) = &self.translator {
+            return t.layers();
+        }
         self.generator.as_ref().map_or_else(Vec::new, |g| g.layers().iter().collect())
     }
 
@@ -145,6 +183,9 @@ impl Models {
 
     /// Shape of the generator's input (the latent), if there is a generator.
     pub fn latent_shape(&self) -> Option<Vec<usize>> {
+        if self.translator.is_some() {
+            return Some(vec![1]);
+        }
         self.generator.as_ref().map(Network::input_point_shape)
     }
 
@@ -208,6 +249,19 @@ pub enum JobSegment {
     Latent { latent: Vec<f64>, direction: Direction, eps: f64 },
     /// From one classifier input to another, without a generator.
     Pixels { from: Vec<f64>, to: Vec<f64> },
+}
+
+impl JobSegment {
+    /// The segment `α ∈ [0, strength]` of a style translator's strength (for [`Models::with_translator`]);
+    /// `style` names it in the direction's provenance.
+    pub fn strength(strength: f64, style: &str) -> Result<JobSegment> {
+        if !(strength.is_finite() && strength > 0.0) {
+            return Err(Error::input(format!("the strength must be positive and finite, found {strength}")));
+        }
+        let direction =
+            Direction::from_values(vec![1.0], gcert_core::Provenance::Strength { style: style.into() })?;
+        Ok(JobSegment::Latent { latent: vec![0.0], direction, eps: strength })
+    }
 }
 
 /// One certification: what to certify and how.

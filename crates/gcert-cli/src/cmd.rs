@@ -263,3 +263,18 @@ pub fn describe_mutation(m: &gcert_directions::NamedMutation) -> String {
         cross.join(", ")
     )
 }
+
+/// A style translator (`--translator`) with the image (`--image`) it holds fixed: the card must be a translator
+/// (two inputs, one of them a scalar strength; docs/stylized.md) and the image must have its image input's
+/// shape. Every error names the file.
+pub fn load_translator(card: &Path, image: &Path) -> Result<gcert_core::Translator> {
+    let net = load_network(card)?;
+    let inputs = gcert_core::translator::translator_inputs(&net)?;
+    let x = read_input(image, &inputs.image_shape, "the image")?;
+    gcert_core::Translator::new(net, x).with_context(|| format!("{}", image.display()))
+}
+
+/// The style a translator card moves, for provenance and messages: the card's name.
+pub fn style_name(t: &gcert_core::Translator) -> String {
+    t.network().name().to_string()
+}

@@ -25,6 +25,8 @@ pub enum Provenance {
     /// The direction that realises a named geometric transform at a latent point, with its calibration: the
     /// transform's amount (in `unit`: degrees, pixels, percent) per unit of latent distance.
     Named { transform: String, unit: String, per_latent_unit: f64 },
+    /// The strength input α of a style translator (docs/stylized.md), moved from 0 with the image held fixed.
+    Strength { style: String },
 }
 
 /// A unit direction of an input space, with its provenance.

@@ -41,6 +41,7 @@ pub mod network;
 pub mod npy;
 pub mod ops;
 pub mod tensors;
+pub mod translator;
 
 pub use chain::{Chain, Segment};
 pub use direction::{Direction, Provenance};
@@ -48,3 +49,4 @@ pub use error::{Error, Result};
 pub use limits::Limits;
 pub use network::{compose, Network};
 pub use ops::{Activation, Kind, Layer, Op};
+pub use translator::Translator;

@@ -460,41 +460,66 @@ fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer>
 }
 
 /// Concatenation of all inputs along `axis` of a sample, as a gather over their flat concatenation.
+///
+/// Along channels (`axis = 0`) an input of shape `[1]` (a scalar, such as a style translator's strength α)
+/// is broadcast over the other inputs' spatial axes: it becomes one constant channel.
 fn concat(ctx: &Ctx<'_>, shapes: &[Vec<usize>], axis: usize) -> Result<Layer> {
-    let rank = shapes[0].len();
+    let scalar = |s: &Vec<usize>| s.as_slice() == [1];
+    let Some(base) = shapes.iter().find(|s| !scalar(s)) else {
+        return Err(
+            ctx.err(format!("inputs {shapes:?} are all scalars; there is nothing to concatenate them to"))
+        );
+    };
+    let rank = base.len();
     if axis >= rank {
         return Err(ctx.err(format!("axis {axis} is out of range for inputs of rank {rank}")));
     }
+    let broadcast = axis == 0 && rank > 1;
+    // Each input's shape as concatenated: a broadcast scalar counts as one channel of the base's extent.
+    let mut spread = Vec::with_capacity(shapes.len());
     for s in shapes {
-        let same = s.len() == rank && (0..rank).all(|d| d == axis || s[d] == shapes[0][d]);
+        let s = if broadcast && scalar(s) {
+            let mut b = base.clone();
+            b[0] = 1;
+            b
+        } else {
+            s.clone()
+        };
+        let same = s.len() == rank && (0..rank).all(|d| d == axis || s[d] == base[d]);
         if !same {
-            return Err(
-                ctx.err(format!("inputs {shapes:?} differ outside axis {axis}; they cannot be concatenated"))
-            );
+            return Err(ctx.err(format!(
+                "inputs {shapes:?} differ outside axis {axis}; they cannot be concatenated (only a scalar \
+                 input [1] is broadcast, and only along axis 0)"
+            )));
         }
+        spread.push(s);
     }
-    let mut out_shape = shapes[0].clone();
-    out_shape[axis] = shapes.iter().map(|s| s[axis]).sum();
+    let mut out_shape = base.clone();
+    out_shape[axis] = spread.iter().map(|s| s[axis]).sum();
     let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
     let in_shape = vec![total];
-    let op = if axis == 0 {
+    let offsets: Vec<usize> = shapes
+        .iter()
+        .scan(0, |acc, s| {
+            let o = *acc;
+            *acc += s.iter().product::<usize>();
+            Some(o)
+        })
+        .collect();
+    let op = if axis == 0 && spread == shapes {
         Op::Reshape
     } else {
-        let outer: usize = shapes[0][..axis].iter().product();
-        let inner: usize = shapes[0][axis + 1..].iter().product();
-        let mut index = Vec::with_capacity(total);
-        let offsets: Vec<usize> = shapes
-            .iter()
-            .scan(0, |acc, s| {
-                let o = *acc;
-                *acc += s.iter().product::<usize>();
-                Some(o)
-            })
-            .collect();
+        let outer: usize = base[..axis].iter().product();
+        let inner: usize = base[axis + 1..].iter().product();
+        let mut index = Vec::with_capacity(out_shape.iter().product());
         for o in 0..outer {
-            for (s, off) in shapes.iter().zip(&offsets) {
+            for ((s, full), off) in spread.iter().zip(shapes).zip(&offsets) {
                 let block = s[axis] * inner;
-                index.extend((0..block).map(|i| off + o * block + i));
+                if broadcast && scalar(full) {
+                    index.extend(std::iter::repeat_n(*off, block));
+                } else {
+                    index.extend((0..block).map(|i| off + o * block + i));
+                }
             }
         }
         Op::Gather { index }

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! format = "gcert-train/1"
-//! model = "gan"                 # gan (WGAN-GP) or vae
+//! model = "gan"                 # gan (WGAN-GP), vae, or style (a style translator pair)
 //! data = "mnist.bin"            # optional; default: the cache's, written by `cargo xtask data`
 //! judge = "classifier.toml"     # optional; a classifier card that scores the samples in the report
 //!
@@ -13,7 +13,11 @@
 //! [vae]                         # any field of gcert_torch::vae::VaeConfig
 //! epochs = 20
 //!
-//! [regulate]                    # the continuity term (absent or lambda = 0: not regulated)
+//! [style]                       # any field of gcert_torch::style::StyleConfig
+//! style = "fog"                 # fog, rain or thick
+//!
+//! [regulate]                    # the continuity term (absent or lambda = 0: not regulated); for a style,
+//!                               # continuity in the strength α (pairs and reduction do not apply)
 //! lambda = 100.0
 //! pairs = 64                    # optional; default: as many pairs as the step has latents
 //! seed = 0
@@ -25,10 +29,11 @@
 use std::path::{Path, PathBuf};
 
 use gcert_torch::gan::GanConfig;
+use gcert_torch::style::StyleConfig;
 use gcert_torch::vae::VaeConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::{Continuity, Error, Reduction, Result};
+use crate::{Continuity, Error, Reduction, Result, StrengthContinuity};
 
 /// The format tag every configuration file carries.
 pub const FORMAT: &str = "gcert-train/1";
@@ -41,6 +46,8 @@ pub enum ModelKind {
     Gan,
     /// The VAE whose decoder is the same piecewise-linear generator.
     Vae,
+    /// A pair of style translators `T(x, α)` (CycleGAN-style, with a strength input α).
+    Style,
 }
 
 /// The continuity term's settings.
@@ -72,6 +79,12 @@ impl Regulate {
         };
         Ok((self.lambda > 0.0).then_some(term))
     }
+
+    /// The continuity-in-α term of a style translator, or `None` when `λ = 0`.
+    pub fn strength_term(&self) -> Result<Option<StrengthContinuity>> {
+        let term = StrengthContinuity::new(self.lambda, self.seed)?;
+        Ok((self.lambda > 0.0).then_some(term))
+    }
 }
 
 /// A whole configuration file.
@@ -89,6 +102,8 @@ pub struct TrainConfig {
     #[serde(default)]
     pub vae: VaeConfig,
     #[serde(default)]
+    pub style: StyleConfig,
+    #[serde(default)]
     pub regulate: Regulate,
 }
 
@@ -102,6 +117,7 @@ impl TrainConfig {
             judge: None,
             gan: GanConfig::default(),
             vae: VaeConfig::default(),
+            style: StyleConfig::default(),
             regulate: Regulate::default(),
         }
     }
@@ -146,6 +162,16 @@ impl TrainConfig {
             }
         };
         match self.model {
+            ModelKind::Style => {
+                self.style.check().map_err(|e| Error::Config(e.to_string()))?;
+                if self.regulate.pairs.is_some() || self.regulate.reduction != Reduction::PerElement {
+                    return Err(Error::Config(
+                        "regulate.pairs and regulate.reduction apply to generators; a style's continuity term \
+                         draws one strength per image and averages per element"
+                            .into(),
+                    ));
+                }
+            }
             ModelKind::Gan => {
                 let g = &self.gan;
                 positive("gan.lr", g.lr)?;
@@ -247,6 +273,23 @@ mod tests {
             "geometric.toml and gcert-torch's fixture VAE must agree"
         );
         assert!(cfg.regulate.term().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_committed_style_configurations_parse() {
+        for style in ["fog", "rain"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../../fixtures/trained/style-{style}.toml"));
+            let cfg = TrainConfig::load(&path).unwrap();
+            assert_eq!((cfg.model, cfg.style.style.name()), (ModelKind::Style, style));
+            assert!(cfg.judge.is_some() && cfg.regulate.strength_term().unwrap().is_none());
+        }
+        let e =
+            parse("format = \"gcert-train/1\"\nmodel = \"style\"\n[style]\nstyle = \"snow\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `snow`"), "{e}");
+        let e = parse("format = \"gcert-train/1\"\nmodel = \"style\"\n[regulate]\nlambda = 1.0\npairs = 4\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("apply to generators"), "{e}");
     }
 
     #[test]

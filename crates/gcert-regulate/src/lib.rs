@@ -32,7 +32,7 @@
 //! ```
 
 use gcert_torch::nn::Net;
-use gcert_torch::objective::{GeneratorLoss, GeneratorStep};
+use gcert_torch::objective::{GeneratorLoss, GeneratorStep, StrengthLoss, StrengthStep};
 use gcert_torch::random;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -265,6 +265,83 @@ impl GeneratorLoss for Continuity {
 
     fn loss(&self, step: &GeneratorStep<'_>) -> gcert_torch::Result<Tensor> {
         Ok(self.weighted(step.generator, step.z, step.iteration, true)?)
+    }
+}
+
+/// Continuity in a style translator's strength (paper §5.4.3, docs/stylized.md): with `γ ~ U(0, 1)` per
+/// image,
+///
+/// ```text
+/// L = λ · mean ‖ T(x, γ) − ((1 − γ) T(x, 0) + γ T(x, 1)) ‖²
+/// ```
+///
+/// so that the segment `α ∈ [0, 1]` at a fixed image maps to (close to) the straight, evenly paced path
+/// between the image and its fully styled version. `T(x, 0)` and `T(x, 1)` are the trainer's own outputs of
+/// the step (differentiable, as in the latent term); each step and translator draws its `γ` from a ChaCha
+/// stream seeded by `(seed, iteration, direction)`, so runs repeat and resume exactly.
+#[derive(Debug)]
+pub struct StrengthContinuity {
+    weight: f64,
+    seed: u64,
+}
+
+impl StrengthContinuity {
+    /// The term with weight `λ = weight` (finite, `≥ 0`).
+    pub fn new(weight: f64, seed: u64) -> Result<Self> {
+        if !weight.is_finite() || weight < 0.0 {
+            return Err(Error::Config(format!(
+                "the weight λ must be finite and non-negative, found {weight}"
+            )));
+        }
+        Ok(StrengthContinuity { weight, seed })
+    }
+
+    pub fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    /// The unweighted term: the per-element mean of `(T(x, γ) − ((1 − γ) at0 + γ at1))²`.
+    pub fn unweighted(
+        translator: &Net,
+        x: &Tensor,
+        at0: &Tensor,
+        at1: &Tensor,
+        gamma: &Tensor,
+    ) -> Result<Tensor> {
+        let n = x.size()[0];
+        if gamma.size() != [n] || at0.size() != at1.size() || at0.size()[0] != n {
+            return Err(Error::Input(format!(
+                "γ must be [{n}] and T(x, 0), T(x, 1) batches of {n}, found {:?}, {:?}, {:?}",
+                gamma.size(),
+                at0.size(),
+                at1.size()
+            )));
+        }
+        let gamma = gamma.detach().to_kind(x.kind()).to_device(x.device());
+        let mid = translator.forward_multi_before_clamp(&[x, &gamma.reshape([n, 1])], true)?;
+        let g = gamma.reshape([n, 1, 1, 1]);
+        let target = at0 * (1.0 - &g) + at1 * &g;
+        Ok(mid.f_sub(&target)?.square().mean(mid.kind()))
+    }
+}
+
+impl StrengthLoss for StrengthContinuity {
+    fn name(&self) -> &str {
+        "continuity"
+    }
+
+    fn tag(&self) -> String {
+        format!("strength-continuity(lambda={}, seed={})", self.weight, self.seed)
+    }
+
+    fn loss(&self, step: &StrengthStep<'_>) -> gcert_torch::Result<Tensor> {
+        let n = step.x.size()[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(step.iteration)
+                ^ (0x57_4E17 + step.direction),
+        );
+        let gamma = random::uniform(&mut rng, &[n], 0.0, 1.0, step.x.device());
+        Ok(Self::unweighted(step.translator, step.x, step.at0, step.at1, &gamma)? * self.weight)
     }
 }
 

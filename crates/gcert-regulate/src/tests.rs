@@ -178,3 +178,37 @@ fn bad_settings_and_inputs_are_refused_with_what_was_wrong() {
     let as_torch: gcert_torch::Error = e.into();
     assert!(matches!(as_torch, gcert_torch::Error::Input(_)));
 }
+
+#[test]
+fn the_strength_term_is_zero_on_the_straight_path_and_reaches_the_translator() {
+    use gcert_torch::objective::{strength_objective, StrengthLoss, StrengthStep};
+    use gcert_torch::style;
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let t = style::translator(vs.root(), "t", 4, 0);
+    let x = Tensor::rand([3, 1, 32, 32], (tch::Kind::Float, tch::Device::Cpu));
+    let at0 = t
+        .forward_multi_before_clamp(&[&x, &Tensor::zeros([3, 1], (tch::Kind::Float, tch::Device::Cpu))], true)
+        .unwrap();
+    let at1 = t
+        .forward_multi_before_clamp(&[&x, &Tensor::ones([3, 1], (tch::Kind::Float, tch::Device::Cpu))], true)
+        .unwrap();
+    // At γ = 0 and γ = 1 the path's ends are the target itself.
+    for g in [0.0f32, 1.0] {
+        let gamma = Tensor::full([3], g as f64, (tch::Kind::Float, tch::Device::Cpu));
+        let v = StrengthContinuity::unweighted(&t, &x, &at0, &at1, &gamma).unwrap().double_value(&[]);
+        assert!(v < 1e-10, "γ = {g}: {v}");
+    }
+    let term = StrengthContinuity::new(50.0, 3).unwrap();
+    assert!(StrengthContinuity::new(-1.0, 0).is_err() && StrengthContinuity::new(f64::NAN, 0).is_err());
+    let step = StrengthStep { translator: &t, x: &x, at0: &at0, at1: &at1, iteration: 4, direction: 0 };
+    let a = term.loss(&step).unwrap().double_value(&[]);
+    let b = term.loss(&step).unwrap().double_value(&[]);
+    assert_eq!(a, b, "seeded by (seed, iteration, direction)");
+    let extra: Vec<Box<dyn StrengthLoss>> = vec![Box::new(term)];
+    let (total, parts) = strength_objective(Tensor::from(0.0f32), &[step], &extra).unwrap();
+    assert_eq!(parts[0].0, "continuity");
+    assert!(parts[0].1 > 0.0, "a random conv translator is not affine in α");
+    total.backward();
+    let w = &t.layers[1].params["weight"];
+    assert!(w.grad().abs().sum(tch::Kind::Float).double_value(&[]) > 0.0);
+}

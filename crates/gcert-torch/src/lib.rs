@@ -34,6 +34,7 @@ pub mod optim;
 pub mod quality;
 pub mod random;
 pub mod reference;
+pub mod style;
 pub mod train;
 pub mod vae;
 

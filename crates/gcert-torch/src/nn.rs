@@ -97,9 +97,26 @@ impl Net {
 
     /// Forward pass; `train` selects batch statistics (and updates the running ones) in batch-norm layers.
     pub fn forward_multi(&self, inputs: &[&Tensor], train: bool) -> Result<Tensor> {
+        self.forward_multi_layers(inputs, self.layers.len(), train)
+    }
+
+    /// Forward pass without a final `clamp` (the output before it; the whole network when it does not end in
+    /// one). Training losses on this output keep their gradient where the clamp would cut it (a translator whose
+    /// output clamps to black everywhere never recovers otherwise); the trainer adds a penalty that keeps it
+    /// inside the clamp's range, so that the exported card, which clamps, computes the same images.
+    pub fn forward_multi_before_clamp(&self, inputs: &[&Tensor], train: bool) -> Result<Tensor> {
+        let n = match self.layers.last() {
+            Some(TchLayer { spec: LayerSpec::Clamp { .. }, .. }) => self.layers.len() - 1,
+            _ => self.layers.len(),
+        };
+        self.forward_multi_layers(inputs, n, train)
+    }
+
+    /// The first `n` layers.
+    fn forward_multi_layers(&self, inputs: &[&Tensor], n: usize, train: bool) -> Result<Tensor> {
         self.check_inputs(inputs)?;
         let mut x = inputs[0].shallow_clone();
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers[..n].iter().enumerate() {
             if i == 0 && self.input_shapes.len() > 1 {
                 let LayerSpec::Concat { axis } = layer.spec else {
                     return Err(Error::input(format!(
@@ -107,12 +124,36 @@ impl Net {
                         self.name
                     )));
                 };
-                x = Tensor::f_cat(inputs, axis as i64 + 1)?;
+                x = Tensor::f_cat(&self.broadcast_scalars(inputs, axis)?, axis as i64 + 1)?;
                 continue;
             }
             x = layer.apply(&x, train, BN_MOMENTUM)?;
         }
         Ok(x)
+    }
+
+    /// The inputs as `concat` joins them: along channels, a scalar input (shape `[1]`, such as a translator's
+    /// strength α) becomes one constant channel of the other inputs' extent (as gcert-core's `concat`).
+    fn broadcast_scalars(&self, inputs: &[&Tensor], axis: usize) -> Result<Vec<Tensor>> {
+        let base = self.input_shapes.iter().find(|s| s.as_slice() != [1]);
+        let Some(base) = base.filter(|b| axis == 0 && b.len() > 1) else {
+            return Ok(inputs.iter().map(|t| t.shallow_clone()).collect());
+        };
+        inputs
+            .iter()
+            .zip(&self.input_shapes)
+            .map(|(t, s)| {
+                if s.as_slice() != [1] {
+                    return Ok(t.shallow_clone());
+                }
+                let n = t.size()[0];
+                let mut view = vec![n, 1];
+                view.resize(base.len() + 1, 1);
+                let mut full = vec![n, 1];
+                full.extend_from_slice(&base[1..]);
+                Ok(t.f_reshape(view.as_slice())?.f_expand(full.as_slice(), false)?)
+            })
+            .collect()
     }
 
     /// Re-estimates every batch-norm layer's running statistics as the plain average over `batches`
@@ -382,8 +423,10 @@ impl<'a> NetBuilder<'a> {
 
     /// A multi-input network whose inputs are concatenated along channels (axis 0 of a sample).
     pub fn concat(root: nn::Path<'a>, name: &str, input_shapes: &[Vec<i64>]) -> Self {
-        let mut shape = input_shapes[0].clone();
-        shape[0] = input_shapes.iter().map(|s| s[0]).sum();
+        // A scalar input ([1]) is broadcast as one channel (see `Net::forward_multi`).
+        let base = input_shapes.iter().find(|s| s.as_slice() != [1]).unwrap_or(&input_shapes[0]);
+        let mut shape = base.clone();
+        shape[0] = input_shapes.iter().map(|s| if s.as_slice() == [1] { 1 } else { s[0] }).sum();
         NetBuilder {
             root,
             name: name.to_string(),

@@ -60,6 +60,63 @@ pub fn generator_objective(
     Ok((total, parts))
 }
 
+/// What an extra term of a style translator's objective sees of one step (crate `style`): the translator,
+/// the batch it translated, and its outputs at `α = 0` and `α = 1` (training mode, differentiable).
+#[derive(Debug)]
+pub struct StrengthStep<'a> {
+    /// The translator `T(x, α)` being trained (call `forward_multi(&[x, α], true)` for other strengths).
+    pub translator: &'a Net,
+    /// The images of this step, `[batch, 1, 32, 32]`.
+    pub x: &'a Tensor,
+    /// `T(x, 0)` and `T(x, 1)`.
+    pub at0: &'a Tensor,
+    pub at1: &'a Tensor,
+    /// The trainer's step counter.
+    pub iteration: u64,
+    /// Which translator of the pair (0: `T_XY`, 1: `T_YX`), so that a term can draw its own stream for each.
+    pub direction: u64,
+}
+
+/// An extra term of a style translator's objective, already weighted (the counterpart of [`GeneratorLoss`]
+/// for translators; gcert-regulate's continuity in `α` is one).
+pub trait StrengthLoss: std::fmt::Debug {
+    fn name(&self) -> &str;
+    /// Everything that changes what the term computes; checkpoints record it.
+    fn tag(&self) -> String {
+        self.name().to_string()
+    }
+    /// The weighted term for this step (a scalar tensor).
+    fn loss(&self, step: &StrengthStep<'_>) -> Result<Tensor>;
+}
+
+/// `base` plus every extra term on every step (both translators of a pair); also returns each term's value,
+/// summed over the steps, for logging.
+pub fn strength_objective(
+    base: Tensor,
+    steps: &[StrengthStep<'_>],
+    extra: &[Box<dyn StrengthLoss>],
+) -> Result<(Tensor, Vec<(String, f64)>)> {
+    let mut total = base;
+    let mut parts = Vec::with_capacity(extra.len());
+    for term in extra {
+        let mut value = 0.0;
+        for step in steps {
+            let t = term.loss(step)?;
+            if t.numel() != 1 {
+                return Err(Error::input(format!(
+                    "translator loss term '{}' must be a scalar, found shape {:?}",
+                    term.name(),
+                    t.size()
+                )));
+            }
+            value += t.double_value(&[]);
+            total += t;
+        }
+        parts.push((term.name().to_string(), value));
+    }
+    Ok((total, parts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,8 @@ use gcert_directions::{NamedMutation, Property};
 use serde_json::json;
 
 use super::{
-    at_most, card_files, check_output, describe_mutation, finite, fmt_values, load_network, named_mutation,
-    positive, print_json, read_direction, read_input, transform, MutationArgs,
+    at_most, card_files, check_output, describe_mutation, finite, fmt_values, load_network, load_translator,
+    named_mutation, positive, print_json, read_direction, read_input, style_name, transform, MutationArgs,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,8 +73,19 @@ pub struct Args {
     amount: Option<f64>,
     #[command(flatten)]
     named: MutationArgs,
+    /// A style translator card T(x, α) (docs/stylized.md), instead of a generator: certify along the strength
+    /// α in [0, --strength] with --image held fixed; max_tolerance is in units of α
+    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps", "mutation", "two_sided", "batch"],
+          requires_all = ["image", "strength"])]
+    translator: Option<PathBuf>,
+    /// With --translator: the image x (.npy, shaped as the translator's image input or flat)
+    #[arg(long, requires = "translator")]
+    image: Option<PathBuf>,
+    /// With --translator: the largest strength E; the segment is α in [0, E]
+    #[arg(long, value_parser = positive, requires = "translator", allow_negative_numbers = true)]
+    strength: Option<f64>,
     /// Pixel-space segment start (.npy), instead of --generator/--latent/--direction/--eps
-    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps", "mutation"])]
+    #[arg(long, conflicts_with_all = ["generator", "latent", "direction", "eps", "mutation", "translator"])]
     from: Option<PathBuf>,
     /// Pixel-space segment end (.npy)
     #[arg(long, requires = "from")]
@@ -147,10 +158,12 @@ fn mutation_json(m: &NamedMutation, amount: f64) -> serde_json::Value {
 /// Every file a run of `gcert certify` reads: the cards, their weights, the arrays named on the command line.
 fn input_files(args: &Args) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for card in [&args.generator, &args.classifier].into_iter().flatten() {
+    for card in [&args.generator, &args.classifier, &args.translator].into_iter().flatten() {
         files.extend(card_files(card));
     }
-    for p in [&args.latent, &args.from, &args.to, &args.reference, &args.batch].into_iter().flatten() {
+    for p in
+        [&args.latent, &args.from, &args.to, &args.reference, &args.batch, &args.image].into_iter().flatten()
+    {
         files.push(p.clone());
     }
     if let Some(d) = &args.direction {
@@ -171,6 +184,9 @@ pub fn run(args: Args) -> Result<()> {
     let Some(classifier) = args.classifier.as_deref() else {
         bail!("--classifier is required");
     };
+    if let (Some(card), Some(image), Some(strength)) = (&args.translator, &args.image, args.strength) {
+        return run_translator(&args, card, image, strength, classifier);
+    }
     let generator = args.generator.as_deref().map(load_network).transpose()?;
     let classifier = load_network(classifier)?;
     let models =
@@ -235,13 +251,7 @@ pub fn run(args: Args) -> Result<()> {
     let two_sided = args.two_sided || named.is_some();
     let job = Job { segment, two_sided, label: args.label, method: args.method.into() };
     let cert = models.certify(&job, options(&args)).context("cannot certify")?;
-    if let (Some(path), Some(c)) = (&args.counterexample_out, &cert.counterexample) {
-        let mut shape = models.image_shape().to_vec();
-        if shape.is_empty() {
-            shape.push(c.image.len());
-        }
-        write_npy_checked(path, &shape, &c.image, args.force)?;
-    }
+    write_counterexample(&args, &models, &cert)?;
     if args.json {
         let mut value = certificate_json(&cert);
         if let Some((m, amount)) = &named {
@@ -259,11 +269,63 @@ pub fn run(args: Args) -> Result<()> {
         );
         println!("direction: {}", describe_mutation(m));
     }
+    print_certificate(&cert, named.as_ref().map(|(m, _)| m));
+    Ok(())
+}
+
+/// Writes the counterexample image, if asked for and there is one.
+fn write_counterexample(args: &Args, models: &Models, cert: &Certificate) -> Result<()> {
+    if let (Some(path), Some(c)) = (&args.counterexample_out, &cert.counterexample) {
+        let mut shape = models.image_shape().to_vec();
+        if shape.is_empty() {
+            shape.push(c.image.len());
+        }
+        write_npy_checked(path, &shape, &c.image, args.force)?;
+    }
+    Ok(())
+}
+
+/// `--translator`: certify along the strength α ∈ [0, E] of a style translator with the image held fixed.
+fn run_translator(
+    args: &Args,
+    card: &std::path::Path,
+    image: &std::path::Path,
+    strength: f64,
+    classifier: &std::path::Path,
+) -> Result<()> {
+    if args.reference.is_some() || args.mutated_input.is_some() {
+        bail!("--translator certifies a one-input classifier; --reference and --mutated-input do not apply");
+    }
+    if let Some(p) = &args.counterexample_out {
+        check_output(p, args.force, &input_files(args))?;
+    }
+    let translator = load_translator(card, image)?;
+    let style = style_name(&translator);
+    let classifier = load_network(classifier)?;
+    let models =
+        Models::with_translator(translator, classifier, None, None).context("cannot load the models")?;
+    let segment = JobSegment::strength(strength, &style)?;
+    let job = Job { segment, two_sided: false, label: args.label, method: args.method.into() };
+    let cert = models.certify(&job, options(args)).context("cannot certify")?;
+    write_counterexample(args, &models, &cert)?;
+    if args.json {
+        let mut value = certificate_json(&cert);
+        value["translator"] = json!(card.display().to_string());
+        value["strength"] = json!(strength);
+        return print_json(&value);
+    }
+    println!("strength: α in [0, {strength}] of {style} ({}), image {}", card.display(), image.display());
+    print_certificate(&cert, None);
+    Ok(())
+}
+
+/// The human-readable certificate (a named mutation adds its amount in the transform's unit).
+fn print_certificate(cert: &Certificate, named: Option<&NamedMutation>) {
     println!("verdict: {}", cert.verdict.as_str());
     println!("label: {}", cert.label);
     println!("pieces: {}", cert.pieces);
     println!("max tolerance: {}", cert.max_tolerance);
-    if let Some((m, _)) = &named {
+    if let Some(m) = named {
         println!("max amount: {} {}", m.amount(cert.max_tolerance), m.transform.unit());
     }
     println!("kept fraction: [{}, {}]", cert.fraction.lower, cert.fraction.upper);
@@ -278,5 +340,4 @@ pub fn run(args: Args) -> Result<()> {
         println!("counterexample: t = {}, predicted {}, margin {}", c.t, c.predicted, c.margin);
     }
     println!("time: {:.2} ms", cert.time_ms);
-    Ok(())
 }

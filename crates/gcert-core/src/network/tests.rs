@@ -266,3 +266,45 @@ fn concat_of_two_inputs() {
     assert_eq!(net.output_shape(), &[8]);
     assert_eq!(net.forward(&x, 1).unwrap(), vec![0.0, 1.0, 4.0, 5.0, 2.0, 3.0, 6.0, 7.0]);
 }
+
+#[test]
+fn a_scalar_input_is_broadcast_as_a_channel() {
+    // A translator's inputs: an image [1, 2, 2] and a strength α [1], which becomes a constant channel.
+    let card: ModelCard = toml::from_str(
+        r#"format = "gcert-model/1"
+        name = "translator"
+        weights = "t.safetensors"
+        input_shapes = [[1, 2, 2], [1]]
+        [[layers]]
+        op = "concat"
+        [[layers]]
+        op = "flatten""#,
+    )
+    .unwrap();
+    let net = Network::from_card(&card, &TensorStore::new(), Path::new("t.toml")).unwrap();
+    assert_eq!(net.input_len(), 5);
+    assert_eq!(net.layers[0].out_shape, vec![2, 2, 2]);
+    let x = [1.0, 2.0, 3.0, 4.0, 0.5];
+    assert_eq!(net.forward(&x, 1).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5]);
+    // The scalar may come first too.
+    let first = ModelCard { input_shapes: Some(vec![vec![1], vec![1, 2, 2]]), ..card.clone() };
+    let net = Network::from_card(&first, &TensorStore::new(), Path::new("t.toml")).unwrap();
+    assert_eq!(
+        net.forward(&[0.5, 1.0, 2.0, 3.0, 4.0], 1).unwrap(),
+        vec![0.5, 0.5, 0.5, 0.5, 1.0, 2.0, 3.0, 4.0]
+    );
+    // Only along channels, and a vector that is not a scalar is not broadcast.
+    for (shapes, axis, want) in [
+        (vec![vec![1, 2, 2], vec![1]], 1, "differ outside axis 1"),
+        (vec![vec![1, 2, 2], vec![2]], 0, "differ outside axis 0"),
+        (vec![vec![1], vec![1]], 0, "all scalars"),
+    ] {
+        let bad = ModelCard {
+            input_shapes: Some(shapes),
+            layers: vec![LayerSpec::Concat { axis }, LayerSpec::Flatten],
+            ..card.clone()
+        };
+        let e = Network::from_card(&bad, &TensorStore::new(), Path::new("t.toml")).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+}

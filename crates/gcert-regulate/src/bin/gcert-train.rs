@@ -4,6 +4,7 @@
 //! ```text
 //! gcert-train gan --out runs/g.toml --regulate 100 [--config run.toml] [--iters 2500] [--seed 1] [--judge c.toml]
 //! gcert-train vae --out runs/vae.toml --regulate 100 [--epochs 20]
+//! gcert-train style --style fog --out runs/fog.toml --regulate 100 [--iters 3000] [--judge c.toml]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use gcert_torch::device::{describe, DeviceChoice};
 use gcert_torch::nn::Net;
 use gcert_torch::objective::GeneratorLoss;
 use gcert_torch::optim::Checkpoint;
+use gcert_torch::style::{self as styles, Style};
 use gcert_torch::{gan, quality, vae};
 use serde_json::json;
 use tch::Kind;
@@ -24,11 +26,15 @@ use tch::Kind;
 #[derive(Debug, Parser)]
 #[command(
     name = "gcert-train",
-    about = "Train a piecewise-linear generator (WGAN-GP or VAE) on MNIST, optionally with continuity regulation"
+    about = "Train a piecewise-linear generator (WGAN-GP or VAE) or a style translator pair on MNIST, optionally \
+             with continuity regulation"
 )]
 struct Cli {
-    /// gan or vae (the configuration file's `model` when omitted)
+    /// gan, vae or style (the configuration file's `model` when omitted)
     model: Option<ModelKind>,
+    /// The style of a style translator: fog, rain or thick
+    #[arg(long)]
+    style: Option<Style>,
     /// A gcert-train/1 TOML configuration; flags override it
     #[arg(long)]
     config: Option<PathBuf>,
@@ -45,7 +51,7 @@ struct Cli {
     /// Seed of the continuity term's pairs
     #[arg(long)]
     regulate_seed: Option<u64>,
-    /// Generator steps (gan)
+    /// Generator steps (gan) or translator steps (style)
     #[arg(long)]
     iters: Option<u64>,
     /// Epochs (vae)
@@ -102,7 +108,7 @@ fn resolve(cli: &Cli) -> Result<TrainConfig> {
             cfg
         }
         (None, Some(model)) => TrainConfig::new(model),
-        (None, None) => bail!("say which model to train (gan or vae) or give --config"),
+        (None, None) => bail!("say which model to train (gan, vae or style) or give --config"),
     };
     if let Some(l) = cli.regulate {
         cfg.regulate.lambda = l;
@@ -114,12 +120,23 @@ fn resolve(cli: &Cli) -> Result<TrainConfig> {
         cfg.regulate.seed = s;
     }
     match (cfg.model, cli.iters, cli.epochs) {
-        (ModelKind::Gan, _, Some(_)) => bail!("--epochs is for the vae; a gan trains for --iters"),
+        (ModelKind::Gan | ModelKind::Style, _, Some(_)) => {
+            bail!("--epochs is for the vae; a gan or a style trains for --iters")
+        }
         (ModelKind::Vae, Some(_), _) => bail!("--iters is for the gan; a vae trains for --epochs"),
         _ => {}
     }
     if let Some(n) = cli.iters {
         cfg.gan.iters = n;
+        cfg.style.iters = n;
+    }
+    match (cfg.model, cli.style) {
+        (ModelKind::Style, Some(s)) => cfg.style.style = s,
+        (ModelKind::Style, None) if cli.config.is_none() => {
+            bail!("say which style to train: --style fog, rain or thick")
+        }
+        (ModelKind::Gan | ModelKind::Vae, Some(_)) => bail!("--style is for `style`, not a generator"),
+        _ => {}
     }
     if let Some(n) = cli.epochs {
         cfg.vae.epochs = n;
@@ -127,6 +144,7 @@ fn resolve(cli: &Cli) -> Result<TrainConfig> {
     if let Some(s) = cli.seed {
         cfg.gan.seed = s;
         cfg.vae.seed = s;
+        cfg.style.seed = s;
     }
     if cli.no_augment {
         cfg.gan.augment = None;
@@ -158,6 +176,10 @@ fn outputs(out: &Path, model: ModelKind) -> Result<Vec<PathBuf>> {
     if model == ModelKind::Vae {
         files.push(dir.join(format!("{stem}-encoder.toml")));
         files.push(dir.join(format!("{stem}-encoder.safetensors")));
+    }
+    if model == ModelKind::Style {
+        files.push(dir.join(format!("{stem}-reverse.toml")));
+        files.push(dir.join(format!("{stem}-reverse.safetensors")));
     }
     Ok(files)
 }
@@ -197,13 +219,14 @@ fn run(cli: Cli) -> Result<()> {
     };
     let ck = cli.checkpoint.as_ref().map(Checkpoint::new);
     let mut log = |line: &str| eprintln!("{line}");
-    let (generator, model_report) = match cfg.model {
+    let (generator, model_report, latent) = match cfg.model {
+        ModelKind::Style => return run_style(&cli, &cfg, &files, &train, &test, judge.as_ref(), device),
         ModelKind::Gan => {
             eprintln!("training the generator (WGAN-GP, {regulation}) on {}", describe(device));
             let t = gan::train_gan(&cfg.gan, &train, device, &extra, ck.as_ref(), &mut log)?;
             let report = json!({ "seconds": t.report.seconds, "iters": t.report.iters,
                 "wasserstein": t.report.wasserstein, "device": t.report.device });
-            (t.generator, report)
+            (t.generator, report, cfg.gan.latent)
         }
         ModelKind::Vae => {
             eprintln!("training the VAE ({regulation}) on {}", describe(device));
@@ -211,14 +234,10 @@ fn run(cli: Cli) -> Result<()> {
             t.encoder.save_card(&files[4], true)?;
             let report = json!({ "seconds": t.report.seconds, "epochs": t.report.epochs,
                 "test_mse": t.report.test_mse, "final_loss": t.report.final_loss, "device": t.report.device });
-            (t.decoder, report)
+            (t.decoder, report, cfg.vae.latent)
         }
     };
     generator.save_card(&cli.out, true)?;
-    let latent = match cfg.model {
-        ModelKind::Gan => cfg.gan.latent,
-        ModelKind::Vae => cfg.vae.latent,
-    };
     let samples = gan::sample(&generator, latent, 1000, 2)?;
     gcert_torch::image::write_grid(&files[2], &samples.narrow(0, 0, 64), 8, 2)?;
     let quality = match &judge {
@@ -243,5 +262,67 @@ fn run(cli: Cli) -> Result<()> {
         );
     }
     eprintln!("card {}, samples {}, report {}", cli.out.display(), files[2].display(), files[3].display());
+    Ok(())
+}
+
+/// `gcert-train style`: the translator pair, its card (and the reverse one), a strip PNG and the report.
+fn run_style(
+    cli: &Cli,
+    cfg: &TrainConfig,
+    files: &[PathBuf],
+    train: &Dataset,
+    test: &Dataset,
+    judge: Option<&Net>,
+    device: tch::Device,
+) -> Result<()> {
+    use gcert_torch::objective::StrengthLoss;
+    let extra: Vec<Box<dyn StrengthLoss>> =
+        cfg.regulate.strength_term()?.into_iter().map(|t| Box::new(t) as Box<dyn StrengthLoss>).collect();
+    let regulation = if extra.is_empty() {
+        "not regulated".to_string()
+    } else {
+        format!("continuity in α, λ = {}", cfg.regulate.lambda)
+    };
+    let style = cfg.style.style;
+    eprintln!("training the {style} translators ({regulation}) on {}", describe(device));
+    let ck = cli.checkpoint.as_ref().map(Checkpoint::new);
+    let mut log = |line: &str| eprintln!("{line}");
+    let t = styles::train_style(&cfg.style, train, device, &extra, ck.as_ref(), &mut log)?;
+    let describe_card = |net: &mut Net, what: &str| {
+        net.description = Some(format!(
+            "{} ({what}; {}; {regulation}; {} iterations)",
+            net.description.as_deref().unwrap_or("style translator"),
+            style.describe(),
+            cfg.style.iters
+        ));
+    };
+    let (mut forward, mut reverse) = (t.forward, t.reverse);
+    describe_card(&mut forward, "real digits → style");
+    describe_card(&mut reverse, "style → real digits");
+    forward.save_card(&cli.out, true)?;
+    reverse.save_card(&files[4], true)?;
+    let x = test.images.narrow(0, 0, 8);
+    let grid = styles::strip_grid(&forward, &x, style, 1)?;
+    gcert_torch::image::write_grid(&files[2], &grid, styles::STRIP_COLUMNS, 2)?;
+    let metrics = styles::measure(&forward, test, style, judge, 1000, 1)?;
+    let report = json!({
+        "format": "gcert-train-report/1",
+        "card": cli.out.display().to_string(),
+        "reverse_card": files[4].display().to_string(),
+        "model": cfg.model,
+        "regulate": cfg.regulate,
+        "config": cfg,
+        "training": t.report,
+        "metrics": metrics,
+    });
+    std::fs::write(&files[3], serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", files[3].display()))?;
+    eprintln!(
+        "identity at α = 0: mean |T(x,0) − x| {:.4}; change at α = 1: {:.4}; judged accuracy on T(x,1): {}",
+        metrics.identity_mean_abs,
+        metrics.change_at_one,
+        metrics.accuracy_translated.map_or("no judge".into(), |a| format!("{a:.3}"))
+    );
+    eprintln!("card {}, strip {}, report {}", cli.out.display(), files[2].display(), files[3].display());
     Ok(())
 }
