@@ -12,6 +12,7 @@ mod geometric;
 mod pipelines;
 mod reproduce;
 mod setup;
+mod styles;
 mod train;
 
 #[derive(Debug, Parser)]
@@ -112,6 +113,25 @@ enum Command {
         #[arg(long, default_value = "docs/geometry-tables.md")]
         out: PathBuf,
     },
+    /// Stylized mutations (issue 10): measure the committed style translators over real test digits (identity,
+    /// accuracy, continuity in α, Table 7) into docs/stylized-tables.md (with --train, train them first)
+    Styles {
+        /// Train fixtures/trained/translator-{fog,rain}{,-unregulated}.toml first (needs libtorch)
+        #[arg(long)]
+        train: bool,
+        /// auto, cpu, cuda or cuda:N (training only)
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Test digits of Table 7 and the continuity measurement
+        #[arg(long, default_value_t = 100)]
+        digits: usize,
+        /// Worker threads
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// The page to write, relative to the repository root
+        #[arg(long, default_value = "docs/stylized-tables.md")]
+        out: PathBuf,
+    },
     /// Train every trained fixture (classifiers, pair network, generator, VAE, latents) into fixtures/trained/
     TrainFixtures {
         /// auto, cpu, cuda or cuda:N
@@ -150,6 +170,9 @@ fn main() -> Result<()> {
         Command::Geometric { train, device, render } => geometric::geometric(&root(), train, &device, render),
         Command::GeometryTables { generator, digits, restarts, iters, threads, out } => {
             pipelines::geometry_tables(&root(), &generator, digits, restarts, iters, threads, &out)
+        }
+        Command::Styles { train, device, digits, threads, out } => {
+            styles::styles(&root(), train, &device, digits, threads, &out)
         }
         Command::TrainFixtures { device, fresh, smoke } => train::run_train_fixtures(&device, fresh, smoke),
     }

@@ -291,7 +291,7 @@ digit's reconstruction); the interval bounds are over the transformed digit itse
 on 32×32 images; most pixels are background in both, which is why the medians are small.\n\
 - **Hardware and time.** One CPU machine, no GPU; the paper's GCert ran on a GPU. Times are wall-clock per \
 certification inside a run that uses every thread.\n\
-- **Table 7** (stylized mutations: rain, fog, …) is not reproduced: stylized mutations do not exist in gcert yet \
-(issue 10).\n");
+- **Table 7** (stylized mutations: fog, rain) is not part of this run: `gcert evaluate` does not take style \
+translators. `cargo xtask styles` writes its analogue into [stylized-tables.md](stylized-tables.md) (docs/stylized.md).\n");
     s
 }

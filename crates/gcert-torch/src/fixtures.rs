@@ -264,8 +264,9 @@ pub fn train_all(
     };
     let json = serde_json::to_string_pretty(&metrics).map_err(|e| Error::input(e.to_string()))?;
     std::fs::write(out.join("metrics.json"), json).map_err(|e| Error::io(out.join("metrics.json"), e))?;
-    std::fs::write(out.join("README.md"), readme(&metrics))
-        .map_err(|e| Error::io(out.join("README.md"), e))?;
+    let path = out.join("README.md");
+    let kept = std::fs::read_to_string(&path).map(|old| marked_sections(&old)).unwrap_or_default();
+    std::fs::write(&path, readme(&metrics) + &kept).map_err(|e| Error::io(out.join("README.md"), e))?;
     Ok(metrics)
 }
 
@@ -293,6 +294,22 @@ fn pct(v: f64) -> String {
 }
 
 /// The fixtures README, written from the measured metrics.
+/// The sections other pipelines own in the README (`<!-- begin: … -->` to `<!-- end: … -->`, e.g. `cargo xtask
+/// geometric`'s and `cargo xtask styles`'), so that retraining these fixtures keeps them.
+pub fn marked_sections(text: &str) -> String {
+    let mut kept = String::new();
+    let mut rest = text;
+    while let Some(a) = rest.find("<!-- begin: ") {
+        let Some(b) = rest[a..].find("<!-- end: ") else { break };
+        let end = rest[a + b..].find("-->").map_or(rest.len(), |e| a + b + e + 3);
+        kept.push('\n');
+        kept.push_str(&rest[a..end]);
+        kept.push('\n');
+        rest = &rest[end..];
+    }
+    kept
+}
+
 pub fn readme(m: &Metrics) -> String {
     let mut s = String::new();
     s.push_str("# Trained fixtures\n\n");
@@ -355,4 +372,19 @@ pub fn readme(m: &Metrics) -> String {
         s.push_str(&format!("| {} | {} | {:.4} | {:.4} |\n", l.digit, l.test_index, l.vae_mse, l.gan_mse));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_of_other_pipelines_survive_a_rewrite() {
+        let old = "# Trained fixtures\nold table\n<!-- begin: a -->\n## A\nx\n<!-- end: a -->\nloose\n<!-- begin: b -->\nB\n<!-- end: b -->\n";
+        assert_eq!(
+            marked_sections(old),
+            "\n<!-- begin: a -->\n## A\nx\n<!-- end: a -->\n\n<!-- begin: b -->\nB\n<!-- end: b -->\n"
+        );
+        assert_eq!(marked_sections("no markers"), "");
+    }
 }
