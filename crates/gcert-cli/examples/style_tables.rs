@@ -122,7 +122,8 @@ struct Continuity {
 
 fn continuity(net: &Network, digits: &Images) -> Result<Continuity> {
     let gammas: Vec<f64> = (1..20).map(|j| j as f64 / 20.0).collect();
-    let rows: Vec<Result<(Option<f64>, Option<f64>, usize)>> = (0..digits.len())
+    type Row = (Option<f64>, Option<f64>, usize);
+    let rows: Vec<Result<Row>> = (0..digits.len())
         .into_par_iter()
         .map(|i| {
             let t = Translator::new(net.clone(), digits.image(i).to_vec())?;
@@ -167,7 +168,7 @@ fn certify(
             Ok((cert.max_tolerance, start.elapsed().as_secs_f64() * 1e3, cert.pieces))
         })
         .collect();
-    rows.into_iter().collect::<Result<Vec<_>>>().map_err(Into::into)
+    rows.into_iter().collect::<Result<Vec<_>>>()
 }
 
 fn mean(v: &[f64]) -> f64 {

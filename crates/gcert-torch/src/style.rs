@@ -508,7 +508,7 @@ mod tests {
     use super::*;
 
     fn digits() -> Tensor {
-        let mut x = Tensor::zeros([4, 1, 32, 32], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([4, 1, 32, 32], (Kind::Float, Device::Cpu));
         let _ = x.narrow(2, 8, 16).narrow(3, 14, 4).fill_(1.0);
         x
     }
