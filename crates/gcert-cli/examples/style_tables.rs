@@ -85,7 +85,7 @@ fn argmax(v: &[f64]) -> usize {
 }
 
 fn judge_translator(net: &Network, judge: &Network, digits: &Images) -> Result<Images01> {
-    let rows: Vec<Result<(f64, f64, bool, bool)>> = (0..digits.len())
+    let rows = (0..digits.len())
         .into_par_iter()
         .map(|i| {
             let x = digits.image(i);
@@ -100,8 +100,7 @@ fn judge_translator(net: &Network, judge: &Network, digits: &Images) -> Result<I
             let styled = argmax(&judge.forward(at1, 1)?) == l;
             Ok((id, ch, plain, styled))
         })
-        .collect();
-    let rows = rows.into_iter().collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let n = rows.len() as f64;
     Ok(Images01 {
         identity_mean: rows.iter().map(|r| r.0).sum::<f64>() / n,
@@ -122,8 +121,7 @@ struct Continuity {
 
 fn continuity(net: &Network, digits: &Images) -> Result<Continuity> {
     let gammas: Vec<f64> = (1..20).map(|j| j as f64 / 20.0).collect();
-    type Row = (Option<f64>, Option<f64>, usize);
-    let rows: Vec<Result<Row>> = (0..digits.len())
+    let rows = (0..digits.len())
         .into_par_iter()
         .map(|i| {
             let t = Translator::new(net.clone(), digits.image(i).to_vec())?;
@@ -136,8 +134,7 @@ fn continuity(net: &Network, digits: &Images) -> Result<Continuity> {
             let pieces = pixel_bounds(t.layers(), &[t.segment(1.0)?])?.pieces;
             Ok((s.evenness, s.straightness, pieces))
         })
-        .collect();
-    let rows = rows.into_iter().collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok(Continuity {
         evenness: rows.iter().filter_map(|r| r.0).collect(),
         straightness: rows.iter().filter_map(|r| r.1).collect(),
@@ -152,7 +149,7 @@ fn certify(
     style: &str,
     digits: &Images,
 ) -> Result<Vec<(f64, f64, usize)>> {
-    let rows: Vec<Result<(f64, f64, usize)>> = (0..digits.len())
+    (0..digits.len())
         .into_par_iter()
         .map(|i| {
             let t = Translator::new(net.clone(), digits.image(i).to_vec())?;
@@ -167,8 +164,7 @@ fn certify(
             let cert = models.certify(&job, Options::default())?;
             Ok((cert.max_tolerance, start.elapsed().as_secs_f64() * 1e3, cert.pieces))
         })
-        .collect();
-    rows.into_iter().collect::<Result<Vec<_>>>()
+        .collect()
 }
 
 fn mean(v: &[f64]) -> f64 {
