@@ -13,7 +13,8 @@ use gcert_exactline::ExactLine;
 fn bench_exactline(c: &mut Criterion) {
     let gen = dcgan_generator(50, 7);
     let cls = conv_classifier(8);
-    let engine = ExactLine::for_networks(&[&gen, &cls]).expect("engine");
+    // One thread, like the floor it is compared with (the `parallel` bench splits segments over cores).
+    let engine = ExactLine::for_networks(&[&gen, &cls]).expect("engine").with_parallel(false);
     let (z, d) = latent_and_direction(50, 9);
     let layers = gcert_core::compose(&[&gen, &cls]).expect("compose");
     let mut group = c.benchmark_group("exactline");

@@ -4,8 +4,8 @@
 //! The problem is the target case: `fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`, ε = 3,
 //! two-sided, at the latents of test digits (`latents/gan-z-*.npy`). The directions are the generator's top
 //! global directions at each latent (computed once, outside the timings). Groups:
-//! - `hybrid/{digit}` and `exact_chain/{digit}`: one certification each, on all available cores for the
-//!   hybrid (rayon) and one for the chain scan;
+//! - `hybrid/{digit}` and `exact_chain/{digit}`: one certification each, both on all available cores (rayon:
+//!   the hybrid's regions, the chain's two sides and the groups each side is split into);
 //! - a summary over 10 digits × 3 directions is printed once: median times, median ratio, median chained
 //!   pieces, and a check that every answer agrees;
 //! - the arithmetic floor: the composition's multiply-adds per point (`Layer::cost`) at this core's f64 GEMM peak

@@ -1,7 +1,7 @@
 //! Peak heap memory of the engine on long segments of the DCGAN generator ∘ classifier.
 //!
 //! Not a timing: one run each, measured with a counting allocator. The streamed run hands the chain to a sink
-//! that keeps only the logits' bounds; the baseline keeps the whole chain (ratios and logits). Both are far
+//! that keeps only the logits' bounds, on one thread and split over the cores; the baseline keeps the whole chain (ratios and logits). Both are far
 //! below what keeping every layer's values at every breakpoint would take (printed for comparison).
 //! Run with `cargo bench -p gcert-benches --bench memory`.
 
@@ -30,7 +30,7 @@ fn main() {
     }
     let gen = dcgan_generator(50, 7);
     let cls = conv_classifier(8);
-    let engine = ExactLine::for_networks(&[&gen, &cls]).expect("engine");
+    let engine = ExactLine::for_networks(&[&gen, &cls]).expect("engine").with_parallel(false);
     let per_point: usize =
         gcert_core::compose(&[&gen, &cls]).expect("compose").iter().map(|l| l.in_len() + l.out_len()).sum();
     let (z, d) = latent_and_direction(50, 9);
@@ -46,15 +46,24 @@ fn main() {
             bounds
         });
         let elapsed = start.elapsed();
+        // Split over the cores, a wave of groups is buffered before it reaches the sink.
+        let (split, split_peak) = peak_of(|| {
+            let mut bounds = Bounds::new(engine.output_len());
+            let _ = engine.clone().with_parallel(true).run(&seg, &mut bounds).expect("stream");
+            bounds
+        });
+        assert_eq!(split, bounds);
         let (chain, kept) = peak_of(|| engine.chain(&seg).expect("chain"));
         assert_eq!(chain.pieces(), bounds.pieces());
         let naive = mib(bounds.points * per_point * 8);
         println!(
-            "memory: {:>6} pieces ({:.1} s): peak streamed {:.1} MiB, chain kept {:.1} MiB, \
-             every layer at every point would be {naive:.0} MiB",
+            "memory: {:>6} pieces ({:.1} s): peak streamed {:.1} MiB (split over {} threads {:.1} MiB), chain kept \
+             {:.1} MiB, every layer at every point would be {naive:.0} MiB",
             bounds.pieces(),
             elapsed.as_secs_f64(),
             mib(streamed),
+            rayon::current_num_threads(),
+            mib(split_peak),
             mib(kept)
         );
     }

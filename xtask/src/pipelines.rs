@@ -284,6 +284,11 @@ fn summary(dir: &Path) -> Result<()> {
         println!("{id:<48} {:>11.3} ms", ns / 1e6);
     }
     for (id, ns) in &medians {
+        if let Some(rest) = id.split_once("/serial/") {
+            if let Some(p) = medians.get(&format!("{}/parallel/{}", rest.0, rest.1)) {
+                println!("ratio {}/serial÷parallel at {}: {:.2}", rest.0, rest.1, ns / p);
+            }
+        }
         if let Some(rest) = id.split_once("/engine/") {
             let floor = format!("{}/floor/{}", rest.0, rest.1);
             if let Some(f) = medians.get(&floor) {

@@ -10,6 +10,12 @@ use crate::sink::Sink;
 /// Breakpoints a layer hands on at once before the rest of the network runs chunk by chunk.
 pub const DEFAULT_CHUNK: usize = 256;
 
+/// A parallel run splits the segment once a layer's input has this many intervals per worker thread.
+const GROUPS_PER_THREAD: usize = 16;
+
+/// Groups a parallel run computes before it hands their points on (bounds the memory of buffered points).
+const WAVE_PER_THREAD: usize = 4;
+
 /// The exact-line engine over a fixed sequence of piecewise-linear layers.
 #[derive(Debug, Clone)]
 pub struct ExactLine<'a> {
@@ -17,6 +23,9 @@ pub struct ExactLine<'a> {
     input_len: usize,
     output_len: usize,
     chunk: usize,
+    parallel: bool,
+    /// Intervals per worker thread at which a parallel run splits (`GROUPS_PER_THREAD`; tests lower it).
+    groups_per_thread: usize,
 }
 
 /// Buffers owned by one layer while the layers after it run.
@@ -54,7 +63,14 @@ impl<'a> ExactLine<'a> {
         }
         let input_len = first.in_len();
         let output_len = layers.last().map_or(0, |l| l.out_len());
-        Ok(ExactLine { layers, input_len, output_len, chunk: DEFAULT_CHUNK })
+        Ok(ExactLine {
+            layers,
+            input_len,
+            output_len,
+            chunk: DEFAULT_CHUNK,
+            parallel: true,
+            groups_per_thread: GROUPS_PER_THREAD,
+        })
     }
 
     /// An engine over networks composed in order (a generator, then a classifier).
@@ -78,6 +94,13 @@ impl<'a> ExactLine<'a> {
     /// Sets how many breakpoints a layer passes on at once (memory against batching).
     pub fn with_chunk(mut self, chunk: usize) -> Self {
         self.chunk = chunk.max(2);
+        self
+    }
+
+    /// Whether a run may spread one segment over rayon's worker threads (the default). The chain is the same
+    /// either way, bit for bit: only the order in which parts of it are computed changes.
+    pub fn with_parallel(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
         self
     }
 
@@ -113,11 +136,99 @@ impl<'a> ExactLine<'a> {
         input.extend_from_slice(segment.a());
         input.extend_from_slice(segment.b());
         let mut dedup = Dedup { sink, last: f64::NEG_INFINITY, fault: None };
-        let flow = self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup);
+        let threads = if self.parallel { rayon::current_num_threads() } else { 1 };
+        let flow = if threads > 1 {
+            self.split(input, threads, &mut dedup)
+        } else {
+            self.descend(0, &[0.0, 1.0], &input, &mut levels, &mut dedup)
+        };
         match dedup.fault {
             Some(e) => Err(e),
             None => Ok(flow),
         }
+    }
+
+    /// The parallel walk. The first layers are walked over the whole segment at once (they hold few
+    /// breakpoints); at the first piecewise-linear layer whose input has enough intervals, the intervals are cut
+    /// into contiguous groups that descend through the rest of the network on rayon's threads, a wave at a time,
+    /// and their points reach the sink in order. The breakpoints inside an interval depend only on its two end
+    /// points and every kernel computes a point the same way in any batch, so the chain is the serial one.
+    fn split<S: Sink>(&self, input: Vec<f64>, threads: usize, sink: &mut Dedup<'_, S>) -> ControlFlow<()> {
+        let want = self.groups_per_thread * threads;
+        let mut ratios = vec![0.0, 1.0];
+        let mut values = input;
+        let mut level = Level::default();
+        for (l, &layer) in self.layers.iter().enumerate() {
+            let n = ratios.len();
+            match layer.kind() {
+                Kind::Affine => layer.apply(&values, n, &mut level.out, &mut level.scratch),
+                Kind::Elementwise | Kind::MaxPool if n > want => {
+                    return self.descend_groups(l, &ratios, &values, want, threads, sink);
+                }
+                Kind::Elementwise | Kind::MaxPool => {
+                    let v = layer.in_len();
+                    level.ratios.clear();
+                    level.pre.clear();
+                    level.ratios.push(ratios[0]);
+                    level.pre.extend_from_slice(&values[..v]);
+                    for i in 0..n - 1 {
+                        let (u, x) = (&values[i * v..(i + 1) * v], &values[(i + 1) * v..(i + 2) * v]);
+                        refine_interval(layer, u, x, ratios[i], ratios[i + 1], &mut level);
+                        level.ratios.push(ratios[i + 1]);
+                        level.pre.extend_from_slice(x);
+                    }
+                    std::mem::swap(&mut ratios, &mut level.ratios);
+                    layer.apply(&level.pre, ratios.len(), &mut level.out, &mut level.scratch);
+                }
+                Kind::NonLinear => unreachable!("rejected when the engine was built"),
+            }
+            if !sink.finite(l, layer, &level.out) {
+                return ControlFlow::Break(());
+            }
+            std::mem::swap(&mut values, &mut level.out);
+        }
+        // Too few breakpoints anywhere to be worth splitting: the whole chain is already here.
+        sink.push(&ratios, &values)
+    }
+
+    /// Layers `l..` over `ratios`/`input` (the input of layer `l`), in `groups` contiguous groups of intervals
+    /// computed `WAVE_PER_THREAD · threads` at a time.
+    fn descend_groups<S: Sink>(
+        &self,
+        l: usize,
+        ratios: &[f64],
+        input: &[f64],
+        groups: usize,
+        threads: usize,
+        sink: &mut Dedup<'_, S>,
+    ) -> ControlFlow<()> {
+        use rayon::prelude::*;
+        let v = self.layers[l].in_len();
+        let intervals = ratios.len() - 1;
+        let bounds: Vec<(usize, usize)> =
+            (0..groups).map(|g| (g * intervals / groups, (g + 1) * intervals / groups)).collect();
+        for wave in bounds.chunks(WAVE_PER_THREAD * threads) {
+            let parts: Vec<(Chain, Option<Error>)> = wave
+                .par_iter()
+                .map(|&(a, b)| {
+                    let mut levels: Vec<Level> = (l..self.layers.len()).map(|_| Level::default()).collect();
+                    let mut chain = Chain { width: self.output_len, ..Chain::default() };
+                    let mut local = Dedup { sink: &mut chain, last: f64::NEG_INFINITY, fault: None };
+                    let _ =
+                        self.descend(l, &ratios[a..=b], &input[a * v..(b + 1) * v], &mut levels, &mut local);
+                    let fault = local.fault;
+                    (chain, fault)
+                })
+                .collect();
+            for (chain, fault) in parts {
+                if let Some(e) = fault {
+                    sink.fault.get_or_insert(e);
+                    return ControlFlow::Break(());
+                }
+                sink.push(&chain.ratios, &chain.values)?;
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     fn descend<S: Sink>(

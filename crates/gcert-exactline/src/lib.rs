@@ -11,6 +11,11 @@
 //! layer holds more than a chunk of breakpoints, the rest of the network runs chunk by chunk and the output goes
 //! to a [`Sink`], so memory does not grow with the number of pieces unless the sink keeps them.
 //!
+//! One segment uses all of rayon's threads (its global pool, or the pool a caller `install`s): once a layer's
+//! input has enough intervals, contiguous groups of them run through the rest of the network in parallel and
+//! reach the sink in order. The chain is the same, bit for bit, on any number of threads;
+//! [`ExactLine::with_parallel`]`(false)` keeps a run on the calling thread.
+//!
 //! The crate re-exports what a tool built on the engine alone needs from `gcert-core` (networks, model cards,
 //! segments, chains, errors, `.npy` input), so it can depend on `gcert-exactline` only:
 //!

@@ -7,7 +7,7 @@
 //! - `trained/gan-z-3`: `fixtures/trained/generator.toml` ∘ `classifier-conv4.toml` at the latent of test digit
 //!   3, along the generator's top direction there, ε = 3 two-sided (the segment `z − 3d → z + 3d`).
 //!
-//! Both libtorch and the engine run on one thread (`tch::set_num_threads(1)`; the engine is single-threaded).
+//! Both libtorch and the engine run on one thread (`tch::set_num_threads(1)`; the engine with `ExactLine::with_parallel(false)`).
 //! Printed once before criterion's groups: per case, the pieces, the median of 7 timed runs of each
 //! implementation, the ratios, and the floor — the composition's multiply-adds per point (`Layer::cost`)
 //! times the chain's points at the core's measured f64 GEMM rate. The kernels' own rates are in
@@ -38,7 +38,7 @@ struct Case {
 
 impl Case {
     fn engine(&self) -> ExactLine<'_> {
-        ExactLine::for_networks(&[&self.nets[0], &self.nets[1]]).expect("engine")
+        ExactLine::for_networks(&[&self.nets[0], &self.nets[1]]).expect("engine").with_parallel(false)
     }
     fn run_engine(&self, engine: &ExactLine<'_>) -> usize {
         engine.chain(&self.segment).expect("chain").pieces()
@@ -74,7 +74,7 @@ fn cases() -> Vec<Case> {
             Network::from_card(&gc, &gt, "dcgan".as_ref()).expect("generator"),
             Network::from_card(&cc, &ct, "classifier".as_ref()).expect("classifier"),
         ];
-        let engine = ExactLine::for_networks(&[&nets[0], &nets[1]]).expect("engine");
+        let engine = ExactLine::for_networks(&[&nets[0], &nets[1]]).expect("engine").with_parallel(false);
         let (eps, _) = eps_for_pieces(&engine, &z, &d, target);
         let seg = segment(&z, &d, 0.0, eps);
         drop(engine);

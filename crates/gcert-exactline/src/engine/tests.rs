@@ -284,3 +284,104 @@ fn wrong_segment_length_is_an_error() {
     let err = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap_err().to_string();
     assert!(err.contains("2 coordinates") && err.contains("3 inputs"), "{err}");
 }
+
+/// Stops after `limit` points.
+struct FirstPoints {
+    limit: usize,
+    chain: Chain,
+}
+
+impl Sink for FirstPoints {
+    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
+        let w = self.chain.width;
+        for (i, &r) in ratios.iter().enumerate() {
+            if self.chain.ratios.len() == self.limit {
+                return ControlFlow::Break(());
+            }
+            self.chain.ratios.push(r);
+            self.chain.values.extend_from_slice(&values[i * w..(i + 1) * w]);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Spreading a segment over threads changes nothing, bit for bit, whatever the thread count, the split
+    /// threshold and the chunk size; a sink that stops early sees the same points.
+    #[test]
+    fn parallel_runs_give_the_serial_chain(
+        arch in 0usize..4,
+        seed in any::<u64>(),
+        threads in 2usize..5,
+        per_thread in 1usize..4,
+        chunk in 2usize..9,
+        scale in 1.0f64..8.0,
+        limit in 1usize..40,
+    ) {
+        let net = random_net(arch, seed);
+        let seg = random_segment(net.input_len(), seed, scale);
+        let serial = ExactLine::for_networks(&[&net]).unwrap().with_parallel(false);
+        let mut parallel = serial.clone().with_parallel(true).with_chunk(chunk);
+        parallel.groups_per_thread = per_thread;
+        let whole = serial.chain(&seg).unwrap();
+        let split = pool(threads).install(|| parallel.chain(&seg)).unwrap();
+        prop_assert_eq!(&whole, &split);
+        let first = |engine: &ExactLine<'_>| {
+            let mut sink = FirstPoints { limit, chain: Chain { width: engine.output_len(), ..Chain::default() } };
+            let flow = pool(threads).install(|| engine.run(&seg, &mut sink)).unwrap();
+            (flow, sink.chain)
+        };
+        let (a, b) = (first(&serial), first(&parallel));
+        prop_assert_eq!(a.0.is_break(), b.0.is_break());
+        prop_assert_eq!(a.1, b.1);
+    }
+}
+
+/// `x ↦ 1e200·relu(1e200·Σ relu(x − i/40))` on [0, 1]: 40 breakpoints in the first ReLU, so a parallel run
+/// splits at the second, and every group overflows in the last layer. The split run reports the serial error.
+#[test]
+fn a_split_run_reports_a_fault_inside_a_group() {
+    let k = 40;
+    let net = net_from(
+        r#"
+        format = "gcert-model/1"
+        name = "overflow"
+        weights = "overflow.safetensors"
+        input_shape = [1]
+        [[layers]]
+        op = "linear"
+        weight = "a"
+        bias = "ab"
+        [[layers]]
+        op = "relu"
+        [[layers]]
+        op = "linear"
+        weight = "b"
+        [[layers]]
+        op = "relu"
+        [[layers]]
+        op = "linear"
+        weight = "c"
+        "#,
+        &[
+            ("a", vec![k, 1], vec![1.0; k]),
+            ("ab", vec![k], (0..k).map(|i| -(i as f64) / k as f64).collect()),
+            ("b", vec![1, k], vec![1e200; k]),
+            ("c", vec![1, 1], vec![1e200]),
+        ],
+    );
+    let seg = Segment::new(vec![0.0], vec![1.0]).unwrap();
+    let serial = ExactLine::for_networks(&[&net]).unwrap().with_parallel(false);
+    let mut parallel = serial.clone().with_parallel(true);
+    parallel.groups_per_thread = 4;
+    let s = serial.chain(&seg).unwrap_err();
+    let e = pool(2).install(|| parallel.chain(&seg)).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { index: 4, .. }), "{e:?}");
+    assert_eq!(e.to_string(), s.to_string());
+}
