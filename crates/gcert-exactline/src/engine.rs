@@ -1,6 +1,7 @@
 //! The layer-by-layer breakpoint engine.
 
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
 use gcert_core::ops::{Kind, Scratch};
 use gcert_core::{Chain, Error, Layer, Network, Op, Result, Segment};
@@ -207,16 +208,23 @@ impl<'a> ExactLine<'a> {
         let intervals = ratios.len() - 1;
         let bounds: Vec<(usize, usize)> =
             (0..groups).map(|g| (g * intervals / groups, (g + 1) * intervals / groups)).collect();
+        // Each group borrows a set of layer buffers and gives it back: buffers grown by one group serve the next.
+        let spare: Mutex<Vec<Vec<Level>>> = Mutex::new(Vec::new());
         for wave in bounds.chunks(WAVE_PER_THREAD * threads) {
             let parts: Vec<(Chain, Option<Error>)> = wave
                 .par_iter()
                 .map(|&(a, b)| {
-                    let mut levels: Vec<Level> = (l..self.layers.len()).map(|_| Level::default()).collect();
+                    let taken = spare.lock().map_or(None, |mut s| s.pop());
+                    let mut levels =
+                        taken.unwrap_or_else(|| (l..self.layers.len()).map(|_| Level::default()).collect());
                     let mut chain = Chain { width: self.output_len, ..Chain::default() };
                     let mut local = Dedup { sink: &mut chain, last: f64::NEG_INFINITY, fault: None };
                     let _ =
                         self.descend(l, &ratios[a..=b], &input[a * v..(b + 1) * v], &mut levels, &mut local);
                     let fault = local.fault;
+                    if let Ok(mut s) = spare.lock() {
+                        s.push(levels);
+                    }
                     (chain, fault)
                 })
                 .collect();
