@@ -361,9 +361,21 @@ mod tests {
     #[test]
     fn layer_budget() {
         let l = Limits::default().with_max_elements(100);
-        let layer = Layer { name: "relu", op: Op::Relu, in_shape: vec![200], out_shape: vec![200] };
+        let layer = Layer {
+            name: "relu",
+            op: Op::Relu,
+            in_shape: vec![200],
+            out_shape: vec![200],
+            plan: Default::default(),
+        };
         assert!(l.check_layer(&layer).unwrap_err().contains("more than the limit of 100"));
-        let empty = Layer { name: "linear", op: Op::Reshape, in_shape: vec![4], out_shape: vec![0] };
+        let empty = Layer {
+            name: "linear",
+            op: Op::Reshape,
+            in_shape: vec![4],
+            out_shape: vec![0],
+            plan: Default::default(),
+        };
         assert!(l.check_layer(&empty).unwrap_err().contains("empty dimension"));
     }
 }

@@ -328,7 +328,7 @@ impl Ctx<'_> {
 }
 
 fn layer(name: &'static str, op: Op, in_shape: &[usize], out_shape: Vec<usize>) -> Layer {
-    Layer { name, op, in_shape: in_shape.to_vec(), out_shape }
+    Layer { name, op, in_shape: in_shape.to_vec(), out_shape, plan: Default::default() }
 }
 
 fn resolve(mut ctx: Ctx<'_>, spec: &LayerSpec, shape: &[usize]) -> Result<Layer> {

@@ -180,6 +180,8 @@ pub struct Layer {
     pub(crate) op: Op,
     pub(crate) in_shape: Vec<usize>,
     pub(crate) out_shape: Vec<usize>,
+    /// A convolution's tap lists and packed weights, built on first use (unused by other ops).
+    pub(crate) plan: conv::PlanCache,
 }
 
 /// The linear part of an op, as [`Layer::linear_op`] finds it.
@@ -215,6 +217,7 @@ impl Layer {
             op: Op::Embed { prefix, suffix },
             in_shape: vec![input_len],
             out_shape: vec![out_len],
+            plan: conv::PlanCache::default(),
         })
     }
 
@@ -313,7 +316,13 @@ impl Layer {
 
     /// The same shapes and name with another op (without copying this layer's parameters).
     pub(crate) fn with_op(&self, op: Op) -> Layer {
-        Layer { name: self.name, op, in_shape: self.in_shape.clone(), out_shape: self.out_shape.clone() }
+        Layer {
+            name: self.name,
+            op,
+            in_shape: self.in_shape.clone(),
+            out_shape: self.out_shape.clone(),
+            plan: conv::PlanCache::default(),
+        }
     }
 
     /// The linear part of an affine op with its coefficients (weights, scales) mapped by `coef` and its
@@ -370,9 +379,11 @@ impl Layer {
                     (*outputs, 1),
                 );
             }
-            Op::Conv2d { weight, bias, geom } => conv::conv2d(input, n, weight, bias, geom, out, scratch),
+            Op::Conv2d { weight, bias, geom } => {
+                conv::conv2d(input, n, weight, bias, geom, out, &self.plan, scratch)
+            }
             Op::ConvTranspose2d { weight, bias, geom } => {
-                conv::conv_transpose2d(input, n, weight, bias, geom, out, scratch)
+                conv::conv_transpose2d(input, n, weight, bias, geom, out, &self.plan, scratch)
             }
             Op::ChannelAffine { scale, shift, spatial } => {
                 for (x_s, y_s) in input.chunks_exact(self.in_len()).zip(out.chunks_exact_mut(out_len)) {

@@ -117,5 +117,11 @@ pub fn adjoint_layer(layer: &Layer) -> Option<Layer> {
         | Op::Sigmoid
         | Op::Tanh => return None,
     };
-    Some(Layer { name: layer.name, op, in_shape: layer.out_shape.clone(), out_shape: layer.in_shape.clone() })
+    Some(Layer {
+        name: layer.name,
+        op,
+        in_shape: layer.out_shape.clone(),
+        out_shape: layer.in_shape.clone(),
+        plan: Default::default(),
+    })
 }

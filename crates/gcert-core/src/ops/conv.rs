@@ -15,6 +15,12 @@
 //! whatever else a binary links — and whatever the batch: each point is one lane of the block, computed the same
 //! way whichever points share its block, so a point's output does not depend on how many points are applied with
 //! it (the engine's chunking, the hybrid's sub-segments and the full chain must agree to the last bit).
+//!
+//! A block of at most [`NN`] points (one forward pass, the two ends of a bound) runs in a kernel of `NN` lanes
+//! with the same products in the same order, so its lanes have the wide kernel's bits at a quarter of the work.
+//! The tap lists and packed weights (the plan) are built on a layer's first use and kept with the layer.
+
+use std::sync::OnceLock;
 
 use super::{ConvGeom, Scratch};
 
@@ -22,9 +28,12 @@ use super::{ConvGeom, Scratch};
 const NB: usize = 16;
 /// Output channels per block: the accumulators held in registers are `CB × NB`.
 const CB: usize = 8;
+/// Points per block of the narrow kernel, for the few points of a probe or of a bound's two ends (a wide block
+/// would compute 16 lanes for them).
+const NN: usize = 4;
 
 /// For each output pixel `start[p]..start[p + 1]` indexes its taps: weight rows `k` and input elements `row`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Taps {
     start: Vec<usize>,
     k: Vec<usize>,
@@ -67,74 +76,45 @@ impl Taps {
     }
 }
 
-/// The tap lists and weights of one layer, and what they were built for.
-#[derive(Debug, Default)]
-struct Plan {
+/// The tap lists and weights of one layer.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Plan {
     taps: Taps,
     /// Weights as `[K, cout rounded up to CB]`.
     wk: Vec<f64>,
     /// The bias, zero-padded to the rounded-up channel count.
     bias: Vec<f64>,
-    /// The key: transposed or not, geometry, the weights and bias as given.
-    transposed: bool,
-    geom: Option<ConvGeom>,
-    weights: Vec<f64>,
-    given_bias: Vec<f64>,
 }
 
 impl Plan {
-    fn is_for(&self, transposed: bool, g: &ConvGeom, weight: &[f64], bias: &[f64]) -> bool {
-        self.transposed == transposed
-            && self.geom == Some(*g)
-            && self.weights == weight
-            && self.given_bias == bias
+    fn new(g: &ConvGeom, bias: &[f64], build: impl FnOnce(&mut Plan)) -> Plan {
+        let mut plan = Plan::default();
+        build(&mut plan);
+        plan.bias.extend_from_slice(&bias[..g.cout]);
+        plan.bias.resize(g.cout.next_multiple_of(CB), 0.0);
+        plan
     }
 }
 
-/// Plans kept per scratch: the engine keeps one scratch per layer, the bounds one for all the layers of a pass.
-const PLANS: usize = 8;
+/// A convolution layer's plan, built on its first use and kept with the layer: layers are immutable, so the
+/// plan never goes stale, and every caller (the engine's levels, the bounds, a single forward pass) shares it.
+/// Equal whatever it holds, so that layers compare by their ops.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PlanCache(OnceLock<Box<Plan>>);
+
+impl PartialEq for PlanCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
 
 /// Buffers of the gather kernel, kept between calls.
 #[derive(Debug, Default)]
 pub(super) struct ConvScratch {
-    /// The plans of the layers seen last, most recent first.
-    plans: Vec<Plan>,
     /// One block of points, transposed: `[in_len, NB]`.
     xt: Vec<f64>,
     /// One block of outputs: `[cout rounded up, pixels, NB]`.
     ot: Vec<f64>,
-}
-
-impl ConvScratch {
-    /// Moves the plan for this layer to the front, building it with `build` if no kept plan is for it.
-    fn plan(
-        &mut self,
-        transposed: bool,
-        g: &ConvGeom,
-        weight: &[f64],
-        bias: &[f64],
-        build: impl FnOnce(&mut Plan),
-    ) {
-        match self.plans.iter().position(|p| p.is_for(transposed, g, weight, bias)) {
-            Some(i) => self.plans[..=i].rotate_right(1),
-            None => {
-                let mut plan =
-                    if self.plans.len() >= PLANS { self.plans.pop().expect("full") } else { Plan::default() };
-                build(&mut plan);
-                let coutp = g.cout.next_multiple_of(CB);
-                plan.bias.clear();
-                plan.bias.extend_from_slice(&bias[..g.cout]);
-                plan.bias.resize(coutp, 0.0);
-                plan.transposed = transposed;
-                plan.geom = Some(*g);
-                plan.weights.clear();
-                plan.weights.extend_from_slice(weight);
-                plan.given_bias.clear();
-                plan.given_bias.extend_from_slice(bias);
-                self.plans.insert(0, plan);
-            }
-        }
-    }
 }
 
 /// The number of weight rows `K = cin·kh·kw` of either convolution.
@@ -150,11 +130,11 @@ pub(super) fn conv2d(
     bias: &[f64],
     g: &ConvGeom,
     out: &mut [f64],
+    cache: &PlanCache,
     scratch: &mut Scratch,
 ) {
-    let s = &mut scratch.conv;
-    s.plan(false, g, weight, bias, |p| conv2d_plan(weight, g, p));
-    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
+    let plan = cache.0.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv2d_plan(weight, g, p))));
+    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, plan, &mut scratch.conv, out);
 }
 
 /// The tap lists and transposed weights of a convolution.
@@ -181,11 +161,11 @@ pub(super) fn conv_transpose2d(
     bias: &[f64],
     g: &ConvGeom,
     out: &mut [f64],
+    cache: &PlanCache,
     scratch: &mut Scratch,
 ) {
-    let s = &mut scratch.conv;
-    s.plan(true, g, weight, bias, |p| conv_transpose2d_plan(weight, g, p));
-    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, s, out);
+    let plan = cache.0.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv_transpose2d_plan(weight, g, p))));
+    gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, plan, &mut scratch.conv, out);
 }
 
 /// The tap lists (gathered per output pixel) and transposed weights of a transposed convolution.
@@ -208,7 +188,8 @@ fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     }
 }
 
-/// Runs the taps over `n` points, a block of [`NB`] at a time, writing `out[point][co·pixels + pixel]`.
+/// Runs the taps over `n` points, a block of [`NB`] at a time (a last block of at most [`NN`] points in the
+/// narrow kernel), writing `out[point][co·pixels + pixel]`.
 #[allow(clippy::too_many_arguments)]
 fn gather(
     input: &[f64],
@@ -216,38 +197,71 @@ fn gather(
     in_len: usize,
     cout: usize,
     pixels: usize,
+    plan: &Plan,
     s: &mut ConvScratch,
     out: &mut [f64],
 ) {
     let coutp = cout.next_multiple_of(CB);
-    let out_len = cout * pixels;
-    let plan = &s.plans[0];
-    s.xt.resize(in_len * NB, 0.0);
-    s.ot.resize(coutp * pixels * NB, 0.0);
+    let narrow = narrow_kernel();
     for first in (0..n).step_by(NB) {
         let m = NB.min(n - first);
-        // Transposed in tiles of NB × NB, so that both the reads and the writes stay within a few cache lines.
-        for r0 in (0..in_len).step_by(NB) {
-            let r1 = (r0 + NB).min(in_len);
-            for j in 0..m {
-                let src = &input[(first + j) * in_len + r0..(first + j) * in_len + r1];
-                for (t, v) in src.iter().enumerate() {
-                    s.xt[(r0 + t) * NB + j] = *v;
-                }
-            }
-            for r in r0..r1 {
-                s.xt[r * NB + m..(r + 1) * NB].fill(0.0);
+        let dims = (in_len, coutp, pixels, cout * pixels);
+        match narrow {
+            Some(kernel) if m <= NN => lanes::<NN>(
+                &input[first * in_len..],
+                m,
+                dims,
+                &mut s.xt,
+                &mut s.ot,
+                &mut out[first * dims.3..],
+                |xt, ot| kernel(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot),
+            ),
+            _ => lanes::<NB>(
+                &input[first * in_len..],
+                m,
+                dims,
+                &mut s.xt,
+                &mut s.ot,
+                &mut out[first * dims.3..],
+                |xt, ot| block(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot),
+            ),
+        }
+    }
+}
+
+/// One block of `m ≤ L` points in a kernel of `L` lanes: transposes the points' inputs into `xt[row][lane]`,
+/// runs `kernel`, and copies `ot[(co·pixels + pixel)][lane]` back out. `dims` is `(in_len, coutp, pixels,
+/// out_len)`.
+fn lanes<const L: usize>(
+    input: &[f64],
+    m: usize,
+    (in_len, coutp, pixels, out_len): (usize, usize, usize, usize),
+    xt: &mut Vec<f64>,
+    ot: &mut Vec<f64>,
+    out: &mut [f64],
+    kernel: impl FnOnce(&[f64], &mut [f64]),
+) {
+    xt.resize(in_len * L, 0.0);
+    ot.resize(coutp * pixels * L, 0.0);
+    // Transposed in tiles of L × L, so that both the reads and the writes stay within a few cache lines.
+    for r0 in (0..in_len).step_by(L) {
+        let r1 = (r0 + L).min(in_len);
+        for j in 0..m {
+            for (t, v) in input[j * in_len + r0..j * in_len + r1].iter().enumerate() {
+                xt[(r0 + t) * L + j] = *v;
             }
         }
-        block(&s.xt, &plan.wk, &plan.bias, coutp, &plan.taps, &mut s.ot);
-        // `ot[(co·pixels + pixel)·NB + j]`: the first `out_len` rows are the real channels, in output order.
-        for q0 in (0..out_len).step_by(NB) {
-            let q1 = (q0 + NB).min(out_len);
-            for j in 0..m {
-                let dst = &mut out[(first + j) * out_len + q0..(first + j) * out_len + q1];
-                for (t, y) in dst.iter_mut().enumerate() {
-                    *y = s.ot[(q0 + t) * NB + j];
-                }
+        for r in r0..r1 {
+            xt[r * L + m..(r + 1) * L].fill(0.0);
+        }
+    }
+    kernel(&xt[..in_len * L], &mut ot[..coutp * pixels * L]);
+    // `ot[(co·pixels + pixel)·L + j]`: the first `out_len` rows are the real channels, in output order.
+    for q0 in (0..out_len).step_by(L) {
+        let q1 = (q0 + L).min(out_len);
+        for j in 0..m {
+            for (t, y) in out[j * out_len + q0..j * out_len + q1].iter_mut().enumerate() {
+                *y = ot[(q0 + t) * L + j];
             }
         }
     }
@@ -255,12 +269,7 @@ fn gather(
 
 /// One block: `ot[co][pixel][j] = bias[co] + Σ_taps wk[k][co] · xt[row][j]` (taps in order), with the best kernel the CPU offers.
 fn block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
-    let pixels = taps.start.len() - 1;
-    // Every index the kernels read or write lies inside these slices (checked once here, not per tap).
-    assert!(taps.row.iter().all(|&r| (r + 1) * NB <= xt.len()), "a tap reads outside the block");
-    assert!(taps.k.iter().all(|&k| (k + 1) * coutp <= wk.len()), "a tap reads outside the weights");
-    assert!(coutp.is_multiple_of(CB) && coutp * pixels * NB <= ot.len(), "the output block is too small");
-    assert!(bias.len() >= coutp, "the bias is too short");
+    check_block(xt, wk, bias, coutp, taps, ot, NB);
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -279,24 +288,75 @@ fn block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &m
             }
         }
     }
-    block_portable(xt, wk, bias, coutp, taps, ot);
+    block_portable::<NB>(xt, wk, bias, coutp, taps, ot);
 }
 
-/// The kernel without vector instructions (separate multiply and add).
-fn block_portable(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+/// Every index a kernel of `lanes` lanes reads or writes lies inside these slices (checked once per block, not
+/// per tap).
+fn check_block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &[f64], lanes: usize) {
+    let pixels = taps.start.len() - 1;
+    assert!(taps.row.iter().all(|&r| (r + 1) * lanes <= xt.len()), "a tap reads outside the block");
+    assert!(taps.k.iter().all(|&k| (k + 1) * coutp <= wk.len()), "a tap reads outside the weights");
+    assert!(coutp.is_multiple_of(CB) && coutp * pixels * lanes <= ot.len(), "the output block is too small");
+    assert!(bias.len() >= coutp, "the bias is too short");
+}
+
+/// A kernel over one block: `(xt, wk, bias, coutp, taps, ot)`.
+type Kernel = fn(&[f64], &[f64], &[f64], usize, &Taps, &mut [f64]);
+
+/// The kernel for blocks of at most [`NN`] points, when one gives the same bits as the wide kernel on this CPU:
+/// a point's lane is computed by the same products in the same order in both, fused where the wide kernel
+/// fuses them.
+fn narrow_kernel() -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Some(block_narrow_fma);
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // The wide kernel fuses; without AVX2 + FMA no narrow kernel can.
+            return None;
+        }
+    }
+    Some(block_portable::<NN>)
+}
+
+/// The narrow kernel with AVX2 + FMA.
+#[cfg(target_arch = "x86_64")]
+fn block_narrow_fma(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
+    check_block(xt, wk, bias, coutp, taps, ot, NN);
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+    #[allow(unsafe_code)]
+    // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
+    // offset `block_narrow_avx2` forms lies inside `xt`, `wk` and `ot`.
+    unsafe {
+        x86::block_narrow_avx2(xt, wk, bias, coutp, taps, ot)
+    }
+}
+
+/// The kernel without vector instructions (separate multiply and add), over `L` lanes.
+fn block_portable<const L: usize>(
+    xt: &[f64],
+    wk: &[f64],
+    bias: &[f64],
+    coutp: usize,
+    taps: &Taps,
+    ot: &mut [f64],
+) {
+    check_block(xt, wk, bias, coutp, taps, ot, L);
     let pixels = taps.start.len() - 1;
     for pix in 0..pixels {
         let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
         for cb in (0..coutp).step_by(CB) {
             for c in 0..CB {
-                let mut acc = [bias[cb + c]; NB];
+                let mut acc = [bias[cb + c]; L];
                 for (&k, &r) in taps.k[lo..hi].iter().zip(&taps.row[lo..hi]) {
                     let w = wk[k * coutp + cb + c];
-                    for (a, x) in acc.iter_mut().zip(&xt[r * NB..(r + 1) * NB]) {
+                    for (a, x) in acc.iter_mut().zip(&xt[r * L..(r + 1) * L]) {
                         *a += w * x;
                     }
                 }
-                ot[((cb + c) * pixels + pix) * NB..][..NB].copy_from_slice(&acc);
+                ot[((cb + c) * pixels + pix) * L..][..L].copy_from_slice(&acc);
             }
         }
     }
@@ -309,7 +369,7 @@ fn block_portable(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Tap
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Taps, CB, NB};
+    use super::{Taps, CB, NB, NN};
 
     /// AVX-512: per tap, two loads of the block's 16 values and 16 fused multiply-adds with broadcast weights.
     ///
@@ -412,6 +472,48 @@ mod x86 {
             }
         }
     }
+
+    /// AVX2 with FMA over one vector of [`NN`] points: per tap, one load and `CB` fused multiply-adds with
+    /// broadcast weights, the same products in the same order as the wide kernels.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA, every `(row + 1)·NN ≤ xt.len()`, every `(k + 1)·coutp ≤ wk.len()`,
+    /// `coutp` a multiple of `CB`, `coutp·pixels·NN ≤ ot.len()` and `coutp ≤ bias.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block_narrow_avx2(
+        xt: &[f64],
+        wk: &[f64],
+        bias: &[f64],
+        coutp: usize,
+        taps: &Taps,
+        ot: &mut [f64],
+    ) {
+        const { assert!(NN == 4) };
+        let pixels = taps.start.len() - 1;
+        let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
+        for pix in 0..pixels {
+            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
+            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
+            for cb in (0..coutp).step_by(CB) {
+                let mut acc = [_mm256_setzero_pd(); CB];
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_set1_pd(bias[cb + c]);
+                }
+                for (&k, &r) in ks.iter().zip(rows) {
+                    // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                    let xv = unsafe { _mm256_loadu_pd(x.add(r * NN)) };
+                    let wrow = unsafe { w.add(k * coutp + cb) };
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
+                        *a = _mm256_fmadd_pd(wc, xv, *a);
+                    }
+                }
+                for (c, a) in acc.iter().enumerate() {
+                    unsafe { _mm256_storeu_pd(o.add(((cb + c) * pixels + pix) * NN), *a) };
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -452,10 +554,19 @@ mod tests {
             ot
         };
         let bias = inputs(coutp, 7);
-        let portable = run(&|ot| super::block_portable(&xt, &wk, &bias, coutp, &taps, ot));
+        let portable = run(&|ot| super::block_portable::<{ super::NB }>(&xt, &wk, &bias, coutp, &taps, ot));
         let chosen = run(&|ot| super::block(&xt, &wk, &bias, coutp, &taps, ot));
         for (a, b) in portable.iter().zip(&chosen) {
             assert!(close(*a, *b), "{a} vs {b}");
+        }
+        // The narrow kernel on the first NN lanes gives those lanes' bits.
+        if let Some(narrow) = super::narrow_kernel() {
+            let (nb, nn) = (super::NB, super::NN);
+            let xt4: Vec<f64> = xt.chunks(nb).flat_map(|row| row[..nn].to_vec()).collect();
+            let mut ot4 = vec![0.0; coutp * pixels * nn];
+            narrow(&xt4, &wk, &bias, coutp, &taps, &mut ot4);
+            let wide: Vec<f64> = chosen.chunks(nb).flat_map(|row| row[..nn].to_vec()).collect();
+            assert_eq!(ot4, wide, "the narrow kernel differs from the wide one");
         }
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
