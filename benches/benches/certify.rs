@@ -108,6 +108,8 @@ fn bisect(g: &Network, n: &Network, z: &[f64], d: &[f64], eps: f64, tol: f64) ->
 }
 
 fn bench_certify(c: &mut Criterion) {
+    // One core, as the figures say: the engine and the certifiers otherwise use every rayon thread.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(1).build_global();
     let g = dcgan_generator(50, 7);
     let n = conv_classifier(8);
     let engine = ExactLine::for_networks(&[&g, &n]).expect("engine");
