@@ -147,6 +147,29 @@ impl Op {
         }
     }
 
+    /// Whether finite inputs always give finite outputs, whatever their size: then a check of the op's output
+    /// for overflow can be skipped when its input was checked (relu, clamp and max-pooling select or bound
+    /// values, reshape, gather and embed copy them (embed's fixed values are checked when it is built); a leaky
+    /// relu scales them by at most 1 when `|slope| ≤ 1`; sigmoid and tanh are bounded; every other op multiplies
+    /// or sums).
+    pub fn keeps_finite(&self) -> bool {
+        match *self {
+            Op::Relu
+            | Op::Clamp { .. }
+            | Op::MaxPool2d(_)
+            | Op::Reshape
+            | Op::Gather { .. }
+            | Op::Embed { .. } => true,
+            Op::LeakyRelu { slope } => slope.abs() <= 1.0,
+            Op::Sigmoid | Op::Tanh => true,
+            Op::Linear { .. }
+            | Op::Conv2d { .. }
+            | Op::ConvTranspose2d { .. }
+            | Op::ChannelAffine { .. }
+            | Op::AvgPool2d(_) => false,
+        }
+    }
+
     /// The elementwise activation of the op, if it is one.
     pub fn activation(&self) -> Option<Activation> {
         match *self {

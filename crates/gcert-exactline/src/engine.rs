@@ -136,7 +136,8 @@ impl<'a> ExactLine<'a> {
         let mut input = Vec::with_capacity(2 * self.input_len);
         input.extend_from_slice(segment.a());
         input.extend_from_slice(segment.b());
-        let mut dedup = Dedup { sink, last: f64::NEG_INFINITY, fault: None };
+        let mut dedup =
+            Dedup { sink, last: f64::NEG_INFINITY, fault: None, last_layer: self.layers.len() - 1 };
         let threads = if self.parallel { rayon::current_num_threads() } else { 1 };
         let flow = if threads > 1 {
             self.split(input, threads, &mut dedup)
@@ -218,7 +219,12 @@ impl<'a> ExactLine<'a> {
                     let mut levels =
                         taken.unwrap_or_else(|| (l..self.layers.len()).map(|_| Level::default()).collect());
                     let mut chain = Chain { width: self.output_len, ..Chain::default() };
-                    let mut local = Dedup { sink: &mut chain, last: f64::NEG_INFINITY, fault: None };
+                    let mut local = Dedup {
+                        sink: &mut chain,
+                        last: f64::NEG_INFINITY,
+                        fault: None,
+                        last_layer: self.layers.len() - 1,
+                    };
                     let _ =
                         self.descend(l, &ratios[a..=b], &input[a * v..(b + 1) * v], &mut levels, &mut local);
                     let fault = local.fault;
@@ -301,11 +307,20 @@ struct Dedup<'s, S> {
     sink: &'s mut S,
     last: f64,
     fault: Option<Error>,
+    /// Index of the network's last layer.
+    last_layer: usize,
 }
 
 impl<S: Sink> Dedup<'_, S> {
-    /// Whether a layer's output is finite; records the error naming the layer when it is not.
+    /// Whether a layer's output is finite; records the error naming the layer when it is not. Layers before the
+    /// last that keep finite inputs finite (`Op::keeps_finite`) are not checked, which saves a pass over every
+    /// activation's output: their inputs come from checked outputs (or the segment's finite ends) by
+    /// interpolation, and the one way that can overflow (ends near ±10³⁰⁸) is caught at the next checked
+    /// layer. The last layer is always checked, so nothing non-finite reaches a sink.
     fn finite(&mut self, index: usize, layer: &Layer, out: &[f64]) -> bool {
+        if index < self.last_layer && layer.op().keeps_finite() {
+            return true;
+        }
         match gcert_core::network::check_layer_output(index, layer, out) {
             Ok(()) => true,
             Err(e) => {

@@ -38,6 +38,10 @@ pub(super) struct Taps {
     start: Vec<usize>,
     k: Vec<usize>,
     row: Vec<usize>,
+    /// The largest `k` and `row` (what the kernels' bounds checks need, kept so that a block checks them in
+    /// constant time).
+    max_k: usize,
+    max_row: usize,
 }
 
 impl Taps {
@@ -46,9 +50,13 @@ impl Taps {
         self.k.clear();
         self.row.clear();
         self.start.push(0);
+        (self.max_k, self.max_row) = (0, 0);
     }
 
     fn close_pixel(&mut self) {
+        let from = self.start.last().copied().unwrap_or(0);
+        self.max_k = self.k[from..].iter().copied().fold(self.max_k, usize::max);
+        self.max_row = self.row[from..].iter().copied().fold(self.max_row, usize::max);
         self.start.push(self.k.len());
     }
 
@@ -295,8 +303,8 @@ fn block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &m
 /// per tap).
 fn check_block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &[f64], lanes: usize) {
     let pixels = taps.start.len() - 1;
-    assert!(taps.row.iter().all(|&r| (r + 1) * lanes <= xt.len()), "a tap reads outside the block");
-    assert!(taps.k.iter().all(|&k| (k + 1) * coutp <= wk.len()), "a tap reads outside the weights");
+    assert!((taps.max_row + 1) * lanes <= xt.len(), "a tap reads outside the block");
+    assert!((taps.max_k + 1) * coutp <= wk.len(), "a tap reads outside the weights");
     assert!(coutp.is_multiple_of(CB) && coutp * pixels * lanes <= ot.len(), "the output block is too small");
     assert!(bias.len() >= coutp, "the bias is too short");
 }
