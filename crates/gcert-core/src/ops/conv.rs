@@ -211,36 +211,26 @@ fn gather(
 ) {
     let coutp = cout.next_multiple_of(CB);
     let narrow = narrow_kernel();
+    let out_len = cout * pixels;
     for first in (0..n).step_by(NB) {
         let m = NB.min(n - first);
-        let dims = (in_len, coutp, pixels, cout * pixels);
-        match narrow {
-            Some(kernel) if m <= NN => lanes::<NN>(
-                &input[first * in_len..],
-                m,
-                dims,
-                &mut s.xt,
-                &mut s.ot,
-                &mut out[first * dims.3..],
-                |xt, ot| kernel(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot),
-            ),
-            _ => lanes::<NB>(
-                &input[first * in_len..],
-                m,
-                dims,
-                &mut s.xt,
-                &mut s.ot,
-                &mut out[first * dims.3..],
-                |xt, ot| block(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot),
-            ),
-        }
+        let (l, kernel): (usize, Kernel) = match narrow {
+            Some(kernel) if m <= NN => (NN, kernel),
+            _ => (NB, block),
+        };
+        let (input, out) = (&input[first * in_len..], &mut out[first * out_len..]);
+        lanes(l, input, m, (in_len, coutp, pixels, out_len), &mut s.xt, &mut s.ot, out, |xt, ot| {
+            kernel(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot)
+        });
     }
 }
 
-/// One block of `m ≤ L` points in a kernel of `L` lanes: transposes the points' inputs into `xt[row][lane]`,
+/// One block of `m ≤ l` points in a kernel of `l` lanes: transposes the points' inputs into `xt[row][lane]`,
 /// runs `kernel`, and copies `ot[(co·pixels + pixel)][lane]` back out. `dims` is `(in_len, coutp, pixels,
 /// out_len)`.
-fn lanes<const L: usize>(
+#[allow(clippy::too_many_arguments)]
+fn lanes(
+    l: usize,
     input: &[f64],
     m: usize,
     (in_len, coutp, pixels, out_len): (usize, usize, usize, usize),
@@ -249,27 +239,27 @@ fn lanes<const L: usize>(
     out: &mut [f64],
     kernel: impl FnOnce(&[f64], &mut [f64]),
 ) {
-    xt.resize(in_len * L, 0.0);
-    ot.resize(coutp * pixels * L, 0.0);
-    // Transposed in tiles of L × L, so that both the reads and the writes stay within a few cache lines.
-    for r0 in (0..in_len).step_by(L) {
-        let r1 = (r0 + L).min(in_len);
+    xt.resize(in_len * l, 0.0);
+    ot.resize(coutp * pixels * l, 0.0);
+    // Transposed in tiles of l × l, so that both the reads and the writes stay within a few cache lines.
+    for r0 in (0..in_len).step_by(l) {
+        let r1 = (r0 + l).min(in_len);
         for j in 0..m {
             for (t, v) in input[j * in_len + r0..j * in_len + r1].iter().enumerate() {
-                xt[(r0 + t) * L + j] = *v;
+                xt[(r0 + t) * l + j] = *v;
             }
         }
         for r in r0..r1 {
-            xt[r * L + m..(r + 1) * L].fill(0.0);
+            xt[r * l + m..(r + 1) * l].fill(0.0);
         }
     }
-    kernel(&xt[..in_len * L], &mut ot[..coutp * pixels * L]);
-    // `ot[(co·pixels + pixel)·L + j]`: the first `out_len` rows are the real channels, in output order.
-    for q0 in (0..out_len).step_by(L) {
-        let q1 = (q0 + L).min(out_len);
+    kernel(&xt[..in_len * l], &mut ot[..coutp * pixels * l]);
+    // `ot[(co·pixels + pixel)·l + j]`: the first `out_len` rows are the real channels, in output order.
+    for q0 in (0..out_len).step_by(l) {
+        let q1 = (q0 + l).min(out_len);
         for j in 0..m {
             for (t, y) in out[j * out_len + q0..j * out_len + q1].iter_mut().enumerate() {
-                *y = ot[(q0 + t) * L + j];
+                *y = ot[(q0 + t) * l + j];
             }
         }
     }
