@@ -168,17 +168,8 @@ impl<'a> ExactLine<'a> {
                     return self.descend_groups(l, &ratios, &values, want, threads, sink);
                 }
                 Kind::Elementwise | Kind::MaxPool => {
-                    let v = layer.in_len();
-                    level.ratios.clear();
-                    level.pre.clear();
-                    level.ratios.push(ratios[0]);
-                    level.pre.extend_from_slice(&values[..v]);
-                    for i in 0..n - 1 {
-                        let (u, x) = (&values[i * v..(i + 1) * v], &values[(i + 1) * v..(i + 2) * v]);
-                        refine_interval(layer, u, x, ratios[i], ratios[i + 1], &mut level);
-                        level.ratios.push(ratios[i + 1]);
-                        level.pre.extend_from_slice(x);
-                    }
+                    // The whole level at once: it has at most `want` intervals before refinement.
+                    refine_from(layer, &ratios, &values, 0, usize::MAX, &mut level);
                     std::mem::swap(&mut ratios, &mut level.ratios);
                     layer.apply(&level.pre, ratios.len(), &mut level.out, &mut level.scratch);
                 }
@@ -219,12 +210,7 @@ impl<'a> ExactLine<'a> {
                     let mut levels =
                         taken.unwrap_or_else(|| (l..self.layers.len()).map(|_| Level::default()).collect());
                     let mut chain = Chain { width: self.output_len, ..Chain::default() };
-                    let mut local = Dedup {
-                        sink: &mut chain,
-                        last: f64::NEG_INFINITY,
-                        fault: None,
-                        last_layer: self.layers.len() - 1,
-                    };
+                    let mut local = Dedup::new(&mut chain, self.layers.len() - 1);
                     let _ =
                         self.descend(l, &ratios[a..=b], &input[a * v..(b + 1) * v], &mut levels, &mut local);
                     let fault = local.fault;
@@ -271,21 +257,10 @@ impl<'a> ExactLine<'a> {
             Kind::Elementwise | Kind::MaxPool => {
                 // Refine consecutive intervals until a chunk is full, hand it on, go on from its last point:
                 // the layer's buffers never hold much more than a chunk, however many pieces the segment has.
-                let v = layer.in_len();
                 let last = ratios.len() - 1;
                 let mut i = 0;
                 while i < last {
-                    level.ratios.clear();
-                    level.pre.clear();
-                    level.ratios.push(ratios[i]);
-                    level.pre.extend_from_slice(&input[i * v..(i + 1) * v]);
-                    while i < last && level.ratios.len() < self.chunk {
-                        let (u, x) = (&input[i * v..(i + 1) * v], &input[(i + 1) * v..(i + 2) * v]);
-                        refine_interval(layer, u, x, ratios[i], ratios[i + 1], level);
-                        level.ratios.push(ratios[i + 1]);
-                        level.pre.extend_from_slice(x);
-                        i += 1;
-                    }
+                    i = refine_from(layer, ratios, input, i, self.chunk, level);
                     let n = level.ratios.len();
                     layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
                     debug_assert_eq!(level.out.len(), n * w);
@@ -311,7 +286,11 @@ struct Dedup<'s, S> {
     last_layer: usize,
 }
 
-impl<S: Sink> Dedup<'_, S> {
+impl<'s, S: Sink> Dedup<'s, S> {
+    fn new(sink: &'s mut S, last_layer: usize) -> Self {
+        Dedup { sink, last: f64::NEG_INFINITY, fault: None, last_layer }
+    }
+
     /// Whether a layer's output is finite; records the error naming the layer when it is not. Layers before the
     /// last that keep finite inputs finite (`Op::keeps_finite`) are not checked, which saves a pass over every
     /// activation's output: their inputs come from checked outputs (or the segment's finite ends) by
@@ -339,6 +318,33 @@ impl<S: Sink> Dedup<'_, S> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// Fills `level` with the points from `ratios[i]` on (`input` holds the layer's input at each) and the layer's
+/// breakpoints between them, interval by interval, until the last point or until `level` holds `limit` points;
+/// returns the index of the last point taken, where the next call starts.
+fn refine_from(
+    layer: &Layer,
+    ratios: &[f64],
+    input: &[f64],
+    mut i: usize,
+    limit: usize,
+    level: &mut Level,
+) -> usize {
+    let v = layer.in_len();
+    let last = ratios.len() - 1;
+    level.ratios.clear();
+    level.pre.clear();
+    level.ratios.push(ratios[i]);
+    level.pre.extend_from_slice(&input[i * v..(i + 1) * v]);
+    while i < last && level.ratios.len() < limit {
+        let (u, x) = (&input[i * v..(i + 1) * v], &input[(i + 1) * v..(i + 2) * v]);
+        refine_interval(layer, u, x, ratios[i], ratios[i + 1], level);
+        level.ratios.push(ratios[i + 1]);
+        level.pre.extend_from_slice(x);
+        i += 1;
+    }
+    i
 }
 
 /// Appends to `level` the breakpoints of a piecewise-linear layer strictly inside the interval from `u` (at
