@@ -63,9 +63,11 @@ fn readme_section(root: &Path) -> Result<()> {
     s.push_str(&format!("{BEGIN}\n## Generators with geometry coordinates\n\n"));
     s.push_str(
         "`generator-geometric.toml` and `generator-geometric-regulated.toml` (continuity λ = 300) are the decoder of \
-         a VAE trained with `fixtures/trained/geometric.toml` (`cargo xtask geometric --train`): its last four \
-         latent units are geometry coordinates (rotation, translate-x, translate-y, scale at 10°, 1.5 px and 10 % \
-         per unit), the others content. `vae-decoder.toml` is the unregulated one. Measured by `cargo xtask \
+         a VAE trained with `fixtures/trained/geometric.toml` (`cargo xtask geometric --train`): their latent \
+         has 51 units: first a class selector (a piecewise-linear staircase that picks the class mean of a \
+         class-conditional Gaussian prior, docs/directions.md \"Sample quality\"), then 46 content units, and last \
+         four geometry coordinates (rotation, translate-x, translate-y, scale at 10°, 1.5 px and 10 % per unit). \
+         `vae-decoder.toml` is the unregulated one. Measured by `cargo xtask \
          geometric` at the latents of the first 100 MNIST test digits (each inverted with \
          `gcert_directions::invert`): along each geometry axis, t ∈ [−3, 3], the calibration (the property's \
          slope per latent unit), the purity (largest other property's effect over the own effect) and R²; an axis \

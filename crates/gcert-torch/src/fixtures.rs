@@ -202,7 +202,7 @@ pub fn train_all(
     let v = vae::train_vae(&vcfg, &train_set, &test_set, device, &[], ck("vae").as_ref(), log)?;
     v.decoder.save_card(&out.join("vae-decoder.toml"), true)?;
     v.encoder.save_card(&out.join("vae-encoder.toml"), true)?;
-    let vs = gan::sample(&v.decoder, LATENT, 1000, 2)?;
+    let vs = gan::sample(&v.decoder, v.decoder.input_shapes[0][0], 1000, 2)?;
     crate::image::write_grid(&out.join("vae-samples.png"), &vs.narrow(0, 0, 64), 8, 2)?;
     let vq = quality::quality(&judge, &vs)?;
     let vae_schedule = vae_schedule(&vcfg);
@@ -239,7 +239,7 @@ pub fn train_all(
         let xv = tch::no_grad(|| v.decoder.forward(&zv, false))?;
         let vae_mse = (xv.get(0) - &x).pow_tensor_scalar(2).mean(Kind::Float).double_value(&[]);
         let vae_latent = format!("latents/vae-z-{digit}.npy");
-        save_npy(&out.join(&vae_latent), &[LATENT as usize], &zv.get(0))?;
+        save_npy(&out.join(&vae_latent), &[zv.size()[1] as usize], &zv.get(0))?;
         let inv = invert::invert(&g.generator, &x, &icfg)?;
         let gan_latent = format!("latents/gan-z-{digit}.npy");
         gcert_core::npy::write_npy(&out.join(&gan_latent), &[LATENT as usize], &inv.z)?;
@@ -283,7 +283,14 @@ pub fn vae_schedule(v: &VaeConfig) -> String {
             g.rotation_deg, g.translate_px, g.scale_pct
         ));
     }
-    if v.prior_fit {
+    if v.prior_fit && v.prior_classes {
+        s.push_str(&format!(
+            "; a class-conditional Gaussian fitted to the encoder's means (one per digit, pooled covariance) is the \
+             card's input layers, selected by a first latent unit through a staircase with ramps {} wide, \
+             within-class spread at temperature {}",
+            v.prior_ramp, v.prior_temperature
+        ));
+    } else if v.prior_fit {
         s.push_str("; a Gaussian fitted to the aggregate posterior is the card's input layer");
     }
     s
@@ -363,8 +370,9 @@ pub fn readme(m: &Metrics) -> String {
     ));
     s.push_str(
         "## Latents of real test digits\n\n`latents/digit-<d>.npy` is the first test image of digit d (`[1, 32, 32]`); \
-         `vae-z-<d>.npy` its VAE latent (`[50]`: the encoder card's output, the fitted prior's coordinates with the 4 \
-         geometry coordinates 0; decode with `vae-decoder.toml`); `gan-z-<d>.npy` its GAN \
+         `vae-z-<d>.npy` its VAE latent (`[51]`: the encoder card's output: the class selector at the middle of the \
+         plateau that holds 0, the content coordinates, and the 4 geometry coordinates 0; decode with \
+         `vae-decoder.toml`); `gan-z-<d>.npy` its GAN \
          inversion (`[50]`, for `generator.toml`; Adam on ‖G(z) − x‖² + 10⁻³‖z‖², 8 restarts).\n\n\
          | digit | test index | VAE reconstruction MSE | GAN inversion MSE |\n|---|---|---|---|\n",
     );

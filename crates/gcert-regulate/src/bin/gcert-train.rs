@@ -234,7 +234,9 @@ fn run(cli: Cli) -> Result<()> {
             t.encoder.save_card(&files[4], true)?;
             let report = json!({ "seconds": t.report.seconds, "epochs": t.report.epochs,
                 "test_mse": t.report.test_mse, "final_loss": t.report.final_loss, "device": t.report.device });
-            (t.decoder, report, cfg.vae.latent)
+            // The card's latent (one unit longer than the VAE's with a class-conditional prior).
+            let latent = t.decoder.input_shapes[0][0];
+            (t.decoder, report, latent)
         }
     };
     generator.save_card(&cli.out, true)?;
