@@ -53,7 +53,7 @@ pub fn geometry_tables(
     let cache = crate::setup::cache_dir().join("geometry-tables");
     let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
     run(torch_cargo()?
-        .args(["run", "--quiet", "-p", "gcert-cli", "--example", "geometry_tables", "--"])
+        .args(["run", "--quiet", "--release", "-p", "gcert-cli", "--example", "geometry_tables", "--"])
         .args(["--generator", &s(abs(generator)), "--mnist", &s(crate::data::mnist_file())])
         .args(["--cache", &s(cache), "--root", &s(root.to_path_buf()), "--out", &s(abs(out))])
         .args(["--digits", &digits.to_string(), "--restarts", &restarts.to_string()])
