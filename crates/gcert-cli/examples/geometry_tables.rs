@@ -62,6 +62,10 @@ struct Settings {
     /// The page to write
     #[arg(long)]
     out: PathBuf,
+    /// How many top local directions span `find_mutation`'s search (`MutationParams::candidates`; the CLI's
+    /// default is 16)
+    #[arg(long, default_value_t = MutationParams::default().candidates)]
+    candidates: usize,
 }
 
 const SPLIT_SEED: u64 = 20_230_801;
@@ -148,7 +152,7 @@ fn run(s: &Settings) -> Result<()> {
     let cache = s.cache.join(cache_key(&s.generator, s, &inv_params)?);
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(s.threads.max(1)).build()?;
-    let params = MutationParams::default();
+    let params = MutationParams { candidates: s.candidates, ..MutationParams::default() };
     let between_params = BetweenParams::default();
     eprintln!(
         "geometry-tables: {} digits, generator {}, latents cached in {}",
