@@ -359,19 +359,25 @@ pub fn train_vae(
     Ok(t)
 }
 
+/// The encoder's posterior means and variances of the content units over a dataset (double precision, on the
+/// models' device), which both prior fits start from.
+fn posterior_moments(encoder: &Net, logvar: &Net, data: &Dataset, content: i64) -> Result<(Tensor, Tensor)> {
+    let trunk = 0..encoder.layers.len() - 1;
+    let head = encoder.layers.len() - 1..encoder.layers.len();
+    tch::no_grad(|| {
+        let h = encoder.forward_range(&data.images, trunk, false)?;
+        let mu = encoder.forward_range(&h, head, false)?.narrow(1, 0, content).to_kind(Kind::Double);
+        let var = logvar.forward(&h, false)?.narrow(1, 0, content).exp().to_kind(Kind::Double);
+        Ok((mu, var))
+    })
+}
+
 /// The Gaussian fit of `VaeConfig::prior_fit`: returns the decoder with the fitted input layer and folds the
 /// inverse map into the encoder's last layer.
 fn fit_prior(encoder: &Net, logvar: &Net, decoder: Net, train: &Dataset, content: i64) -> Result<Net> {
     use crate::nn::TchLayer;
     let k = decoder.input_shapes[0][0];
-    let trunk = 0..encoder.layers.len() - 1;
-    let head = encoder.layers.len() - 1..encoder.layers.len();
-    let (mu, var) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-        let h = encoder.forward_range(&train.images, trunk, false)?;
-        let mu = encoder.forward_range(&h, head, false)?.narrow(1, 0, content).to_kind(Kind::Double);
-        let var = logvar.forward(&h, false)?.narrow(1, 0, content).exp().to_kind(Kind::Double);
-        Ok((mu, var))
-    })?;
+    let (mu, var) = posterior_moments(encoder, logvar, train, content)?;
     let n = mu.size()[0] as f64;
     let m = mu.mean_dim([0i64].as_slice(), false, Kind::Double);
     let c = &mu - m.unsqueeze(0);
@@ -460,14 +466,8 @@ impl ClassPrior {
         temperature: f64,
     ) -> Result<ClassPrior> {
         use crate::error::Error;
-        let trunk = 0..encoder.layers.len() - 1;
-        let head = encoder.layers.len() - 1..encoder.layers.len();
-        let (mu, var) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-            let h = encoder.forward_range(&train.images, trunk, false)?;
-            let mu = encoder.forward_range(&h, head, false)?.narrow(1, 0, content).to_kind(Kind::Double);
-            let var = logvar.forward(&h, false)?.narrow(1, 0, content).exp().to_kind(Kind::Double);
-            Ok((mu.to_device(Device::Cpu), var.to_device(Device::Cpu)))
-        })?;
+        let (mu, var) = posterior_moments(encoder, logvar, train, content)?;
+        let (mu, var) = (mu.to_device(Device::Cpu), var.to_device(Device::Cpu));
         let labels = Vec::<i64>::try_from(train.labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
         let classes = labels.iter().copied().max().unwrap_or(-1) + 1;
         let n = labels.len() as i64;
