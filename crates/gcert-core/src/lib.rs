@@ -40,6 +40,7 @@ pub mod measures;
 pub mod network;
 pub mod npy;
 pub mod ops;
+pub mod rect;
 pub mod tensors;
 pub mod translator;
 

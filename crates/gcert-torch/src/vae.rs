@@ -220,7 +220,9 @@ pub fn train_vae(
         prior_temperature: 1.0,
         ..cfg.clone()
     };
-    let tag = format!("vae:{}:extra={tags:?}", serde_json::to_string(&key).unwrap_or_default());
+    // "/2": geometry coordinates rotate and scale about the object's minimum-area rectangle (before: its
+    // axis-aligned box), so checkpoints trained on the old targets are not resumed.
+    let tag = format!("vae/2:{}:extra={tags:?}", serde_json::to_string(&key).unwrap_or_default());
     if let Some(ck) = checkpoint.filter(|c| c.exists()) {
         let meta = match opt_c.as_mut() {
             Some(oc) => ck.load(
