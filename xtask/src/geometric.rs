@@ -16,10 +16,11 @@ use crate::setup::{run, torch_cargo};
 
 /// The training configuration (relative to the repository root).
 pub const CONFIG: &str = "fixtures/trained/geometric.toml";
-/// The cards, and the continuity weight each is trained with (λ = 300: the VAE's choice in docs/continuity.md).
+/// The cards, and the continuity weight each is trained with: λ = 1875 is the VAE's choice in docs/continuity.md
+/// (λ = 300 at σ = 0.25) at the same weight relative to the likelihood, which scales as 1/σ² (σ = 0.1 here).
 pub const CARDS: [(&str, f64); 2] = [
     ("fixtures/trained/generator-geometric.toml", 0.0),
-    ("fixtures/trained/generator-geometric-regulated.toml", 300.0),
+    ("fixtures/trained/generator-geometric-regulated.toml", 1875.0),
 ];
 
 pub fn geometric(root: &Path, train: bool, device: &str, render: bool) -> Result<()> {
@@ -62,11 +63,14 @@ fn readme_section(root: &Path) -> Result<()> {
     let mut s = String::new();
     s.push_str(&format!("{BEGIN}\n## Generators with geometry coordinates\n\n"));
     s.push_str(
-        "`generator-geometric.toml` and `generator-geometric-regulated.toml` (continuity λ = 300) are the decoder of \
+        "`generator-geometric.toml` and `generator-geometric-regulated.toml` (continuity λ = 1875: the VAE's λ = 300 of docs/continuity.md, at σ = 0.25, \
+         scaled by (0.25 / 0.1)² to keep its weight relative to the likelihood at σ = 0.1) are the decoder of \
          a VAE trained with `fixtures/trained/geometric.toml` (`cargo xtask geometric --train`): their latent \
          has 51 units: first a class selector (a piecewise-linear staircase that picks the class mean of a \
          class-conditional Gaussian prior, docs/directions.md \"Sample quality\"), then 46 content units, and last \
-         four geometry coordinates (rotation, translate-x, translate-y, scale at 10°, 1.5 px and 10 % per unit). \
+         four geometry coordinates (rotation, translate-x, translate-y, scale at 10°, 1.5 px and 10 % per unit; rotation \
+         and scaling about the centre of the digit's minimum-area rectangle, docs/directions.md \
+         "Where rotation lost its purity"). \
          `vae-decoder.toml` is the unregulated one. Measured by `cargo xtask \
          geometric` at the latents of the first 100 MNIST test digits (each inverted with \
          `gcert_directions::invert`): along each geometry axis, t ∈ [−3, 3], the calibration (the property's \

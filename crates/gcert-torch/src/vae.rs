@@ -109,12 +109,12 @@ impl Default for VaeConfig {
 impl VaeConfig {
     /// The committed VAE (`fixtures/trained/vae-decoder.toml`, `generator-geometric.toml` and the configuration
     /// `fixtures/trained/geometric.toml`): geometry coordinates at 10°, 1.5 px and 10 % per latent unit, decoder
-    /// widths 64/32/16, KL weight 3, σ = 0.25, the fitted class-conditional prior at temperature 0.8, seed 1.
+    /// widths 64/32/16, KL weight 3, σ = 0.1, the fitted class-conditional prior at temperature 0.8, seed 1.
     pub fn geometric(epochs: u64) -> VaeConfig {
         VaeConfig {
             epochs,
             widths: [64, 32, 16],
-            sigma: 0.25,
+            sigma: 0.1,
             kl_weight: 3.0,
             geometry: Some(Geometry { rotation_deg: 10.0, translate_px: 1.5, scale_pct: 10.0 }),
             prior_fit: true,
