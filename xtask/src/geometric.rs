@@ -70,7 +70,7 @@ fn readme_section(root: &Path) -> Result<()> {
          class-conditional Gaussian prior, docs/directions.md \"Sample quality\"), then 46 content units, and last \
          four geometry coordinates (rotation, translate-x, translate-y, scale at 10°, 1.5 px and 10 % per unit; rotation \
          and scaling about the centre of the digit's minimum-area rectangle, docs/directions.md \
-         "Where rotation lost its purity"). \
+         \"Where rotation lost its purity\"). \
          `vae-decoder.toml` is the unregulated one. Measured by `cargo xtask \
          geometric` at the latents of the first 100 MNIST test digits (each inverted with \
          `gcert_directions::invert`): along each geometry axis, t ∈ [−3, 3], the calibration (the property's \

@@ -3,7 +3,8 @@
 //!
 //! A folder holding another run's files is refused unless the run resumes it (same `run.json`; the keys
 //! already in `results.jsonl` are skipped, a line cut short by a kill is redone) or is forced (this run's
-//! files are removed first, nothing else).
+//! files are removed first, nothing else). `run.json` records the SHA-256 of every file the run reads (a card's
+//! weights too) under `contents`, so a run is not resumed with a card that was retrained in place.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ pub struct RunDir {
 impl RunDir {
     /// Opens (creating if needed) the run folder `dir` for `manifest`; `inputs` are files the run reads.
     pub fn open(dir: &Path, mode: Mode, manifest: &Value, inputs: &[PathBuf]) -> Result<RunDir> {
+        let manifest = &with_contents(manifest, inputs)?;
         if let Ok(meta) = std::fs::symlink_metadata(dir) {
             if !meta.is_dir() {
                 return Err(Error::file(dir, "exists and is not a folder; --out needs a folder"));
@@ -205,6 +207,41 @@ pub fn parse_results(text: &[u8], path: &Path) -> Result<Vec<Record>> {
 }
 
 /// The first top-level field whose value differs between two manifests.
+/// `manifest` with `contents`: for each input file (and the weights file each model card names), its SHA-256.
+fn with_contents(manifest: &Value, inputs: &[PathBuf]) -> Result<Value> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    // An in-memory network's path is a label, not a file: only files are read.
+    for f in inputs.iter().filter(|f| f.is_file()) {
+        files.push(f.clone());
+        if f.extension().is_some_and(|e| e == "toml") {
+            let cap = gcert_core::Limits::current().max_card_bytes;
+            let text = gcert_core::io::read_text_capped(f, "a model card", cap)?;
+            // Not every .toml input is a card; a card's weights were already accepted when it was loaded.
+            if let Ok(card) = gcert_core::loader::parse_card(&text, f) {
+                files.push(gcert_core::loader::weights_path(f, &card.weights, true)?);
+            }
+        }
+    }
+    let mut contents = serde_json::Map::new();
+    for f in files {
+        contents.insert(f.display().to_string(), Value::String(sha256(&f)?));
+    }
+    let mut m = manifest.clone();
+    if let Some(o) = m.as_object_mut() {
+        o.insert("contents".into(), Value::Object(contents));
+    }
+    Ok(m)
+}
+
+/// The SHA-256 of a regular file, in hex.
+fn sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let (mut file, _) = gcert_core::io::open_regular(path, "an input")?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| Error::file(path, format!("cannot read it: {e}")))?;
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn first_difference(old: &Value, new: &Value) -> Option<String> {
     let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
         return Some("the whole description".into());

@@ -206,9 +206,24 @@ fn the_run_folder_refuses_other_runs_and_other_settings() {
     let before = std::fs::read(dir.join("run/results.jsonl")).unwrap();
     let eval = evaluation(dir, 7);
     let m = manifest(&eval, &json!("synthetic"));
-    let err = RunDir::open(&dir.join("run"), Mode::Resume, &m, &[]).unwrap_err().to_string();
+    let err = RunDir::open(&dir.join("run"), Mode::Resume, &m, &eval.input_files()).unwrap_err().to_string();
     assert!(err.contains("'settings' differs"), "{err}");
     assert_eq!(std::fs::read(dir.join("run/results.jsonl")).unwrap(), before);
+    // The same settings but an input rewritten in place (the direction file): refused, naming the contents.
+    let eval = evaluation(dir, 5);
+    let m = manifest(&eval, &json!("synthetic"));
+    let d = dir.join("d.npy");
+    let original = std::fs::read(&d).unwrap();
+    let values: Vec<f64> = (0..12).map(|i| ((i * 3) % 7) as f64 - 3.0).collect();
+    gcert_core::npy::write_npy(&d, &[2, 6], &values).unwrap();
+    let err = RunDir::open(&dir.join("run"), Mode::Resume, &m, &eval.input_files()).unwrap_err().to_string();
+    assert!(err.contains("'contents' differs"), "{err}");
+    assert_eq!(std::fs::read(dir.join("run/results.jsonl")).unwrap(), before);
+    std::fs::write(&d, original).unwrap();
+    assert!(
+        RunDir::open(&dir.join("run"), Mode::Resume, &m, &eval.input_files()).is_ok(),
+        "the same bytes resume"
+    );
     // --force starts over and leaves other files alone.
     std::fs::write(dir.join("run/notes.txt"), "mine").unwrap();
     let out = dir.join("run");
