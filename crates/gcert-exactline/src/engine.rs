@@ -1,7 +1,6 @@
 //! The layer-by-layer breakpoint engine.
 
 use std::ops::ControlFlow;
-use std::sync::Mutex;
 
 use gcert_core::ops::{Kind, Scratch};
 use gcert_core::{Chain, Error, Layer, Network, Op, Result, Segment};
@@ -156,19 +155,35 @@ impl<'a> ExactLine<'a> {
     /// and their points reach the sink in order. The breakpoints inside an interval depend only on its two end
     /// points and every kernel computes a point the same way in any batch, so the chain is the serial one.
     fn split<S: Sink>(&self, input: Vec<f64>, threads: usize, sink: &mut Dedup<'_, S>) -> ControlFlow<()> {
+        self.split_from(0, vec![0.0, 1.0], input, threads, false, sink)
+    }
+
+    /// [`Self::split`] from layer `l0` on, over `ratios`/`values` (the input of layer `l0`). A group is walked
+    /// the same way, so a group that holds most of the segment's breakpoints (they can crowd into a few
+    /// intervals of the split level) is split again at the layer where they appear: the work spreads over the
+    /// threads wherever it lies. A group (`nested`) splits again only past a chunk's worth of intervals, so that
+    /// light groups keep their points in batches as large as the serial walk's.
+    fn split_from<S: Sink>(
+        &self,
+        l0: usize,
+        mut ratios: Vec<f64>,
+        mut values: Vec<f64>,
+        threads: usize,
+        nested: bool,
+        sink: &mut Dedup<'_, S>,
+    ) -> ControlFlow<()> {
         let want = self.groups_per_thread * threads;
-        let mut ratios = vec![0.0, 1.0];
-        let mut values = input;
+        let threshold = if nested { want.max(self.chunk) } else { want };
         let mut level = Level::default();
-        for (l, &layer) in self.layers.iter().enumerate() {
+        for (l, &layer) in self.layers.iter().enumerate().skip(l0) {
             let n = ratios.len();
             match layer.kind() {
                 Kind::Affine => layer.apply(&values, n, &mut level.out, &mut level.scratch),
-                Kind::Elementwise | Kind::MaxPool if n > want => {
+                Kind::Elementwise | Kind::MaxPool if n > threshold => {
                     return self.descend_groups(l, &ratios, &values, want, threads, sink);
                 }
                 Kind::Elementwise | Kind::MaxPool => {
-                    // The whole level at once: it has at most `want` intervals before refinement.
+                    // The whole level at once: it has at most `threshold` intervals before refinement.
                     refine_from(layer, &ratios, &values, 0, usize::MAX, &mut level);
                     std::mem::swap(&mut ratios, &mut level.ratios);
                     layer.apply(&level.pre, ratios.len(), &mut level.out, &mut level.scratch);
@@ -185,7 +200,8 @@ impl<'a> ExactLine<'a> {
     }
 
     /// Layers `l..` over `ratios`/`input` (the input of layer `l`), in `groups` contiguous groups of intervals
-    /// computed `WAVE_PER_THREAD · threads` at a time.
+    /// computed `WAVE_PER_THREAD · threads` at a time; each group is walked by [`Self::split_from`] (nested:
+    /// rayon's threads steal the parts of a heavy group).
     fn descend_groups<S: Sink>(
         &self,
         l: usize,
@@ -200,23 +216,21 @@ impl<'a> ExactLine<'a> {
         let intervals = ratios.len() - 1;
         let bounds: Vec<(usize, usize)> =
             (0..groups).map(|g| (g * intervals / groups, (g + 1) * intervals / groups)).collect();
-        // Each group borrows a set of layer buffers and gives it back: buffers grown by one group serve the next.
-        let spare: Mutex<Vec<Vec<Level>>> = Mutex::new(Vec::new());
         for wave in bounds.chunks(WAVE_PER_THREAD * threads) {
             let parts: Vec<(Chain, Option<Error>)> = wave
                 .par_iter()
                 .map(|&(a, b)| {
-                    let taken = spare.lock().map_or(None, |mut s| s.pop());
-                    let mut levels =
-                        taken.unwrap_or_else(|| (l..self.layers.len()).map(|_| Level::default()).collect());
                     let mut chain = Chain { width: self.output_len, ..Chain::default() };
                     let mut local = Dedup::new(&mut chain, self.layers.len() - 1);
-                    let _ =
-                        self.descend(l, &ratios[a..=b], &input[a * v..(b + 1) * v], &mut levels, &mut local);
+                    let _ = self.split_from(
+                        l,
+                        ratios[a..=b].to_vec(),
+                        input[a * v..(b + 1) * v].to_vec(),
+                        threads,
+                        true,
+                        &mut local,
+                    );
                     let fault = local.fault;
-                    if let Ok(mut s) = spare.lock() {
-                        s.push(levels);
-                    }
                     (chain, fault)
                 })
                 .collect();
