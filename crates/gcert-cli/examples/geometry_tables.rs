@@ -125,16 +125,14 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 fn cache_key(generator: &Path, s: &Settings, params: &InvertParams) -> Result<String> {
-    let card = std::fs::read(generator).with_context(|| format!("reading {}", generator.display()))?;
+    let card =
+        std::fs::read_to_string(generator).with_context(|| format!("reading {}", generator.display()))?;
     let mut h = DefaultHasher::new();
-    card.hash(&mut h);
-    // The weights file beside the card (named in it); hashing every file the card's folder holds with that
-    // stem keeps this free of a card parser.
-    let stem = generator.file_stem().unwrap_or_default();
-    if let Ok(w) = std::fs::read(generator.with_file_name(format!("{}.safetensors", stem.to_string_lossy())))
-    {
-        w.hash(&mut h);
-    }
+    card.as_bytes().hash(&mut h);
+    // The weights file the card names (the loader's own parsing and path rules).
+    let parsed = gcert_core::loader::parse_card(&card, generator)?;
+    let weights = gcert_core::loader::weights_path(generator, &parsed.weights, false)?;
+    std::fs::read(&weights).with_context(|| format!("reading {}", weights.display()))?.hash(&mut h);
     (params.restarts, params.iters, params.seed, params.prior.to_bits(), s.digits).hash(&mut h);
     Ok(format!("{:016x}", h.finish()))
 }

@@ -206,7 +206,6 @@ pub fn parse_results(text: &[u8], path: &Path) -> Result<Vec<Record>> {
     Ok(out)
 }
 
-/// The first top-level field whose value differs between two manifests.
 /// `manifest` with `contents`: for each input file (and the weights file each model card names), its SHA-256.
 fn with_contents(manifest: &Value, inputs: &[PathBuf]) -> Result<Value> {
     let mut files: Vec<PathBuf> = Vec::new();
@@ -242,6 +241,7 @@ fn sha256(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The first top-level field whose value differs between two manifests.
 fn first_difference(old: &Value, new: &Value) -> Option<String> {
     let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
         return Some("the whole description".into());

@@ -78,7 +78,8 @@ impl Augment {
 /// 0.5, [`gcert_core::rect::min_area_rect`], the measurement `gcert_directions::geometry` names directions
 /// with), so that a rotation or a scaling leaves the rectangle's centre where it is: measured on the transforms
 /// themselves at 100 real test digits, rotation's largest cross effect has median 0.011 of its own effect about
-/// that centre and 0.13 about the centre of the axis-aligned box (docs/directions.md "Sample quality").
+/// that centre and 0.13 about the centre of the axis-aligned box (docs/directions.md, "Where rotation lost its
+/// purity").
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Geometry {

@@ -279,7 +279,8 @@ pub fn vae_schedule(v: &VaeConfig) -> String {
     if let Some(g) = &v.geometry {
         s.push_str(&format!(
             "; the last 4 latent units are geometry coordinates (rotation {}°, translation {} px, scale {} % per \
-             unit, rotation and scaling about the centre of the minimum-area rectangle; each digit drawn with g ~ N(0, I), the decoder reproduces it so transformed)",
+             unit, rotation and scaling about the centre of the minimum-area rectangle; each digit drawn with \
+             g ~ N(0, I), the decoder reproduces it so transformed)",
             g.rotation_deg, g.translate_px, g.scale_pct
         ));
     }
