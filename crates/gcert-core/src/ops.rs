@@ -222,6 +222,8 @@ pub(crate) enum LinearOp {
 pub struct Scratch {
     conv: conv::ConvScratch,
     window: Vec<usize>,
+    /// One sample's output ([`Layer::apply_append`]).
+    row: Vec<f64>,
 }
 
 impl Layer {
@@ -378,6 +380,24 @@ impl Layer {
         })
     }
 
+    /// Applies the layer to one sample, appending its `out_len` values to `out`: the bits [`Layer::apply`]
+    /// gives. The exact chain applies an activation this way as it walks a layer's breakpoints, so that the
+    /// layer's input is never copied.
+    pub fn apply_append(&self, x: &[f64], out: &mut Vec<f64>, scratch: &mut Scratch) {
+        debug_assert_eq!(x.len(), self.in_len());
+        match &self.op {
+            Op::Relu => out.extend(x.iter().map(|&v| v.max(0.0))),
+            Op::LeakyRelu { slope } => out.extend(x.iter().map(|&v| if v >= 0.0 { v } else { slope * v })),
+            Op::Clamp { min, max } => out.extend(x.iter().map(|&v| v.max(*min).min(*max))),
+            _ => {
+                let mut row = std::mem::take(&mut scratch.row);
+                self.apply(x, 1, &mut row, scratch);
+                out.extend_from_slice(&row);
+                scratch.row = row;
+            }
+        }
+    }
+
     /// Applies the layer to a batch of `n` samples, writing `n × out_len` values into `out`.
     pub fn apply(&self, input: &[f64], n: usize, out: &mut Vec<f64>, scratch: &mut Scratch) {
         debug_assert_eq!(input.len(), n * self.in_len());
@@ -528,6 +548,35 @@ mod tests {
         }
         for op in ["conv2d", "conv_transpose2d", "linear", "max_pool2d", "avg_pool2d", "embed", "concat"] {
             assert!(names.contains(&op), "{op} not covered: {names:?}");
+        }
+    }
+
+    /// `apply_append` gives `apply`'s bits on every op, appended after what the buffer held.
+    #[test]
+    fn apply_append_is_apply() {
+        let net = CardBuilder::new("a", &[2, 6, 6], 3)
+            .gain(2.0)
+            .conv2d(3, 3, 1, 1)
+            .batch_norm()
+            .relu()
+            .max_pool2d(2, 2, 0)
+            .leaky_relu(0.1)
+            .clamp(-0.5, 0.5)
+            .avg_pool2d(3, 3, 0)
+            .flatten()
+            .linear(4)
+            .tanh()
+            .network()
+            .unwrap();
+        let mut scratch = Scratch::default();
+        for layer in net.layers() {
+            let x: Vec<f64> = (0..layer.in_len()).map(|i| ((i * 37) % 17) as f64 / 5.0 - 1.6).collect();
+            let mut want = Vec::new();
+            layer.apply(&x, 1, &mut want, &mut scratch);
+            let mut got = vec![7.0];
+            layer.apply_append(&x, &mut got, &mut scratch);
+            assert_eq!(got[0], 7.0);
+            assert_eq!(&got[1..], &want[..], "{}", layer.name());
         }
     }
 }

@@ -32,9 +32,10 @@ pub struct ExactLine<'a> {
 #[derive(Debug, Default)]
 struct Level {
     ratios: Vec<f64>,
-    /// The layer's input at every (old and new) breakpoint.
-    pre: Vec<f64>,
+    /// The layer's output at every point (an activation's at every old and new breakpoint).
     out: Vec<f64>,
+    /// A new breakpoint's input, interpolated.
+    row: Vec<f64>,
     local: Vec<f64>,
     window: Vec<usize>,
     scratch: Scratch,
@@ -186,7 +187,6 @@ impl<'a> ExactLine<'a> {
                     // The whole level at once: it has at most `threshold` intervals before refinement.
                     refine_from(layer, &ratios, &values, 0, usize::MAX, &mut level);
                     std::mem::swap(&mut ratios, &mut level.ratios);
-                    layer.apply(&level.pre, ratios.len(), &mut level.out, &mut level.scratch);
                 }
                 Kind::NonLinear => unreachable!("rejected when the engine was built"),
             }
@@ -275,9 +275,7 @@ impl<'a> ExactLine<'a> {
                 let mut i = 0;
                 while i < last {
                     i = refine_from(layer, ratios, input, i, self.chunk, level);
-                    let n = level.ratios.len();
-                    layer.apply(&level.pre, n, &mut level.out, &mut level.scratch);
-                    debug_assert_eq!(level.out.len(), n * w);
+                    debug_assert_eq!(level.out.len(), level.ratios.len() * w);
                     if !sink.finite(l, layer, &level.out) {
                         return ControlFlow::Break(());
                     }
@@ -289,6 +287,9 @@ impl<'a> ExactLine<'a> {
         }
     }
 }
+
+/// Values a scan of a layer's neurons tests at once: a block without a hit costs one branch-free test.
+const LANES: usize = 8;
 
 /// Drops the point repeated at the boundary between two chunks; holds the first non-finite layer output, which
 /// stops the walk and becomes the run's error (never a chain).
@@ -335,8 +336,10 @@ impl<'s, S: Sink> Dedup<'s, S> {
 }
 
 /// Fills `level` with the points from `ratios[i]` on (`input` holds the layer's input at each) and the layer's
-/// breakpoints between them, interval by interval, until the last point or until `level` holds `limit` points;
-/// returns the index of the last point taken, where the next call starts.
+/// breakpoints between them, interval by interval, until the last point or until `level` holds `limit` points,
+/// with the layer's output at each (applied as the points are taken, so the input is never copied: one pass
+/// over the level's values instead of two); returns the index of the last point taken, where the next call
+/// starts.
 fn refine_from(
     layer: &Layer,
     ratios: &[f64],
@@ -348,21 +351,21 @@ fn refine_from(
     let v = layer.in_len();
     let last = ratios.len() - 1;
     level.ratios.clear();
-    level.pre.clear();
+    level.out.clear();
     level.ratios.push(ratios[i]);
-    level.pre.extend_from_slice(&input[i * v..(i + 1) * v]);
+    layer.apply_append(&input[i * v..(i + 1) * v], &mut level.out, &mut level.scratch);
     while i < last && level.ratios.len() < limit {
         let (u, x) = (&input[i * v..(i + 1) * v], &input[(i + 1) * v..(i + 2) * v]);
         refine_interval(layer, u, x, ratios[i], ratios[i + 1], level);
         level.ratios.push(ratios[i + 1]);
-        level.pre.extend_from_slice(x);
+        layer.apply_append(x, &mut level.out, &mut level.scratch);
         i += 1;
     }
     i
 }
 
 /// Appends to `level` the breakpoints of a piecewise-linear layer strictly inside the interval from `u` (at
-/// ratio `t0`) to `v` (at `t1`), in order, with the layer's input interpolated at each.
+/// ratio `t0`) to `v` (at `t1`), in order, with the layer's output at the input interpolated at each.
 fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level: &mut Level) {
     level.local.clear();
     match layer.kind() {
@@ -384,10 +387,20 @@ fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level:
                 if !c.is_finite() {
                     continue;
                 }
-                for (&a, &b) in u.iter().zip(v) {
+                let cross = |a: f64, b: f64| {
                     let (da, db) = (a - c, b - c);
-                    if (da < 0.0 && db > 0.0) || (da > 0.0 && db < 0.0) {
-                        level.local.push(da / (da - db));
+                    (da < 0.0 && db > 0.0) | (da > 0.0 && db < 0.0)
+                };
+                for (bu, bv) in u.chunks(LANES).zip(v.chunks(LANES)) {
+                    // Most blocks hold no crossing: one branch-free test per block.
+                    if !bu.iter().zip(bv).fold(false, |any, (&a, &b)| any | cross(a, b)) {
+                        continue;
+                    }
+                    for (&a, &b) in bu.iter().zip(bv) {
+                        if cross(a, b) {
+                            let (da, db) = (a - c, b - c);
+                            level.local.push(da / (da - db));
+                        }
                     }
                 }
             }
@@ -417,7 +430,9 @@ fn refine_interval(layer: &Layer, u: &[f64], v: &[f64], t0: f64, t1: f64, level:
         }
         prev = t;
         level.ratios.push(t);
-        level.pre.extend(u.iter().zip(v).map(|(a, b)| a + s * (b - a)));
+        level.row.clear();
+        level.row.extend(u.iter().zip(v).map(|(a, b)| a + s * (b - a)));
+        layer.apply_append(&level.row, &mut level.out, &mut level.scratch);
     }
 }
 
