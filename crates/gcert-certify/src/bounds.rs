@@ -264,6 +264,131 @@ impl<'a> Bounder<'a> {
         cur
     }
 
+    /// [`Self::margins`] from the forward pass alone, for many sub-segments at once: `ends` holds, for each of
+    /// `regions` sub-segments, its two end points (`x0` then `x1`), and each layer runs once over all of them
+    /// (four points per region through the batched kernels: the centre and radius lines at both ends). Looser
+    /// than back-substitution on wide sub-segments, as tight on the narrow ones the hybrid cuts a segment into
+    /// (docs/performance.md), at a fraction of its cost. Widened like `margins`.
+    pub fn forward_margins(&self, ends: &[f64], regions: usize) -> Vec<MarginLines> {
+        let n0 = self.layers.first().map_or(0, |l| l.in_len());
+        debug_assert_eq!(ends.len(), 2 * regions * n0);
+        // Rows `2r` and `2r + 1` hold region r's lines at its two ends; `lo == hi` while no activation was met.
+        let mut lo = ends.to_vec();
+        let mut hi = ends.to_vec();
+        let mut exact = true;
+        let mut scratch = Scratch::default();
+        let (mut mid, mut rad, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut window = Vec::new();
+        let rows = 2 * regions;
+        for (i, layer) in self.layers.iter().enumerate() {
+            match layer.kind() {
+                Kind::Affine => {
+                    if exact {
+                        layer.apply(&lo, rows, &mut c, &mut scratch);
+                        std::mem::swap(&mut lo, &mut c);
+                        hi.clone_from(&lo);
+                        continue;
+                    }
+                    mid.clear();
+                    rad.clear();
+                    mid.extend(lo.iter().zip(&hi).map(|(l, u)| 0.5 * (l + u)));
+                    rad.extend(lo.iter().zip(&hi).map(|(l, u)| 0.5 * (u - l)));
+                    layer.apply(&mid, rows, &mut c, &mut scratch);
+                    let abs = self.abs[i].as_ref().expect("affine layers have an absolute part");
+                    abs.apply(&rad, rows, &mut r, &mut scratch);
+                    lo.clear();
+                    hi.clear();
+                    lo.extend(c.iter().zip(&r).map(|(c, r)| c - r));
+                    hi.extend(c.iter().zip(&r).map(|(c, r)| c + r));
+                }
+                Kind::Elementwise | Kind::NonLinear => {
+                    let act =
+                        layer.activation().expect("an elementwise or non-linear layer is an activation");
+                    let n = layer.in_len();
+                    for g in 0..regions {
+                        let (a, b) = (2 * g * n, (2 * g + 1) * n);
+                        for j in 0..n {
+                            let (l0, l1, u0, u1) = act.lines(lo[a + j], lo[b + j], hi[a + j], hi[b + j]);
+                            (lo[a + j], lo[b + j], hi[a + j], hi[b + j]) = (l0, l1, u0, u1);
+                        }
+                    }
+                    exact = false;
+                }
+                Kind::MaxPool => {
+                    let Op::MaxPool2d(g) = &layer.op() else { unreachable!("max-pool kind") };
+                    let (n, m) = (layer.in_len(), layer.out_len());
+                    let (mut nl, mut nh) = (vec![0.0; rows * m], vec![0.0; rows * m]);
+                    for reg in 0..regions {
+                        let (a, b) = (2 * reg * n, (2 * reg + 1) * n);
+                        let (oa, ob) = (2 * reg * m, (2 * reg + 1) * m);
+                        for ch in 0..g.c {
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    g.window(ch, oy, ox, &mut window);
+                                    let o = (ch * g.oh + oy) * g.ow + ox;
+                                    // Below: the candidate with the best lower line; above: the chord of the
+                                    // convex max of the upper lines.
+                                    let best = *window
+                                        .iter()
+                                        .max_by(|&&p, &&q| {
+                                            (lo[a + p] + lo[b + p]).total_cmp(&(lo[a + q] + lo[b + q]))
+                                        })
+                                        .expect("pooling windows are not empty");
+                                    (nl[oa + o], nl[ob + o]) = (lo[a + best], lo[b + best]);
+                                    nh[oa + o] =
+                                        window.iter().map(|&j| hi[a + j]).fold(f64::NEG_INFINITY, f64::max);
+                                    nh[ob + o] =
+                                        window.iter().map(|&j| hi[b + j]).fold(f64::NEG_INFINITY, f64::max);
+                                }
+                            }
+                        }
+                    }
+                    (lo, hi) = (nl, nh);
+                    exact = false;
+                }
+            }
+            if self.relaxation == Relaxation::Interval {
+                let n = layer.out_len();
+                for g in 0..regions {
+                    let (a, b) = (2 * g * n, (2 * g + 1) * n);
+                    for j in 0..n {
+                        let (p, q) = (lo[a + j].min(lo[b + j]), hi[a + j].max(hi[b + j]));
+                        (lo[a + j], lo[b + j], hi[a + j], hi[b + j]) = (p, p, q, q);
+                    }
+                }
+            }
+        }
+        let w = self.layers.last().map_or(0, |l| l.out_len());
+        let k = self.k;
+        (0..regions)
+            .map(|g| {
+                let mut lines =
+                    MarginLines { lower: [vec![0.0; k], vec![0.0; k]], upper: [vec![0.0; k], vec![0.0; k]] };
+                for j in 0..k {
+                    let row = &self.rows[j * w..(j + 1) * w];
+                    for e in 0..2 {
+                        let at = (2 * g + e) * w;
+                        let (l, u) = (&lo[at..at + w], &hi[at..at + w]);
+                        let (mut a, mut b) = (self.offsets[j], self.offsets[j]);
+                        for i in 0..w {
+                            let c = row[i];
+                            if c > 0.0 {
+                                a += c * l[i];
+                                b += c * u[i];
+                            } else if c < 0.0 {
+                                a += c * u[i];
+                                b += c * l[i];
+                            }
+                        }
+                        lines.lower[e][j] = a - 1e-9 * (1.0 + a.abs());
+                        lines.upper[e][j] = b + 1e-9 * (1.0 + b.abs());
+                    }
+                }
+                lines
+            })
+            .collect()
+    }
+
     /// Sound lower and upper lines of every margin over the line from `x0` (at `s0`) to `x1` (at `s1`).
     pub fn margins(&self, x0: &[f64], x1: &[f64]) -> MarginLines {
         let linear = self.relaxation == Relaxation::Linear;

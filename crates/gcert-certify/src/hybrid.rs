@@ -17,7 +17,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Method, Problem};
-use gcert_core::{Kind, Result, Segment};
+use gcert_core::network::forward_layers;
+use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rayon::prelude::*;
 
@@ -27,9 +28,6 @@ use crate::margin::{positive_interval, push_interval, SideScan};
 use crate::sides::{side_segment, signs};
 use crate::Certifier;
 
-/// Halvings of an undecided region before the exact chain takes it.
-const MAX_DEPTH: u32 = 6;
-
 /// What one region contributes, in ratio units of its side.
 #[derive(Debug, Clone)]
 struct Part {
@@ -37,7 +35,6 @@ struct Part {
     r1: f64,
     x0: Vec<f64>,
     x1: Vec<f64>,
-    depth: u32,
     state: State,
 }
 
@@ -90,8 +87,6 @@ struct Best {
 }
 
 impl Best {
-    const NONE: Best = Best { margin: f64::INFINITY, at: f64::INFINITY };
-
     /// The smaller margin, or on a tie within rounding the earlier point: on a plateau of the smallest margin,
     /// the earliest point found is reported, as a scan from `r = 0` would.
     fn min(self, other: Best) -> Best {
@@ -104,33 +99,20 @@ impl Best {
     }
 }
 
-/// Regions undecided at a depth below this are split into halves processed in parallel.
-const PARALLEL_DEPTH: u32 = 3;
+/// Each side first runs the exact chain from `r = 0` for this many points: a side whose chain is that short needs
+/// nothing else, and the prefix of a longer one tells how densely its pieces lie.
+const CHAIN_FIRST: usize = 128;
 
-/// Each side first runs the exact chain from `r = 0` for as many pieces as this many bound evaluations cost;
-/// a side whose chain is that cheap is done exactly without any bound, otherwise the chain's prefix is kept and
-/// the bounds start where it stopped. 32 since the convolution kernels were vectorised (chain points became
-/// 3–5× cheaper while bound evaluations, which pass two points forward, did not): on the trained MNIST models at
-/// ε = 3 the hybrid with 8 took 0.90× the whole chain's time, with 32 0.97× (docs/performance.md).
-const CHAIN_FIRST_BOUNDS: usize = 32;
+/// The rest of a longer side is cut into regions meant to hold about this many pieces each (at the prefix's
+/// density). Linear bounds decide most regions this narrow and almost none four times wider: on the trained
+/// MNIST models at ε = 3, 64 regions of about 40 pieces per side left 0–15 undecided, 8 of about 300 all of them
+/// (docs/performance.md).
+const PIECES_PER_REGION: f64 = 40.0;
 
-/// What one evaluation of the bounds costs, in chain points: a forward pass of lines (two points) and, for
-/// every activation layer, a back-substitution of every margin through the layers before it (at most one
-/// point's work per margin).
-fn bound_cost_in_points(problem: &Problem<'_>) -> usize {
-    let margins = problem.decision().margins();
-    let activations = problem.layers().iter().filter(|l| l.kind() != Kind::Affine).count();
-    margins * activations + 4
-}
+/// Regions bounded in one batch: their 2 ends × centre and radius fill the kernels' 16-point blocks.
+const BOUND_BATCH: usize = 8;
 
-/// A side whose budgeted prefix reached this ratio is chained to its end: at the prefix's density, the rest
-/// costs at most the budget again, which the bounds (deciding little on wide regions, and needing the chain on
-/// what they leave) do not beat. On the trained MNIST models at ε = 3 the prefix stopped near `r = 0.94` and the
-/// bounds on the rest made the hybrid 0.85× the whole chain (docs/performance.md).
-const CHAIN_ON_FROM: f64 = 0.5;
-
-/// Stops the walk once `left` points have been delivered, remembering the last ratio, unless the walk has by
-/// then reached [`CHAIN_ON_FROM`]: then it goes on to the end.
+/// Stops the walk once `left` points have been delivered, remembering the last ratio.
 struct Budgeted<'s> {
     inner: Mapped<'s>,
     left: usize,
@@ -142,26 +124,23 @@ impl Sink for Budgeted<'_> {
         self.inner.push(ratios, values)?;
         self.last = ratios.last().copied().unwrap_or(self.last);
         self.left = self.left.saturating_sub(ratios.len());
-        if self.left > 0 {
-            ControlFlow::Continue(())
-        } else if self.last >= CHAIN_ON_FROM {
-            self.left = usize::MAX;
-            ControlFlow::Continue(())
-        } else {
+        if self.left == 0 {
             ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
 }
 
 struct Side<'p, 'a> {
     problem: &'p Problem<'a>,
+    /// On one thread: the prefix must stop soon after its budget (a parallel walk computes a wave of groups
+    /// before the first point arrives), and regions are chained in parallel with each other.
     engine: &'p ExactLine<'a>,
     /// Built on first use: a side whose chain is cheap never needs it.
     bounder: &'p OnceLock<Bounder<'a>>,
     /// The side's ratio `r` is `t = sign·r`.
     sign: f64,
-    /// Chain points to compute from `r = 0` before any bound.
-    chain_first: usize,
 }
 
 impl Side<'_, '_> {
@@ -169,10 +148,19 @@ impl Side<'_, '_> {
         self.problem.point(self.sign * r)
     }
 
-    /// The exact smallest margin at ratio `r`, by a forward pass.
-    fn probe(&self, r: f64) -> Result<Best> {
-        let (_, output) = self.problem.evaluate(self.sign * r)?;
-        Ok(Best { margin: self.problem.decision().min_margin(self.problem.label(), &output), at: r })
+    /// The exact smallest margins at ratios `rs`, by one batched forward pass.
+    fn probes(&self, rs: &[f64]) -> Result<Vec<Best>> {
+        let points: Vec<f64> = rs.iter().flat_map(|&r| self.point(r)).collect();
+        let outputs = forward_layers(self.problem.layers(), self.problem.input_len(), &points, rs.len())?;
+        let w = self.problem.output_len();
+        Ok(rs
+            .iter()
+            .zip(outputs.chunks_exact(w))
+            .map(|(&r, out)| Best {
+                margin: self.problem.decision().min_margin(self.problem.label(), out),
+                at: r,
+            })
+            .collect())
     }
 
     fn chain(&self, r0: f64, r1: f64, x0: &[f64], x1: &[f64]) -> Result<(State, Best)> {
@@ -184,139 +172,161 @@ impl Side<'_, '_> {
         Ok((State::Exact(Box::new(scan)), best))
     }
 
-    /// Bounds a region; `None` if the bounds decide nothing.
-    fn bound(&self, x0: &[f64], x1: &[f64]) -> Option<State> {
+    /// Bounds consecutive regions (`ends` their `n + 1` end points) in one batch: kept, violated, or `None`
+    /// where the bounds decide nothing.
+    fn bound(&self, ends: &[Vec<f64>]) -> Vec<Option<State>> {
         let bounder = self.bounder.get_or_init(|| {
             let (rows, offsets) =
                 self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
-            Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear).lower_only()
+            Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear)
         });
-        let lines = bounder.margins(x0, x1);
-        let lower = lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
-        if lower > 0.0 {
-            return Some(State::Kept { lower });
+        let regions = ends.len() - 1;
+        let mut batch = Vec::with_capacity(2 * regions * self.problem.input_len());
+        for pair in ends.windows(2) {
+            batch.extend_from_slice(&pair[0]);
+            batch.extend_from_slice(&pair[1]);
         }
-        // Violated everywhere: no point where every upper line is positive.
-        positive_interval(&lines.upper[0], &lines.upper[1]).is_none().then_some(State::Violated { lower })
-    }
-
-    /// Decides `[r0, r1]`, halving it while undecided and shallow (the halves in parallel near the top),
-    /// chaining it otherwise: its parts in order, and the smallest exact margin seen.
-    fn decide(&self, r0: f64, r1: f64, x0: Vec<f64>, x1: Vec<f64>, depth: u32) -> Result<(Vec<Part>, Best)> {
-        if let Some(state) = self.bound(&x0, &x1) {
-            return Ok((vec![Part { r0, r1, x0, x1, depth, state }], Best::NONE));
-        }
-        if depth >= MAX_DEPTH {
-            let (state, best) = self.chain(r0, r1, &x0, &x1)?;
-            return Ok((vec![Part { r0, r1, x0, x1, depth, state }], best));
-        }
-        let rm = 0.5 * (r0 + r1);
-        let xm = self.point(rm);
-        let mid = self.probe(rm)?;
-        let xm2 = xm.clone();
-        let left = || self.decide(r0, rm, x0, xm, depth + 1);
-        let right = || self.decide(rm, r1, xm2, x1, depth + 1);
-        let (left, right) = if depth < PARALLEL_DEPTH { rayon::join(left, right) } else { (left(), right()) };
-        let ((mut parts, b0), (more, b1)) = (left?, right?);
-        parts.extend(more);
-        Ok((parts, mid.min(b0).min(b1)))
-    }
-
-    /// Refines a bounded part whose lower bound is below the best exact margin: halves (re-bounded), or the
-    /// exact chain once deep enough.
-    fn refine(&self, p: Part) -> Result<(Vec<Part>, Best)> {
-        if p.depth >= MAX_DEPTH + 2 {
-            let (state, best) = self.chain(p.r0, p.r1, &p.x0, &p.x1)?;
-            return Ok((vec![Part { state, ..p }], best));
-        }
-        let rm = 0.5 * (p.r0 + p.r1);
-        let xm = self.point(rm);
-        let best = self.probe(rm)?;
-        let mut refined = Vec::with_capacity(2);
-        for (a, b, xa, xb) in [(p.r0, rm, p.x0.clone(), xm.clone()), (rm, p.r1, xm, p.x1.clone())] {
-            // A half of a decided region is decided the same way; only its bound is new.
-            let state = match (self.bound(&xa, &xb), &p.state) {
-                (Some(s), _) => s,
-                (None, State::Kept { .. }) => State::Kept { lower: f64::NEG_INFINITY },
-                (None, _) => State::Violated { lower: f64::NEG_INFINITY },
-            };
-            refined.push(Part { r0: a, r1: b, x0: xa, x1: xb, depth: p.depth + 1, state });
-        }
-        Ok((refined, best))
-    }
-
-    /// Refines, in rounds (each round's parts in parallel), the bounded parts whose lower bound is below the
-    /// best exact margin until none is: then the best exact margin is the side's smallest margin.
-    fn settle_min(&self, mut parts: Vec<Part>, mut best: Best) -> Result<(Vec<Part>, Best)> {
-        loop {
-            let below = |p: &Part| !matches!(p.state, State::Exact(_)) && p.lower() < best.margin;
-            if !parts.iter().any(below) {
-                return Ok((parts, best));
-            }
-            let (todo, mut next): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|p| below(p));
-            let done: Vec<Result<(Vec<Part>, Best)>> = todo.into_par_iter().map(|p| self.refine(p)).collect();
-            // Reassemble in ratio order: kept parts and refined ones, by their start.
-            for d in done {
-                let (refined, b) = d?;
-                best = best.min(b);
-                next.extend(refined);
-            }
-            next.sort_by(|a, b| a.r0.total_cmp(&b.r0));
-            parts = next;
-        }
+        bounder
+            .forward_margins(&batch, regions)
+            .into_iter()
+            .map(|lines| {
+                let lower =
+                    lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
+                if lower > 0.0 {
+                    Some(State::Kept { lower })
+                } else {
+                    // Violated everywhere: no point where every upper line is positive.
+                    positive_interval(&lines.upper[0], &lines.upper[1])
+                        .is_none()
+                        .then_some(State::Violated { lower })
+                }
+            })
+            .collect()
     }
 
     /// The side's scan, exactly as a scan of the whole side's chain would end; its `pieces` are the chained
     /// pieces plus one per region the bounds decided.
+    ///
+    /// The chain runs first from `r = 0` for [`CHAIN_FIRST`] points. If the side is longer, the rest is cut into
+    /// regions of about [`PIECES_PER_REGION`] pieces at the prefix's density, bounded in batches; the regions the
+    /// bounds leave undecided are chained. The exact margins at every region end start the smallest margin;
+    /// every region decided by bounds whose lower bound is below the smallest exact margin found is then chained
+    /// too (in rounds, as the best exact value falls), so that no region can hide a smaller one.
     fn scan(&self) -> Result<SideScan> {
-        let (x0, x1) = (self.point(0.0), self.point(1.0));
-        // The chain first, within its budget: a cheap side is done exactly, an expensive one keeps its prefix.
         let mut prefix = SideScan::new(self.problem.decision(), self.problem.label());
         let mapped = Mapped { scan: &mut prefix, r0: 0.0, r1: 1.0, buf: Vec::new() };
-        let mut sink = Budgeted { inner: mapped, left: self.chain_first.max(2), last: 0.0 };
-        let flow = self.engine.run(&side_segment(self.problem, self.sign)?, &mut sink)?;
+        let mut sink = Budgeted { inner: mapped, left: CHAIN_FIRST, last: 0.0 };
+        // Small chunks: a walk computes a chunk at every level before the first point reaches the sink.
+        let engine = self.engine.clone().with_chunk(CHAIN_FIRST / 4);
+        let flow = engine.run(&side_segment(self.problem, self.sign)?, &mut sink)?;
         let stop = sink.last;
         if flow.is_continue() || stop >= 1.0 {
             return Ok(prefix);
         }
-        // The prefix already has the exact margin at r = 0; the far end is a cheap exact value too.
-        let first = Best { margin: prefix.min_margin, at: prefix.min_at };
-        let end = self.probe(1.0)?;
-        let xs = self.point(stop);
-        let (rest, best) = self.decide(stop, 1.0, xs.clone(), x1, 0)?;
-        let mut parts =
-            vec![Part { r0: 0.0, r1: stop, x0, x1: xs, depth: 0, state: State::Exact(Box::new(prefix)) }];
-        parts.extend(rest);
-        let (parts, best) = self.settle_min(parts, first.min(end).min(best))?;
-        let mut total = SideScan::new(self.problem.decision(), self.problem.label());
-        for p in &parts {
-            let len = p.r1 - p.r0;
-            match &p.state {
-                State::Kept { .. } => {
-                    total.pieces += 1;
-                    total.kept += len;
+        let expected = CHAIN_FIRST as f64 * (1.0 - stop) / stop.max(f64::MIN_POSITIVE);
+        let regions = (expected / PIECES_PER_REGION).ceil().clamp(1.0, 1e5) as usize;
+        let ratios: Vec<f64> = (0..=regions)
+            .map(|k| if k == regions { 1.0 } else { stop + (1.0 - stop) * k as f64 / regions as f64 })
+            .collect();
+        let ends: Vec<Vec<f64>> = ratios.iter().map(|&r| self.point(r)).collect();
+        let mut best = Best { margin: prefix.min_margin, at: prefix.min_at };
+        for b in self.probes(&ratios)? {
+            best = best.min(b);
+        }
+        let states: Vec<Option<State>> = (0..regions)
+            .into_par_iter()
+            .step_by(BOUND_BATCH)
+            .flat_map_iter(|k| self.bound(&ends[k..=(k + BOUND_BATCH).min(regions)]))
+            .collect();
+        debug_assert_eq!(states.len(), regions);
+        let undecided: Vec<usize> = (0..regions).filter(|&k| states[k].is_none()).collect();
+        let chained = undecided
+            .par_iter()
+            .map(|&k| self.chain(ratios[k], ratios[k + 1], &ends[k], &ends[k + 1]))
+            .collect::<Result<Vec<(State, Best)>>>()?;
+        let mut parts = vec![Part {
+            r0: 0.0,
+            r1: stop,
+            x0: self.point(0.0),
+            x1: ends[0].clone(),
+            state: State::Exact(Box::new(prefix)),
+        }];
+        let mut chained = undecided.iter().zip(chained);
+        let mut next = chained.next();
+        for (k, state) in states.into_iter().enumerate() {
+            let state = match state {
+                Some(state) => state,
+                None => {
+                    let (&j, (state, b)) = next.take().expect("an undecided region was chained");
+                    debug_assert_eq!(j, k);
+                    best = best.min(b);
+                    next = chained.next();
+                    state
                 }
-                State::Violated { .. } => {
-                    total.pieces += 1;
-                    push_interval(&mut total.violated, p.r0, p.r1);
-                    total.first_crossing.get_or_insert(p.r0);
+            };
+            parts.push(Part {
+                r0: ratios[k],
+                r1: ratios[k + 1],
+                x0: ends[k].clone(),
+                x1: ends[k + 1].clone(),
+                state,
+            });
+        }
+        let (parts, best) = self.settle_min(parts, best)?;
+        Ok(total(self.problem, &parts, best))
+    }
+
+    /// Chains, in rounds (each round's regions in parallel), the regions decided by bounds whose lower bound is
+    /// below the best exact margin until none is: then the best exact margin is the side's smallest margin.
+    fn settle_min(&self, mut parts: Vec<Part>, mut best: Best) -> Result<(Vec<Part>, Best)> {
+        loop {
+            let below = |p: &Part| !matches!(p.state, State::Exact(_)) && p.lower() < best.margin;
+            let todo: Vec<usize> = (0..parts.len()).filter(|&k| below(&parts[k])).collect();
+            if todo.is_empty() {
+                return Ok((parts, best));
+            }
+            let done = todo
+                .par_iter()
+                .map(|&k| self.chain(parts[k].r0, parts[k].r1, &parts[k].x0, &parts[k].x1))
+                .collect::<Result<Vec<(State, Best)>>>()?;
+            for (&k, (state, b)) in todo.iter().zip(done) {
+                best = best.min(b);
+                parts[k].state = state;
+            }
+        }
+    }
+}
+
+/// The scan of a side from its parts in ratio order and its smallest exact margin.
+fn total(problem: &Problem<'_>, parts: &[Part], best: Best) -> SideScan {
+    let mut total = SideScan::new(problem.decision(), problem.label());
+    for p in parts {
+        let len = p.r1 - p.r0;
+        match &p.state {
+            State::Kept { .. } => {
+                total.pieces += 1;
+                total.kept += len;
+            }
+            State::Violated { .. } => {
+                total.pieces += 1;
+                push_interval(&mut total.violated, p.r0, p.r1);
+                total.first_crossing.get_or_insert(p.r0);
+            }
+            State::Exact(scan) => {
+                total.pieces += scan.pieces;
+                total.kept += scan.kept;
+                for iv in &scan.violated {
+                    push_interval(&mut total.violated, iv[0], iv[1]);
                 }
-                State::Exact(scan) => {
-                    total.pieces += scan.pieces;
-                    total.kept += scan.kept;
-                    for iv in &scan.violated {
-                        push_interval(&mut total.violated, iv[0], iv[1]);
-                    }
-                    if let Some(c) = scan.first_crossing {
-                        total.first_crossing.get_or_insert(c);
-                    }
+                if let Some(c) = scan.first_crossing {
+                    total.first_crossing.get_or_insert(c);
                 }
             }
         }
-        total.min_margin = best.margin;
-        total.min_at = best.at;
-        Ok(total)
     }
+    total.min_margin = best.margin;
+    total.min_at = best.at;
+    total
 }
 
 /// Complete certification through bounds first and the exact chain on what they leave undecided: the same
@@ -333,13 +343,12 @@ impl Certifier for Hybrid {
 
     fn certify(&self, problem: &Problem<'_>) -> Result<Certificate> {
         let start = Instant::now();
-        let engine = ExactLine::new(problem.layers())?;
+        let engine = ExactLine::new(problem.layers())?.with_parallel(false);
         let bounder = OnceLock::new();
-        let chain_first = CHAIN_FIRST_BOUNDS * bound_cost_in_points(problem);
         // The two sides in parallel; each side's regions in parallel too (rayon's pool: all cores).
         let scans = signs(problem)
             .par_iter()
-            .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign, chain_first }.scan())
+            .map(|&sign| Side { problem, engine: &engine, bounder: &bounder, sign }.scan())
             .collect::<Result<Vec<SideScan>>>()?;
         let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;

@@ -169,6 +169,51 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The forward lines of many regions bounded in one batch are sound on each region (at samples, and at the
+    /// chain's points, where the exact extremes are), and a region's lines do not depend on the regions
+    /// batched with it.
+    #[test]
+    fn batched_forward_margins_are_sound(arch in 0usize..4, seed in 0u64..1000, scale in 0.05f64..3.0,
+                                         label in 0usize..3, regions in 1usize..6, interval in any::<bool>()) {
+        let net = random_net(arch, seed);
+        let seg = random_segment(net.input_len(), seed + 11, scale);
+        let layers: Vec<&Layer> = net.layers().iter().collect();
+        let decision = Decision::ArgMax { classes: 3 };
+        let (rows, offsets) = decision.margin_rows(label, 3);
+        let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
+        let bounder = Bounder::new(layers.clone(), &rows, &offsets, relaxation);
+        let cuts: Vec<f64> = (0..=regions).map(|k| k as f64 / regions as f64).collect();
+        let ends: Vec<f64> = cuts.windows(2).flat_map(|w| [seg.point(w[0]), seg.point(w[1])].concat()).collect();
+        let all = bounder.forward_margins(&ends, regions);
+        prop_assert_eq!(all.len(), regions);
+        let chain = net.first_nonlinear().is_none().then(|| ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap());
+        let mut m = Vec::new();
+        for (k, lines) in all.iter().enumerate() {
+            let (s0, s1) = (cuts[k], cuts[k + 1]);
+            let n0 = net.input_len();
+            let alone = bounder.forward_margins(&ends[2 * k * n0..2 * (k + 1) * n0], 1);
+            prop_assert_eq!(&alone[0], lines);
+            let mut points = sampled(&layers, &seg, s0, s1, 24);
+            if let Some(chain) = &chain {
+                points.extend((0..chain.ratios.len()).filter(|&i| chain.ratios[i] >= s0 && chain.ratios[i] <= s1)
+                    .map(|i| ((chain.ratios[i] - s0) / (s1 - s0), chain.value(i).to_vec())));
+            }
+            // `sampled` and the chain's points both in the region's own ratio.
+            for (local, y) in points {
+                decision.margins_of(label, &y, &mut m);
+                for (j, v) in m.iter().enumerate() {
+                    let lo = at(lines.lower[0][j], lines.lower[1][j], local);
+                    let hi = at(lines.upper[0][j], lines.upper[1][j], local);
+                    prop_assert!(lo <= *v && *v <= hi, "region {k}, margin {j} at {local}: {v} not in [{lo}, {hi}]");
+                }
+            }
+        }
+    }
+}
+
 /// On a segment short enough that no neuron changes face, linear bounds are exact up to the widening.
 #[test]
 fn linear_bounds_are_exact_on_one_piece() {
