@@ -1,16 +1,16 @@
 //! Hybrid complete certification: linear bounds decide what they can, the exact chain runs on the rest, and
-//! every answer is the one the full chain gives (docs/mathematics.md §3).
+//! every answer is the one the full chain gives (docs/mathematics.md §3.1).
 //!
-//! Each side is first chained from `r = 0` for as many points as a few bound evaluations cost: a side whose chain
-//! is that cheap needs nothing else, and an expensive one keeps that exact prefix. The rest of the side is cut
-//! into regions of the ratio `r`. A region on which every margin's lower line
-//! is positive at both ends keeps the label everywhere; one on which, at every point, some margin's upper line
-//! is not positive is violated everywhere. Undecided regions are halved a few times, then handed to the exact
-//! chain. The kept length, the violated intervals and the first crossing (hence `E_max`) follow exactly from
-//! these three kinds of region. The smallest margin needs more: a region decided by bounds only has a lower
-//! bound of its smallest margin, so regions whose lower bound is below the best exact margin found are
-//! refined, and chained once small, until no region could hide a smaller one (branch and bound). Margins at
-//! region ends are evaluated exactly by forward passes, which tightens the best value early.
+//! Each side is first chained from `r = 0` for a few points: a short side needs nothing else, and the prefix of
+//! a long one tells how densely its pieces lie. The rest is cut into regions of a few dozen pieces at that
+//! density, and every region is bounded by forward lines in `r` (many regions per batch through the kernels).
+//! A region on which every margin's lower line is positive at both ends keeps the label everywhere; one on
+//! which, at every point, some margin's upper line is not positive is violated everywhere. Open regions are
+//! halved and re-bounded a few times, then chained. The kept length, the violated intervals and the first
+//! crossing (hence `E_max`) follow exactly from these three kinds of region. The smallest margin needs more: a
+//! region decided by bounds only has a lower bound of its smallest margin, so regions whose lower bound is below
+//! the best exact margin found are halved and chained the same way, until no region could hide a smaller one
+//! (branch and bound). Exact margins at every region end and midpoint tighten the best value early.
 
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
@@ -35,6 +35,8 @@ struct Part {
     r1: f64,
     x0: Vec<f64>,
     x1: Vec<f64>,
+    /// Halvings since the side was cut into regions.
+    depth: u32,
     state: State,
 }
 
@@ -46,15 +48,8 @@ enum State {
     Violated { lower: f64 },
     /// The exact chain of the region.
     Exact(Box<SideScan>),
-}
-
-impl Part {
-    fn lower(&self) -> f64 {
-        match &self.state {
-            State::Kept { lower } | State::Violated { lower } => *lower,
-            State::Exact(scan) => scan.min_margin,
-        }
-    }
+    /// The bounds decided nothing.
+    Open,
 }
 
 /// Feeds a region's chain to a scan in the side's ratio units (`s = 0` and `s = 1` map exactly to the ends).
@@ -104,13 +99,18 @@ impl Best {
 const CHAIN_FIRST: usize = 128;
 
 /// The rest of a longer side is cut into regions meant to hold about this many pieces each (at the prefix's
-/// density). Linear bounds decide most regions this narrow and almost none four times wider: on the trained
-/// MNIST models at ε = 3, 64 regions of about 40 pieces per side left 0–15 undecided, 8 of about 300 all of them
-/// (docs/performance.md).
-const PIECES_PER_REGION: f64 = 40.0;
+/// density), halved up to [`MAX_HALVINGS`] times where the bounds decide nothing. Forward lines decide most
+/// regions of about 40 pieces and almost none of about 300: on the trained MNIST models at ε = 3, 64 regions per
+/// side left 0–15 open, 8 regions all of them. Regions of 40, 80, 120 or 160 pieces with one to three halvings
+/// gave 1.5–1.7× the whole chain's speed, within the noise of one another (docs/performance.md).
+const PIECES_PER_REGION: f64 = 80.0;
 
 /// Regions bounded in one batch: their 2 ends × centre and radius fill the kernels' 16-point blocks.
 const BOUND_BATCH: usize = 8;
+
+/// Halvings of a region the bounds leave open, or whose lower bound is below the best exact margin, before
+/// the exact chain takes it.
+const MAX_HALVINGS: u32 = 2;
 
 /// Stops the walk once `left` points have been delivered, remembering the last ratio.
 struct Budgeted<'s> {
@@ -172,20 +172,20 @@ impl Side<'_, '_> {
         Ok((State::Exact(Box::new(scan)), best))
     }
 
-    /// Bounds consecutive regions (`ends` their `n + 1` end points) in one batch: kept, violated, or `None`
-    /// where the bounds decide nothing.
-    fn bound(&self, ends: &[Vec<f64>]) -> Vec<Option<State>> {
+    /// Bounds regions (each given by its two end points) in one batch: kept, violated, or open where the
+    /// bounds decide nothing.
+    fn bound(&self, regions: &[(&[f64], &[f64])]) -> Vec<State> {
         let bounder = self.bounder.get_or_init(|| {
             let (rows, offsets) =
                 self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
             Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear)
         });
-        let regions = ends.len() - 1;
-        let mut batch = Vec::with_capacity(2 * regions * self.problem.input_len());
-        for pair in ends.windows(2) {
-            batch.extend_from_slice(&pair[0]);
-            batch.extend_from_slice(&pair[1]);
+        let mut batch = Vec::with_capacity(2 * regions.len() * self.problem.input_len());
+        for (x0, x1) in regions {
+            batch.extend_from_slice(x0);
+            batch.extend_from_slice(x1);
         }
+        let regions = regions.len();
         bounder
             .forward_margins(&batch, regions)
             .into_iter()
@@ -193,12 +193,12 @@ impl Side<'_, '_> {
                 let lower =
                     lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
                 if lower > 0.0 {
-                    Some(State::Kept { lower })
-                } else {
+                    State::Kept { lower }
+                } else if positive_interval(&lines.upper[0], &lines.upper[1]).is_none() {
                     // Violated everywhere: no point where every upper line is positive.
-                    positive_interval(&lines.upper[0], &lines.upper[1])
-                        .is_none()
-                        .then_some(State::Violated { lower })
+                    State::Violated { lower }
+                } else {
+                    State::Open
                 }
             })
             .collect()
@@ -208,10 +208,8 @@ impl Side<'_, '_> {
     /// pieces plus one per region the bounds decided.
     ///
     /// The chain runs first from `r = 0` for [`CHAIN_FIRST`] points. If the side is longer, the rest is cut into
-    /// regions of about [`PIECES_PER_REGION`] pieces at the prefix's density, bounded in batches; the regions the
-    /// bounds leave undecided are chained. The exact margins at every region end start the smallest margin;
-    /// every region decided by bounds whose lower bound is below the smallest exact margin found is then chained
-    /// too (in rounds, as the best exact value falls), so that no region can hide a smaller one.
+    /// regions of about [`PIECES_PER_REGION`] pieces at the prefix's density and bounded in batches; the exact
+    /// margins at every region end start the smallest margin, and [`Self::settle`] does the rest.
     fn scan(&self) -> Result<SideScan> {
         let mut prefix = SideScan::new(self.problem.decision(), self.problem.label());
         let mapped = Mapped { scan: &mut prefix, r0: 0.0, r1: 1.0, buf: Vec::new() };
@@ -233,66 +231,101 @@ impl Side<'_, '_> {
         for b in self.probes(&ratios)? {
             best = best.min(b);
         }
-        let states: Vec<Option<State>> = (0..regions)
-            .into_par_iter()
-            .step_by(BOUND_BATCH)
-            .flat_map_iter(|k| self.bound(&ends[k..=(k + BOUND_BATCH).min(regions)]))
-            .collect();
-        debug_assert_eq!(states.len(), regions);
-        let undecided: Vec<usize> = (0..regions).filter(|&k| states[k].is_none()).collect();
-        let chained = undecided
-            .par_iter()
-            .map(|&k| self.chain(ratios[k], ratios[k + 1], &ends[k], &ends[k + 1]))
-            .collect::<Result<Vec<(State, Best)>>>()?;
         let mut parts = vec![Part {
             r0: 0.0,
             r1: stop,
             x0: self.point(0.0),
             x1: ends[0].clone(),
+            depth: 0,
             state: State::Exact(Box::new(prefix)),
         }];
-        let mut chained = undecided.iter().zip(chained);
-        let mut next = chained.next();
-        for (k, state) in states.into_iter().enumerate() {
-            let state = match state {
-                Some(state) => state,
-                None => {
-                    let (&j, (state, b)) = next.take().expect("an undecided region was chained");
-                    debug_assert_eq!(j, k);
-                    best = best.min(b);
-                    next = chained.next();
-                    state
-                }
-            };
-            parts.push(Part {
-                r0: ratios[k],
-                r1: ratios[k + 1],
-                x0: ends[k].clone(),
-                x1: ends[k + 1].clone(),
-                state,
-            });
-        }
-        let (parts, best) = self.settle_min(parts, best)?;
+        let states = self.bound_all(&ends);
+        parts.extend(states.into_iter().enumerate().map(|(k, state)| Part {
+            r0: ratios[k],
+            r1: ratios[k + 1],
+            x0: ends[k].clone(),
+            x1: ends[k + 1].clone(),
+            depth: 0,
+            state,
+        }));
+        let (parts, best) = self.settle(parts, best)?;
         Ok(total(self.problem, &parts, best))
     }
 
-    /// Chains, in rounds (each round's regions in parallel), the regions decided by bounds whose lower bound is
-    /// below the best exact margin until none is: then the best exact margin is the side's smallest margin.
-    fn settle_min(&self, mut parts: Vec<Part>, mut best: Best) -> Result<(Vec<Part>, Best)> {
+    /// Bounds the consecutive regions between `ends`, in batches on rayon's threads.
+    fn bound_all(&self, ends: &[Vec<f64>]) -> Vec<State> {
+        let pairs: Vec<(&[f64], &[f64])> = ends.windows(2).map(|w| (&w[0][..], &w[1][..])).collect();
+        self.bound_batches(&pairs)
+    }
+
+    /// Bounds regions in batches of [`BOUND_BATCH`] on rayon's threads.
+    fn bound_batches(&self, pairs: &[(&[f64], &[f64])]) -> Vec<State> {
+        pairs.par_chunks(BOUND_BATCH).flat_map_iter(|batch| self.bound(batch)).collect()
+    }
+
+    /// Works, in rounds, on the regions that are open or whose lower bound is below the best exact margin
+    /// found: each is halved and its halves bounded (with the exact margin at the midpoint), or chained once it
+    /// has been halved [`MAX_HALVINGS`] times. When no region is left, every open region was chained and no
+    /// region decided by bounds can hide a margin below the best exact one, which is then the side's smallest.
+    fn settle(&self, mut parts: Vec<Part>, mut best: Best) -> Result<(Vec<Part>, Best)> {
         loop {
-            let below = |p: &Part| !matches!(p.state, State::Exact(_)) && p.lower() < best.margin;
-            let todo: Vec<usize> = (0..parts.len()).filter(|&k| below(&parts[k])).collect();
-            if todo.is_empty() {
-                return Ok((parts, best));
+            let todo = |p: &Part| match p.state {
+                State::Open => true,
+                State::Exact(_) => false,
+                State::Kept { lower } | State::Violated { lower } => lower < best.margin,
+            };
+            let (work, mut next): (Vec<Part>, Vec<Part>) = parts.into_iter().partition(|p| todo(p));
+            if work.is_empty() {
+                next.sort_by(|a, b| a.r0.total_cmp(&b.r0));
+                return Ok((next, best));
             }
-            let done = todo
-                .par_iter()
-                .map(|&k| self.chain(parts[k].r0, parts[k].r1, &parts[k].x0, &parts[k].x1))
-                .collect::<Result<Vec<(State, Best)>>>()?;
-            for (&k, (state, b)) in todo.iter().zip(done) {
+            let (chain, halve): (Vec<Part>, Vec<Part>) =
+                work.into_iter().partition(|p| p.depth >= MAX_HALVINGS);
+            let chained = chain
+                .into_par_iter()
+                .map(|p| {
+                    let (state, b) = self.chain(p.r0, p.r1, &p.x0, &p.x1)?;
+                    Ok((Part { state, ..p }, b))
+                })
+                .collect::<Result<Vec<(Part, Best)>>>()?;
+            for (p, b) in chained {
                 best = best.min(b);
-                parts[k].state = state;
+                next.push(p);
             }
+            if !halve.is_empty() {
+                let mids: Vec<f64> = halve.iter().map(|p| 0.5 * (p.r0 + p.r1)).collect();
+                for b in self.probes(&mids)? {
+                    best = best.min(b);
+                }
+                let xm: Vec<Vec<f64>> = mids.iter().map(|&m| self.point(m)).collect();
+                let pairs: Vec<(&[f64], &[f64])> = halve
+                    .iter()
+                    .zip(&xm)
+                    .flat_map(|(p, m)| [(&p.x0[..], &m[..]), (&m[..], &p.x1[..])])
+                    .collect();
+                let states = self.bound_batches(&pairs);
+                for ((p, (m, xm)), halves) in
+                    halve.iter().zip(mids.iter().zip(xm.iter())).zip(states.chunks(2))
+                {
+                    next.push(Part {
+                        r0: p.r0,
+                        r1: *m,
+                        x0: p.x0.clone(),
+                        x1: xm.clone(),
+                        depth: p.depth + 1,
+                        state: halves[0].clone(),
+                    });
+                    next.push(Part {
+                        r0: *m,
+                        r1: p.r1,
+                        x0: xm.clone(),
+                        x1: p.x1.clone(),
+                        depth: p.depth + 1,
+                        state: halves[1].clone(),
+                    });
+                }
+            }
+            parts = next;
         }
     }
 }
@@ -312,6 +345,7 @@ fn total(problem: &Problem<'_>, parts: &[Part], best: Best) -> SideScan {
                 push_interval(&mut total.violated, p.r0, p.r1);
                 total.first_crossing.get_or_insert(p.r0);
             }
+            State::Open => unreachable!("settling leaves no region open"),
             State::Exact(scan) => {
                 total.pieces += scan.pieces;
                 total.kept += scan.kept;
