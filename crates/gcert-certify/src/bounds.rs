@@ -21,7 +21,7 @@
 //! Every final bound is widened by `1e-9·(1 + |value|)` so that rounding in the bound computation cannot make
 //! it tighter than the exact value.
 
-use gcert_core::ops::{Kind, Scratch};
+use gcert_core::ops::{Activation, Kind, Scratch};
 use gcert_core::{Layer, Op};
 
 use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply};
@@ -305,8 +305,22 @@ impl<'a> Bounder<'a> {
                     let act =
                         layer.activation().expect("an elementwise or non-linear layer is an activation");
                     let n = layer.in_len();
+                    let relu = act == Activation::Leaky(0.0);
                     for g in 0..regions {
                         let (a, b) = (2 * g * n, (2 * g + 1) * n);
+                        if relu {
+                            // `Activation::lines` of a relu, inlined: above, relu of the upper line (relu is
+                            // convex, so its chord); below, the lower line where it is mostly positive, else 0.
+                            let (l_a, l_b) = lo[a..b + n].split_at_mut(n);
+                            for (l0, l1) in l_a.iter_mut().zip(l_b.iter_mut()) {
+                                let (p, q) = (l0.min(*l1), l0.max(*l1));
+                                if !(q > 0.0 && q > -p) {
+                                    (*l0, *l1) = (0.0, 0.0);
+                                }
+                            }
+                            hi[a..b + n].iter_mut().for_each(|u| *u = u.max(0.0));
+                            continue;
+                        }
                         for j in 0..n {
                             let (l0, l1, u0, u1) = act.lines(lo[a + j], lo[b + j], hi[a + j], hi[b + j]);
                             (lo[a + j], lo[b + j], hi[a + j], hi[b + j]) = (l0, l1, u0, u1);
