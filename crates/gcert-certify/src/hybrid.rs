@@ -33,8 +33,6 @@ use crate::Certifier;
 struct Part {
     r0: f64,
     r1: f64,
-    x0: Vec<f64>,
-    x1: Vec<f64>,
     /// Halvings since the side was cut into regions.
     depth: u32,
     state: State,
@@ -163,27 +161,27 @@ impl Side<'_, '_> {
             .collect())
     }
 
-    fn chain(&self, r0: f64, r1: f64, x0: &[f64], x1: &[f64]) -> Result<(State, Best)> {
+    /// The exact chain of `[r0, r1]` (its end points recomputed: the same bits as wherever else they are).
+    fn chain(&self, r0: f64, r1: f64) -> Result<(State, Best)> {
         let mut scan = SideScan::new(self.problem.decision(), self.problem.label());
-        let segment = Segment::new(x0.to_vec(), x1.to_vec())?;
+        let segment = Segment::new(self.point(r0), self.point(r1))?;
         let mut sink = Mapped { scan: &mut scan, r0, r1, buf: Vec::new() };
         let _ = self.engine.run(&segment, &mut sink)?;
         let best = Best { margin: scan.min_margin, at: scan.min_at };
         Ok((State::Exact(Box::new(scan)), best))
     }
 
-    /// Bounds regions (each given by its two end points) in one batch: kept, violated, or open where the
-    /// bounds decide nothing.
-    fn bound(&self, regions: &[(&[f64], &[f64])]) -> Vec<State> {
+    /// Bounds regions `[r0, r1]` in one batch: kept, violated, or open where the bounds decide nothing.
+    fn bound(&self, regions: &[(f64, f64)]) -> Vec<State> {
         let bounder = self.bounder.get_or_init(|| {
             let (rows, offsets) =
                 self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
             Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear)
         });
         let mut batch = Vec::with_capacity(2 * regions.len() * self.problem.input_len());
-        for (x0, x1) in regions {
-            batch.extend_from_slice(x0);
-            batch.extend_from_slice(x1);
+        for &(r0, r1) in regions {
+            batch.extend(self.point(r0));
+            batch.extend(self.point(r1));
         }
         let regions = regions.len();
         bounder
@@ -226,25 +224,15 @@ impl Side<'_, '_> {
         let ratios: Vec<f64> = (0..=regions)
             .map(|k| if k == regions { 1.0 } else { stop + (1.0 - stop) * k as f64 / regions as f64 })
             .collect();
-        let ends: Vec<Vec<f64>> = ratios.iter().map(|&r| self.point(r)).collect();
         let mut best = Best { margin: prefix.min_margin, at: prefix.min_at };
         for b in self.probes(&ratios)? {
             best = best.min(b);
         }
-        let mut parts = vec![Part {
-            r0: 0.0,
-            r1: stop,
-            x0: self.point(0.0),
-            x1: ends[0].clone(),
-            depth: 0,
-            state: State::Exact(Box::new(prefix)),
-        }];
-        let states = self.bound_all(&ends);
+        let mut parts = vec![Part { r0: 0.0, r1: stop, depth: 0, state: State::Exact(Box::new(prefix)) }];
+        let states = self.bound_all(&ratios);
         parts.extend(states.into_iter().enumerate().map(|(k, state)| Part {
             r0: ratios[k],
             r1: ratios[k + 1],
-            x0: ends[k].clone(),
-            x1: ends[k + 1].clone(),
             depth: 0,
             state,
         }));
@@ -252,14 +240,14 @@ impl Side<'_, '_> {
         Ok(total(self.problem, &parts, best))
     }
 
-    /// Bounds the consecutive regions between `ends`, in batches on rayon's threads.
-    fn bound_all(&self, ends: &[Vec<f64>]) -> Vec<State> {
-        let pairs: Vec<(&[f64], &[f64])> = ends.windows(2).map(|w| (&w[0][..], &w[1][..])).collect();
+    /// Bounds the consecutive regions between `ratios`, in batches on rayon's threads.
+    fn bound_all(&self, ratios: &[f64]) -> Vec<State> {
+        let pairs: Vec<(f64, f64)> = ratios.windows(2).map(|w| (w[0], w[1])).collect();
         self.bound_batches(&pairs)
     }
 
     /// Bounds regions in batches of [`BOUND_BATCH`] on rayon's threads.
-    fn bound_batches(&self, pairs: &[(&[f64], &[f64])]) -> Vec<State> {
+    fn bound_batches(&self, pairs: &[(f64, f64)]) -> Vec<State> {
         pairs.par_chunks(BOUND_BATCH).flat_map_iter(|batch| self.bound(batch)).collect()
     }
 
@@ -284,7 +272,7 @@ impl Side<'_, '_> {
             let chained = chain
                 .into_par_iter()
                 .map(|p| {
-                    let (state, b) = self.chain(p.r0, p.r1, &p.x0, &p.x1)?;
+                    let (state, b) = self.chain(p.r0, p.r1)?;
                     Ok((Part { state, ..p }, b))
                 })
                 .collect::<Result<Vec<(Part, Best)>>>()?;
@@ -297,32 +285,13 @@ impl Side<'_, '_> {
                 for b in self.probes(&mids)? {
                     best = best.min(b);
                 }
-                let xm: Vec<Vec<f64>> = mids.iter().map(|&m| self.point(m)).collect();
-                let pairs: Vec<(&[f64], &[f64])> = halve
-                    .iter()
-                    .zip(&xm)
-                    .flat_map(|(p, m)| [(&p.x0[..], &m[..]), (&m[..], &p.x1[..])])
-                    .collect();
+                let pairs: Vec<(f64, f64)> =
+                    halve.iter().zip(&mids).flat_map(|(p, &m)| [(p.r0, m), (m, p.r1)]).collect();
                 let states = self.bound_batches(&pairs);
-                for ((p, (m, xm)), halves) in
-                    halve.iter().zip(mids.iter().zip(xm.iter())).zip(states.chunks(2))
-                {
-                    next.push(Part {
-                        r0: p.r0,
-                        r1: *m,
-                        x0: p.x0.clone(),
-                        x1: xm.clone(),
-                        depth: p.depth + 1,
-                        state: halves[0].clone(),
-                    });
-                    next.push(Part {
-                        r0: *m,
-                        r1: p.r1,
-                        x0: xm.clone(),
-                        x1: p.x1.clone(),
-                        depth: p.depth + 1,
-                        state: halves[1].clone(),
-                    });
+                for ((p, &m), halves) in halve.iter().zip(&mids).zip(states.chunks(2)) {
+                    let depth = p.depth + 1;
+                    next.push(Part { r0: p.r0, r1: m, depth, state: halves[0].clone() });
+                    next.push(Part { r0: m, r1: p.r1, depth, state: halves[1].clone() });
                 }
             }
             parts = next;
