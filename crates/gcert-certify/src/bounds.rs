@@ -287,6 +287,8 @@ impl<'a> Bounder<'a> {
                         layer.apply(&lo, rows, &mut c, &mut scratch);
                         std::mem::swap(&mut lo, &mut c);
                         hi.clone_from(&lo);
+                        // Exact values: nothing to collapse, even for intervals (`exact` stays until the first
+                        // activation, so every collapse below sees lines).
                         continue;
                     }
                     mid.clear();
