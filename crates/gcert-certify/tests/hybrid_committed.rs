@@ -42,7 +42,7 @@ fn hybrid_equals_the_full_chain_on_the_trained_generator_and_classifier() {
         let p = problem(&g, &n, z, d, eps);
         let (hybrid, full) = (Hybrid.certify(&p).unwrap(), Complete.certify(&p).unwrap());
         assert_same(&format!("gan-z-{digit}, eps {eps}"), &hybrid, &full);
-        // A side whose chain ends within the first 128 points is chained whole; longer ones (here from ε = 1 on,
+        // A side whose chain ends within the first 64 points is chained whole; longer ones (here from ε = 1 on,
         // over 1,000 pieces a side) are partly decided by bounds.
         assert!(hybrid.pieces < full.pieces, "the hybrid chains less: {} vs {}", hybrid.pieces, full.pieces);
         verdicts.push(full.verdict);
