@@ -21,7 +21,7 @@
 //! Every final bound is widened by `1e-9·(1 + |value|)` so that rounding in the bound computation cannot make
 //! it tighter than the exact value.
 
-use gcert_core::ops::{Activation, Kind, Scratch};
+use gcert_core::ops::{Activation, Kind, PoolGeom, Scratch};
 use gcert_core::{Layer, Op};
 
 use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply};
@@ -214,26 +214,21 @@ impl<'a> Bounder<'a> {
                         u0: vec![0.0; m],
                         u1: vec![0.0; m],
                     };
-                    let mut pulls = Vec::with_capacity(m);
                     let mut window = Vec::new();
-                    for ch in 0..g.c {
-                        for oy in 0..g.oh {
-                            for ox in 0..g.ow {
-                                g.window(ch, oy, ox, &mut window);
-                                let o = (ch * g.oh + oy) * g.ow + ox;
-                                let best = *window
-                                    .iter()
-                                    .max_by(|&&a, &&b| {
-                                        (cur.l0[a] + cur.l1[a]).total_cmp(&(cur.l0[b] + cur.l1[b]))
-                                    })
-                                    .expect("pooling windows are not empty");
-                                next.l0[o] = cur.l0[best];
-                                next.l1[o] = cur.l1[best];
-                                next.u0[o] =
-                                    window.iter().map(|&j| cur.u0[j]).fold(f64::NEG_INFINITY, f64::max);
-                                next.u1[o] =
-                                    window.iter().map(|&j| cur.u1[j]).fold(f64::NEG_INFINITY, f64::max);
-                                if record.is_some() {
+                    max_pool_lines(
+                        g,
+                        &mut window,
+                        [&cur.l0, &cur.l1],
+                        [&cur.u0, &cur.u1],
+                        [&mut next.l0, &mut next.l1],
+                        [&mut next.u0, &mut next.u1],
+                    );
+                    let mut pulls = Vec::with_capacity(if record.is_some() { m } else { 0 });
+                    if record.is_some() {
+                        for ch in 0..g.c {
+                            for oy in 0..g.oh {
+                                for ox in 0..g.ow {
+                                    g.window(ch, oy, ox, &mut window);
                                     let p_of = |j: usize| cur.range(j).0;
                                     let star = *window
                                         .iter()
@@ -336,28 +331,16 @@ impl<'a> Bounder<'a> {
                     let (mut nl, mut nh) = (vec![0.0; rows * m], vec![0.0; rows * m]);
                     for reg in 0..regions {
                         let (a, b) = (2 * reg * n, (2 * reg + 1) * n);
-                        let (oa, ob) = (2 * reg * m, (2 * reg + 1) * m);
-                        for ch in 0..g.c {
-                            for oy in 0..g.oh {
-                                for ox in 0..g.ow {
-                                    g.window(ch, oy, ox, &mut window);
-                                    let o = (ch * g.oh + oy) * g.ow + ox;
-                                    // Below: the candidate with the best lower line; above: the chord of the
-                                    // convex max of the upper lines.
-                                    let best = *window
-                                        .iter()
-                                        .max_by(|&&p, &&q| {
-                                            (lo[a + p] + lo[b + p]).total_cmp(&(lo[a + q] + lo[b + q]))
-                                        })
-                                        .expect("pooling windows are not empty");
-                                    (nl[oa + o], nl[ob + o]) = (lo[a + best], lo[b + best]);
-                                    nh[oa + o] =
-                                        window.iter().map(|&j| hi[a + j]).fold(f64::NEG_INFINITY, f64::max);
-                                    nh[ob + o] =
-                                        window.iter().map(|&j| hi[b + j]).fold(f64::NEG_INFINITY, f64::max);
-                                }
-                            }
-                        }
+                        let (nl0, nl1) = nl[2 * reg * m..(2 * reg + 2) * m].split_at_mut(m);
+                        let (nh0, nh1) = nh[2 * reg * m..(2 * reg + 2) * m].split_at_mut(m);
+                        max_pool_lines(
+                            g,
+                            &mut window,
+                            [&lo[a..a + n], &lo[b..b + n]],
+                            [&hi[a..a + n], &hi[b..b + n]],
+                            [nl0, nl1],
+                            [nh0, nh1],
+                        );
                     }
                     (lo, hi) = (nl, nh);
                     exact = false;
@@ -375,48 +358,29 @@ impl<'a> Bounder<'a> {
             }
         }
         let w = self.layers.last().map_or(0, |l| l.out_len());
-        let k = self.k;
         (0..regions)
             .map(|g| {
+                let (e0, e1) = (2 * g * w, (2 * g + 1) * w);
                 let mut lines =
-                    MarginLines { lower: [vec![0.0; k], vec![0.0; k]], upper: [vec![0.0; k], vec![0.0; k]] };
-                for j in 0..k {
-                    let row = &self.rows[j * w..(j + 1) * w];
-                    for e in 0..2 {
-                        let at = (2 * g + e) * w;
-                        let (l, u) = (&lo[at..at + w], &hi[at..at + w]);
-                        let (mut a, mut b) = (self.offsets[j], self.offsets[j]);
-                        for i in 0..w {
-                            let c = row[i];
-                            if c > 0.0 {
-                                a += c * l[i];
-                                b += c * u[i];
-                            } else if c < 0.0 {
-                                a += c * u[i];
-                                b += c * l[i];
-                            }
-                        }
-                        lines.lower[e][j] = a - 1e-9 * (1.0 + a.abs());
-                        lines.upper[e][j] = b + 1e-9 * (1.0 + b.abs());
-                    }
-                }
+                    self.margin_lines([&lo[e0..e0 + w], &lo[e1..e1 + w]], [&hi[e0..e0 + w], &hi[e1..e1 + w]]);
+                widen(&mut lines);
                 lines
             })
             .collect()
     }
 
-    /// Sound lower and upper lines of every margin over the line from `x0` (at `s0`) to `x1` (at `s1`).
-    pub fn margins(&self, x0: &[f64], x1: &[f64]) -> MarginLines {
-        let linear = self.relaxation == Relaxation::Linear;
-        let mut pulls = Vec::new();
-        let out = self.forward(x0, x1, linear.then_some(&mut pulls));
-        let w = out.l0.len();
+    /// Lines of every margin (not yet widened) from the last layer's lower lines `l` and upper lines `u`, each
+    /// given at the two ends: a margin row's positive coefficients take the lower line below and the upper above,
+    /// its negative ones the other way round.
+    fn margin_lines(&self, l: [&[f64]; 2], u: [&[f64]; 2]) -> MarginLines {
+        let w = l[0].len();
         let k = self.k;
         let mut lines =
             MarginLines { lower: [vec![0.0; k], vec![0.0; k]], upper: [vec![0.0; k], vec![0.0; k]] };
         for j in 0..k {
             let row = &self.rows[j * w..(j + 1) * w];
-            for (e, (l, u)) in [(&out.l0, &out.u0), (&out.l1, &out.u1)].into_iter().enumerate() {
+            for e in 0..2 {
+                let (l, u) = (l[e], u[e]);
                 let (mut lo, mut hi) = (self.offsets[j], self.offsets[j]);
                 for i in 0..w {
                     let c = row[i];
@@ -432,6 +396,16 @@ impl<'a> Bounder<'a> {
                 lines.upper[e][j] = hi;
             }
         }
+        lines
+    }
+
+    /// Sound lower and upper lines of every margin over the line from `x0` (at `s0`) to `x1` (at `s1`).
+    pub fn margins(&self, x0: &[f64], x1: &[f64]) -> MarginLines {
+        let linear = self.relaxation == Relaxation::Linear;
+        let mut pulls = Vec::new();
+        let out = self.forward(x0, x1, linear.then_some(&mut pulls));
+        let k = self.k;
+        let mut lines = self.margin_lines([&out.l0, &out.l1], [&out.u0, &out.u1]);
         if linear {
             // Back-substitute only the margins the forward lines leave undecided: the signed rows
             // `(margin j, +1)` tighten its lower line, `(margin j, −1)` its upper line.
@@ -457,14 +431,7 @@ impl<'a> Bounder<'a> {
                 }
             }
         }
-        for e in 0..2 {
-            for v in lines.lower[e].iter_mut() {
-                *v -= 1e-9 * (1.0 + v.abs());
-            }
-            for v in lines.upper[e].iter_mut() {
-                *v += 1e-9 * (1.0 + v.abs());
-            }
-        }
+        widen(&mut lines);
         lines
     }
 
@@ -549,6 +516,48 @@ impl<'a> Bounder<'a> {
             }
         }
         ends
+    }
+}
+
+/// Widens every line outwards by `1e-9·(1 + |value|)`, so that rounding in the bound computation cannot make a
+/// bound tighter than the exact value.
+fn widen(lines: &mut MarginLines) {
+    for e in 0..2 {
+        for v in lines.lower[e].iter_mut() {
+            *v -= 1e-9 * (1.0 + v.abs());
+        }
+        for v in lines.upper[e].iter_mut() {
+            *v += 1e-9 * (1.0 + v.abs());
+        }
+    }
+}
+
+/// The forward lines of a max-pooling layer, every window: below, the candidate whose lower line is highest on
+/// average (`l0 + l1`); above, the largest upper line at each end (the chord of their convex maximum). `l` and
+/// `u` are the input's lines at the two ends, `nl` and `nu` the output's.
+fn max_pool_lines(
+    g: &PoolGeom,
+    window: &mut Vec<usize>,
+    l: [&[f64]; 2],
+    u: [&[f64]; 2],
+    nl: [&mut [f64]; 2],
+    nu: [&mut [f64]; 2],
+) {
+    let ([nl0, nl1], [nu0, nu1]) = (nl, nu);
+    for ch in 0..g.c {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                g.window(ch, oy, ox, window);
+                let o = (ch * g.oh + oy) * g.ow + ox;
+                let best = *window
+                    .iter()
+                    .max_by(|&&a, &&b| (l[0][a] + l[1][a]).total_cmp(&(l[0][b] + l[1][b])))
+                    .expect("pooling windows are not empty");
+                (nl0[o], nl1[o]) = (l[0][best], l[1][best]);
+                nu0[o] = window.iter().map(|&j| u[0][j]).fold(f64::NEG_INFINITY, f64::max);
+                nu1[o] = window.iter().map(|&j| u[1][j]).fold(f64::NEG_INFINITY, f64::max);
+            }
+        }
     }
 }
 
