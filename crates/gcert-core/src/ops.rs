@@ -385,17 +385,24 @@ impl Layer {
     /// layer's input is never copied.
     pub fn apply_append(&self, x: &[f64], out: &mut Vec<f64>, scratch: &mut Scratch) {
         debug_assert_eq!(x.len(), self.in_len());
+        if !self.append_piecewise(x, out) {
+            let mut row = std::mem::take(&mut scratch.row);
+            self.apply(x, 1, &mut row, scratch);
+            out.extend_from_slice(&row);
+            scratch.row = row;
+        }
+    }
+
+    /// Appends the values of an elementwise piecewise-linear op (relu, leaky relu, clamp) at every value of `x`
+    /// to `out`, for [`Layer::apply`] and [`Layer::apply_append`] alike; `false` (nothing appended) for other ops.
+    fn append_piecewise(&self, x: &[f64], out: &mut Vec<f64>) -> bool {
         match &self.op {
             Op::Relu => out.extend(x.iter().map(|&v| v.max(0.0))),
             Op::LeakyRelu { slope } => out.extend(x.iter().map(|&v| if v >= 0.0 { v } else { slope * v })),
             Op::Clamp { min, max } => out.extend(x.iter().map(|&v| v.max(*min).min(*max))),
-            _ => {
-                let mut row = std::mem::take(&mut scratch.row);
-                self.apply(x, 1, &mut row, scratch);
-                out.extend_from_slice(&row);
-                scratch.row = row;
-            }
+            _ => return false,
         }
+        true
     }
 
     /// Applies the layer to a batch of `n` samples, writing `n × out_len` values into `out`.
@@ -439,12 +446,9 @@ impl Layer {
                     }
                 }
             }
-            Op::Relu => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(0.0)),
-            Op::LeakyRelu { slope } => {
-                out.iter_mut().zip(input).for_each(|(y, &x)| *y = if x >= 0.0 { x } else { slope * x })
-            }
-            Op::Clamp { min, max } => {
-                out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.max(*min).min(*max))
+            Op::Relu | Op::LeakyRelu { .. } | Op::Clamp { .. } => {
+                out.clear();
+                self.append_piecewise(input, out);
             }
             Op::Sigmoid => out.iter_mut().zip(input).for_each(|(y, &x)| *y = Activation::Sigmoid.value(x)),
             Op::Tanh => out.iter_mut().zip(input).for_each(|(y, &x)| *y = x.tanh()),
