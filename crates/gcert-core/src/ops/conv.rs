@@ -4,33 +4,57 @@
 //! each output pixel, a sum over taps `(k, r)`: weight row `k` (one input channel and kernel offset) times input
 //! element `r`. Rather than unfold every point's input into a `K × pixels` matrix (im2col, one copy per tap per
 //! point, which costs more than the arithmetic when a layer has few output channels), the kernel transposes a
-//! block of [`NB`] points so that each input element's values for the block are contiguous, then for each output
-//! pixel and each block of [`CB`] output channels accumulates `CB × NB` products per tap in registers: one
-//! vector load of the points' values, `CB` weights, `CB × NB` fused multiply-adds. The per-pixel tap lists are
-//! the only place where the two layer kinds differ.
+//! block of points so that each input element's values for the block are contiguous, then for each output pixel
+//! and each group of output channels accumulates `channels × points` products per tap in registers: one vector
+//! load per 8 points, one broadcast weight per channel, one fused multiply-add per channel and vector. The
+//! per-pixel tap lists are the only place where the two layer kinds differ.
+//!
+//! The register blocking follows the layer's output channels ([`Blocking`]): 8 channels × 16 points for wide
+//! layers, and for the narrow ones (a generator's last layers have 4 channels or 1) fewer channels × more points,
+//! so that no accumulator is spent on a padding channel and enough of them stay in flight to keep the
+//! multiply-add units busy. The transposes into and out of a block move 8 × 8 tiles through vector registers.
 //!
 //! The kernel is written with explicit AVX-512 and AVX2 + FMA instructions (the same fused products in the same
 //! order, so both give the same bits) and chosen per call from the CPU's features; elsewhere a plain version
 //! (separate multiply and add) runs. The order of operations is fixed, so a machine always gives the same bits,
-//! whatever else a binary links — and whatever the batch: each point is one lane of the block, computed the same
-//! way whichever points share its block, so a point's output does not depend on how many points are applied with
-//! it (the engine's chunking, the hybrid's sub-segments and the full chain must agree to the last bit).
+//! whatever else a binary links — and whatever the batch: each point is one lane of the block, computed by the
+//! same products in the same order whichever points share its block, however many lanes the block has and
+//! however its channels are grouped, so a point's output does not depend on how many points are applied with it
+//! (the engine's chunking, the hybrid's sub-segments and the full chain must agree to the last bit).
 //!
 //! A block of at most [`NN`] points (one forward pass, the two ends of a bound) runs in a kernel of `NN` lanes
-//! with the same products in the same order, so its lanes have the wide kernel's bits at a quarter of the work.
+//! with the same products in the same order, so its lanes have the wide kernel's bits at a fraction of the work.
 //! The tap lists and packed weights (the plan) are built on a layer's first use and kept with the layer.
 
 use std::sync::OnceLock;
 
 use super::{ConvGeom, Scratch};
 
-/// Points per block: the vector width of the inner loop.
-const NB: usize = 16;
-/// Output channels per block: the accumulators held in registers are `CB × NB`.
-const CB: usize = 8;
 /// Points per block of the narrow kernel, for the few points of a probe or of a bound's two ends (a wide block
-/// would compute 16 lanes for them).
+/// would compute 16 lanes or more for them).
 const NN: usize = 4;
+
+/// The register blocking of one layer: groups of `channels` output channels, blocks of at most `lanes` points.
+/// The products of a lane do not depend on it; only the speed does.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Blocking {
+    channels: usize,
+    lanes: usize,
+}
+
+impl Blocking {
+    /// 8 channels × 16 points where a layer has 5 output channels or more; below that, the channel count rounded
+    /// up to a power of two and more points, so that at least 8 vectors of accumulators are in flight.
+    fn for_channels(cout: usize) -> Blocking {
+        let (channels, lanes) = match cout {
+            1 => (1, 32),
+            2 => (2, 32),
+            3 | 4 => (4, 32),
+            _ => (8, 16),
+        };
+        Blocking { channels, lanes }
+    }
+}
 
 /// For each output pixel `start[p]..start[p + 1]` indexes its taps: weight rows `k` and input elements `row`.
 #[derive(Debug, Default, Clone)]
@@ -88,18 +112,24 @@ impl Taps {
 #[derive(Debug, Default, Clone)]
 pub(super) struct Plan {
     taps: Taps,
-    /// Weights as `[K, cout rounded up to CB]`.
+    blocking: Blocking,
+    /// The output channels rounded up to a multiple of the blocking's channels.
+    coutp: usize,
+    /// Weights as `[K, coutp]`.
     wk: Vec<f64>,
-    /// The bias, zero-padded to the rounded-up channel count.
+    /// The bias, zero-padded to `coutp`.
     bias: Vec<f64>,
 }
 
 impl Plan {
+    /// A plan with its blocking, padded bias and zeroed weights; `build` fills the taps and weights.
     fn new(g: &ConvGeom, bias: &[f64], build: impl FnOnce(&mut Plan)) -> Plan {
-        let mut plan = Plan::default();
+        let blocking = Blocking::for_channels(g.cout);
+        let coutp = g.cout.next_multiple_of(blocking.channels);
+        let mut bias = bias[..g.cout].to_vec();
+        bias.resize(coutp, 0.0);
+        let mut plan = Plan { taps: Taps::default(), blocking, coutp, wk: vec![0.0; rows(g) * coutp], bias };
         build(&mut plan);
-        plan.bias.extend_from_slice(&bias[..g.cout]);
-        plan.bias.resize(g.cout.next_multiple_of(CB), 0.0);
         plan
     }
 }
@@ -119,9 +149,9 @@ impl PartialEq for PlanCache {
 /// Buffers of the gather kernel, kept between calls.
 #[derive(Debug, Default)]
 pub(super) struct ConvScratch {
-    /// One block of points, transposed: `[in_len, NB]`.
+    /// One block of points, transposed: `[in_len, lanes]`.
     xt: Vec<f64>,
-    /// One block of outputs: `[cout rounded up, pixels, NB]`.
+    /// One block of outputs: `[coutp, pixels, lanes]`.
     ot: Vec<f64>,
 }
 
@@ -150,12 +180,9 @@ fn conv2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
     let k_len = rows(g);
     // Output `o` reads input `o·stride + k − pad` along each axis.
     s.taps.build(g, |o, k, stride, pad, len| (o * stride + k).checked_sub(pad).filter(|&v| v < len));
-    let coutp = g.cout.next_multiple_of(CB);
-    s.wk.clear();
-    s.wk.resize(k_len * coutp, 0.0);
     for co in 0..g.cout {
         for k in 0..k_len {
-            s.wk[k * coutp + co] = weight[co * k_len + k];
+            s.wk[k * s.coutp + co] = weight[co * k_len + k];
         }
     }
 }
@@ -178,26 +205,24 @@ pub(super) fn conv_transpose2d(
 
 /// The tap lists (gathered per output pixel) and transposed weights of a transposed convolution.
 fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
-    let k_len = rows(g);
     // The input index along one axis that reaches output `o` through kernel offset `k`, if any.
     s.taps.build(g, |o, k, stride, pad, len| {
         (o + pad).checked_sub(k).filter(|v| v.is_multiple_of(stride)).map(|v| v / stride).filter(|&v| v < len)
     });
-    let coutp = g.cout.next_multiple_of(CB);
     let kk = g.kh * g.kw;
-    s.wk.clear();
-    s.wk.resize(k_len * coutp, 0.0);
     for ci in 0..g.cin {
         for co in 0..g.cout {
             for t in 0..kk {
-                s.wk[(ci * kk + t) * coutp + co] = weight[(ci * g.cout + co) * kk + t];
+                s.wk[(ci * kk + t) * s.coutp + co] = weight[(ci * g.cout + co) * kk + t];
             }
         }
     }
 }
 
-/// Runs the taps over `n` points, a block of [`NB`] at a time (a last block of at most [`NN`] points in the
-/// narrow kernel), writing `out[point][co·pixels + pixel]`.
+/// Runs the taps over `n` points, a block of the plan's lanes at a time (a block of at most [`NN`] points in
+/// the narrow kernel, a short one in as many lanes as the wide kernel needs), writing
+/// `out[point][co·pixels + pixel]`. Each block's pixels are computed a chunk at a time and transposed out while
+/// the chunk is still in the cache.
 #[allow(clippy::too_many_arguments)]
 fn gather(
     input: &[f64],
@@ -209,291 +234,335 @@ fn gather(
     s: &mut ConvScratch,
     out: &mut [f64],
 ) {
-    let coutp = cout.next_multiple_of(CB);
-    let narrow = narrow_kernel();
+    let Blocking { channels, lanes } = plan.blocking;
+    let (wide, step) = wide_kernel(channels);
+    let narrow = narrow_kernel(channels);
     let out_len = cout * pixels;
-    for first in (0..n).step_by(NB) {
-        let m = NB.min(n - first);
-        let (l, kernel): (usize, Kernel) = match narrow {
+    for first in (0..n).step_by(lanes) {
+        let m = lanes.min(n - first);
+        let (l, kernel) = match narrow {
             Some(kernel) if m <= NN => (NN, kernel),
-            _ => (NB, block),
+            _ => (m.next_multiple_of(step), wide),
         };
-        let (input, out) = (&input[first * in_len..], &mut out[first * out_len..]);
-        lanes(l, input, m, (in_len, coutp, pixels, out_len), &mut s.xt, &mut s.ot, out, |xt, ot| {
-            kernel(xt, &plan.wk, &plan.bias, coutp, &plan.taps, ot)
-        });
-    }
-}
-
-/// One block of `m ≤ l` points in a kernel of `l` lanes: transposes the points' inputs into `xt[row][lane]`,
-/// runs `kernel`, and copies `ot[(co·pixels + pixel)][lane]` back out. `dims` is `(in_len, coutp, pixels,
-/// out_len)`.
-#[allow(clippy::too_many_arguments)]
-fn lanes(
-    l: usize,
-    input: &[f64],
-    m: usize,
-    (in_len, coutp, pixels, out_len): (usize, usize, usize, usize),
-    xt: &mut Vec<f64>,
-    ot: &mut Vec<f64>,
-    out: &mut [f64],
-    kernel: impl FnOnce(&[f64], &mut [f64]),
-) {
-    xt.resize(in_len * l, 0.0);
-    ot.resize(coutp * pixels * l, 0.0);
-    // Transposed in tiles of l × l, so that both the reads and the writes stay within a few cache lines.
-    for r0 in (0..in_len).step_by(l) {
-        let r1 = (r0 + l).min(in_len);
-        for j in 0..m {
-            for (t, v) in input[j * in_len + r0..j * in_len + r1].iter().enumerate() {
-                xt[(r0 + t) * l + j] = *v;
+        let (input, out) = (&input[first * in_len..], &mut out[first * out_len..][..m * out_len]);
+        // The block's points, transposed into `xt[row][lane]`; lanes past `m` are zero.
+        s.xt.resize(in_len * l, 0.0);
+        transpose(&input[..m * in_len], in_len, m, in_len, &mut s.xt[..in_len * l], l);
+        if m < l {
+            for row in s.xt[..in_len * l].chunks_exact_mut(l) {
+                row[m..].fill(0.0);
             }
         }
-        for r in r0..r1 {
-            xt[r * l + m..(r + 1) * l].fill(0.0);
-        }
-    }
-    kernel(&xt[..in_len * l], &mut ot[..coutp * pixels * l]);
-    // `ot[(co·pixels + pixel)·l + j]`: the first `out_len` rows are the real channels, in output order.
-    for q0 in (0..out_len).step_by(l) {
-        let q1 = (q0 + l).min(out_len);
-        for j in 0..m {
-            for (t, y) in out[j * out_len + q0..j * out_len + q1].iter_mut().enumerate() {
-                *y = ot[(q0 + t) * l + j];
+        let chunk = pixel_chunk(plan.coutp, l);
+        s.ot.resize(plan.coutp * chunk.min(pixels) * l, 0.0);
+        for p0 in (0..pixels).step_by(chunk) {
+            let np = chunk.min(pixels - p0);
+            let ot = &mut s.ot[..plan.coutp * np * l];
+            kernel(&Block { xt: &s.xt[..in_len * l], plan, pixels: (p0, p0 + np), lanes: l }, ot);
+            // `ot[(co·np + pixel − p0)·l + j]`: channel `co`'s rows go to `out[j][co·pixels + p0..]`.
+            for (co, rows) in ot.chunks_exact(np * l).take(cout).enumerate() {
+                transpose(rows, l, np, m, &mut out[co * pixels + p0..], out_len);
             }
         }
     }
 }
 
-/// One block: `ot[co][pixel][j] = bias[co] + Σ_taps wk[k][co] · xt[row][j]` (taps in order), with the best kernel the CPU offers.
-fn block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
-    check_block(xt, wk, bias, coutp, taps, ot, NB);
+/// Pixels per chunk of a block: a multiple of 8 (the transposes' tile) whose `coutp × lanes` outputs take about
+/// 16 KiB, half a first-level data cache (8 KiB and 64 KiB measured slower on the target composition).
+fn pixel_chunk(coutp: usize, lanes: usize) -> usize {
+    const BYTES: usize = 16 << 10;
+    (BYTES / (coutp * lanes * std::mem::size_of::<f64>())).max(8) / 8 * 8
+}
+
+/// `dst[c·dst_stride + r] = src[r·src_stride + c]` for `r < rows`, `c < cols`: 8 × 8 tiles through vector
+/// registers where the CPU has AVX-512, the edges (and every tile elsewhere) one value at a time. A copy, so
+/// the values have the same bits either way.
+fn transpose(src: &[f64], src_stride: usize, rows: usize, cols: usize, dst: &mut [f64], dst_stride: usize) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(cols <= src_stride && (rows - 1) * src_stride + cols <= src.len(), "the source is too short");
+    assert!(
+        rows <= dst_stride && (cols - 1) * dst_stride + rows <= dst.len(),
+        "the destination is too short"
+    );
+    let (mut r8, mut c8) = (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        (r8, c8) = (rows - rows % 8, cols - cols % 8);
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU supports AVX-512F (checked just above). The tiles read rows below r8 ≤ rows at columns
+        // below c8 ≤ cols, inside `src` by the first assertion, and write rows below c8 at columns below r8,
+        // inside `dst` by the second.
+        unsafe {
+            x86::tiles(src.as_ptr(), src_stride, (r8, c8), dst.as_mut_ptr(), dst_stride);
+        }
+    }
+    // What the tiles left: the columns past c8 of the tiled rows, and every column of the rows past r8.
+    for r in 0..rows {
+        let from = if r < r8 { c8 } else { 0 };
+        for (c, v) in src[r * src_stride + from..r * src_stride + cols].iter().enumerate() {
+            dst[(from + c) * dst_stride + r] = *v;
+        }
+    }
+}
+
+/// What a kernel reads for one block of points: the points' inputs transposed, `xt[row][lane]`, the layer's
+/// plan, and the output pixels `first..end` to compute. It writes `ot[(co·np + pixel − first)·lanes + lane]`,
+/// `np = end − first`.
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    xt: &'a [f64],
+    plan: &'a Plan,
+    pixels: (usize, usize),
+    lanes: usize,
+}
+
+/// A kernel over one block.
+type Kernel = fn(&Block, &mut [f64]);
+
+/// The wide kernel for groups of `channels` output channels on this CPU, and the multiple of points its blocks
+/// must have.
+fn wide_kernel(channels: usize) -> (Kernel, usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            #[allow(unsafe_code)]
-            // SAFETY: the CPU supports AVX-512F (checked just above), and the assertions above prove every
-            // pointer offset `block_avx512` forms lies inside `xt`, `wk` and `ot`.
-            unsafe {
-                return x86::block_avx512(xt, wk, bias, coutp, taps, ot);
-            }
+            return match channels {
+                1 => (wide_avx512::<1, 4>, 32),
+                2 => (wide_avx512::<2, 4>, 32),
+                4 => (wide_avx512::<4, 4>, 32),
+                _ => (wide_avx512::<8, 2>, 16),
+            };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            #[allow(unsafe_code)]
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above); offsets as for AVX-512.
-            unsafe {
-                return x86::block_avx2(xt, wk, bias, coutp, taps, ot);
-            }
+            return match channels {
+                1 => (wide_avx2::<1, 8>, 32),
+                _ => (wide_avx2::<2, 4>, 16),
+            };
         }
     }
-    block_portable::<NB>(xt, wk, bias, coutp, taps, ot);
+    (block_portable, 1)
 }
-
-/// Every index a kernel of `lanes` lanes reads or writes lies inside these slices (checked once per block, not
-/// per tap).
-fn check_block(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &[f64], lanes: usize) {
-    let pixels = taps.start.len() - 1;
-    assert!((taps.max_row + 1) * lanes <= xt.len(), "a tap reads outside the block");
-    assert!((taps.max_k + 1) * coutp <= wk.len(), "a tap reads outside the weights");
-    assert!(coutp.is_multiple_of(CB) && coutp * pixels * lanes <= ot.len(), "the output block is too small");
-    assert!(bias.len() >= coutp, "the bias is too short");
-}
-
-/// A kernel over one block: `(xt, wk, bias, coutp, taps, ot)`.
-type Kernel = fn(&[f64], &[f64], &[f64], usize, &Taps, &mut [f64]);
 
 /// The kernel for blocks of at most [`NN`] points, when one gives the same bits as the wide kernel on this CPU:
 /// a point's lane is computed by the same products in the same order in both, fused where the wide kernel
 /// fuses them.
-fn narrow_kernel() -> Option<Kernel> {
+fn narrow_kernel(channels: usize) -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Some(block_narrow_fma);
+            return Some(match channels {
+                1 => narrow_fma::<1>,
+                2 => narrow_fma::<2>,
+                4 => narrow_fma::<4>,
+                _ => narrow_fma::<8>,
+            });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
             // The wide kernel fuses; without AVX2 + FMA no narrow kernel can.
             return None;
         }
     }
-    Some(block_portable::<NN>)
+    Some(block_portable)
 }
 
-/// The narrow kernel with AVX2 + FMA.
+/// Every index a kernel over groups of `channels` channels, `step` lanes at a time, reads or writes lies inside
+/// the block's slices and `ot` (checked once per block, not per tap).
+fn check_block(b: &Block, ot: &[f64], channels: usize, step: usize) {
+    let Plan { taps, coutp, wk, bias, .. } = b.plan;
+    let (first, end) = b.pixels;
+    assert!(first <= end && end < taps.start.len(), "the pixels are outside the layer");
+    assert!(
+        b.lanes.is_multiple_of(step) && coutp.is_multiple_of(channels),
+        "the block does not fit the kernel"
+    );
+    assert!((taps.max_row + 1) * b.lanes <= b.xt.len(), "a tap reads outside the block");
+    assert!((taps.max_k + 1) * coutp <= wk.len(), "a tap reads outside the weights");
+    assert!(coutp * (end - first) * b.lanes <= ot.len(), "the output block is too small");
+    assert!(bias.len() >= *coutp, "the bias is too short");
+}
+
+/// The AVX-512 kernel over groups of `C` channels and `8·V` lanes.
 #[cfg(target_arch = "x86_64")]
-fn block_narrow_fma(xt: &[f64], wk: &[f64], bias: &[f64], coutp: usize, taps: &Taps, ot: &mut [f64]) {
-    check_block(xt, wk, bias, coutp, taps, ot, NN);
-    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+fn wide_avx512<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, C, 8 * V);
+    assert!(std::arch::is_x86_feature_detected!("avx512f"));
     #[allow(unsafe_code)]
-    // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
-    // offset `block_narrow_avx2` forms lies inside `xt`, `wk` and `ot`.
+    // SAFETY: the CPU supports AVX-512F (asserted just above), and `check_block` proves every pointer offset
+    // `block_avx512` forms lies inside the block's slices and `ot`.
     unsafe {
-        x86::block_narrow_avx2(xt, wk, bias, coutp, taps, ot)
+        x86::block_avx512::<C, V>(b, ot)
     }
 }
 
-/// The kernel without vector instructions (separate multiply and add), over `L` lanes.
-fn block_portable<const L: usize>(
-    xt: &[f64],
-    wk: &[f64],
-    bias: &[f64],
-    coutp: usize,
-    taps: &Taps,
-    ot: &mut [f64],
-) {
-    check_block(xt, wk, bias, coutp, taps, ot, L);
-    let pixels = taps.start.len() - 1;
-    for pix in 0..pixels {
+/// The AVX2 + FMA kernel over groups of `C` channels and `4·V` lanes.
+#[cfg(target_arch = "x86_64")]
+fn wide_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, C, 4 * V);
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+    #[allow(unsafe_code)]
+    // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
+    // offset `block_avx2` forms lies inside the block's slices and `ot`.
+    unsafe {
+        x86::block_avx2::<C, V>(b, ot)
+    }
+}
+
+/// The narrow kernel with AVX2 + FMA, over groups of `C` channels and [`NN`] lanes.
+#[cfg(target_arch = "x86_64")]
+fn narrow_fma<const C: usize>(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, C, NN);
+    assert!(b.lanes == NN, "the narrow kernel has {NN} lanes");
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+    #[allow(unsafe_code)]
+    // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
+    // offset `block_narrow_avx2` forms lies inside the block's slices and `ot`.
+    unsafe {
+        x86::block_narrow_avx2::<C>(b, ot)
+    }
+}
+
+/// The kernel without vector instructions (separate multiply and add), one channel at a time over any number
+/// of lanes.
+fn block_portable(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, 1, 1);
+    let Plan { taps, coutp, wk, bias, .. } = b.plan;
+    let ((first, end), lanes) = (b.pixels, b.lanes);
+    for pix in first..end {
         let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
-        for cb in (0..coutp).step_by(CB) {
-            for c in 0..CB {
-                let mut acc = [bias[cb + c]; L];
-                for (&k, &r) in taps.k[lo..hi].iter().zip(&taps.row[lo..hi]) {
-                    let w = wk[k * coutp + cb + c];
-                    for (a, x) in acc.iter_mut().zip(&xt[r * L..(r + 1) * L]) {
-                        *a += w * x;
-                    }
+        for c in 0..*coutp {
+            let acc = &mut ot[(c * (end - first) + pix - first) * lanes..][..lanes];
+            acc.fill(bias[c]);
+            for (&k, &r) in taps.k[lo..hi].iter().zip(&taps.row[lo..hi]) {
+                let w = wk[k * coutp + c];
+                for (a, x) in acc.iter_mut().zip(&b.xt[r * lanes..(r + 1) * lanes]) {
+                    *a += w * x;
                 }
-                ot[((cb + c) * pixels + pix) * L..][..L].copy_from_slice(&acc);
             }
         }
     }
 }
 
-/// The kernels with explicit vector instructions. Both keep `CB × NB` accumulators in registers over a pixel's
-/// taps and use fused multiply-adds in the same order, so they give the same bits.
+/// The kernels with explicit vector instructions. All keep a group of channels × a group of lanes of
+/// accumulators in registers over a pixel's taps and use fused multiply-adds in the same order, so they give the
+/// same bits.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Taps, CB, NB, NN};
+    use super::{Block, Plan, NN};
 
-    /// AVX-512: per tap, two loads of the block's 16 values and 16 fused multiply-adds with broadcast weights.
+    /// AVX-512: per tap and group of `8·V` lanes, `V` loads of the points' values and `C·V` fused
+    /// multiply-adds with broadcast weights.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F, every `(row + 1)·NB ≤ xt.len()`, every `(k + 1)·coutp ≤ wk.len()`,
-    /// `coutp` a multiple of `CB`, `coutp·pixels·NB ≤ ot.len()` and `coutp ≤ bias.len()`.
+    /// The CPU must support AVX-512F, and `check_block(b, ot, C, 8·V)` must hold: then every tap's row, weight
+    /// and output offset lies inside `b.xt`, the plan's weights and `ot`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn block_avx512(
-        xt: &[f64],
-        wk: &[f64],
-        bias: &[f64],
-        coutp: usize,
-        taps: &Taps,
-        ot: &mut [f64],
-    ) {
-        const { assert!(CB == 8 && NB == 16) };
-        let pixels = taps.start.len() - 1;
-        let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        for pix in 0..pixels {
+    pub(super) unsafe fn block_avx512<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+        let Plan { taps, coutp, wk, bias, .. } = b.plan;
+        let ((first, end), lanes) = (b.pixels, b.lanes);
+        let (coutp, np) = (*coutp, end - first);
+        let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
+        for pix in first..end {
             let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
             let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-            for cb in (0..coutp).step_by(CB) {
-                let mut acc = [_mm512_setzero_pd(); 2 * CB];
-                for c in 0..CB {
-                    acc[2 * c] = _mm512_set1_pd(bias[cb + c]);
-                    acc[2 * c + 1] = acc[2 * c];
-                }
-                for (&k, &r) in ks.iter().zip(rows) {
-                    // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-                    let (x0, x1) =
-                        unsafe { (_mm512_loadu_pd(x.add(r * NB)), _mm512_loadu_pd(x.add(r * NB + 8))) };
-                    let wrow = unsafe { w.add(k * coutp + cb) };
-                    for c in 0..CB {
-                        let wc = _mm512_set1_pd(unsafe { *wrow.add(c) });
-                        acc[2 * c] = _mm512_fmadd_pd(wc, x0, acc[2 * c]);
-                        acc[2 * c + 1] = _mm512_fmadd_pd(wc, x1, acc[2 * c + 1]);
+            for lane0 in (0..lanes).step_by(8 * V) {
+                for cb in (0..coutp).step_by(C) {
+                    let mut acc = [[_mm512_setzero_pd(); V]; C];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        *a = [_mm512_set1_pd(bias[cb + c]); V];
                     }
-                }
-                for c in 0..CB {
-                    let dst = unsafe { o.add(((cb + c) * pixels + pix) * NB) };
-                    unsafe {
-                        _mm512_storeu_pd(dst, acc[2 * c]);
-                        _mm512_storeu_pd(dst.add(8), acc[2 * c + 1]);
+                    for (&k, &r) in ks.iter().zip(rows) {
+                        // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                        let xr = unsafe { x.add(r * lanes + lane0) };
+                        let mut xv = [_mm512_setzero_pd(); V];
+                        for (v, xq) in xv.iter_mut().enumerate() {
+                            *xq = unsafe { _mm512_loadu_pd(xr.add(8 * v)) };
+                        }
+                        let wrow = unsafe { w.add(k * coutp + cb) };
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            let wc = _mm512_set1_pd(unsafe { *wrow.add(c) });
+                            for (aq, xq) in a.iter_mut().zip(&xv) {
+                                *aq = _mm512_fmadd_pd(wc, *xq, *aq);
+                            }
+                        }
                     }
-                }
-            }
-        }
-    }
-
-    /// AVX2 with FMA: two output channels at a time (8 accumulators of 4 values), the same products in the same
-    /// order as the AVX-512 kernel.
-    ///
-    /// # Safety
-    /// As [`block_avx512`], with AVX2 and FMA instead of AVX-512F.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_avx2(
-        xt: &[f64],
-        wk: &[f64],
-        bias: &[f64],
-        coutp: usize,
-        taps: &Taps,
-        ot: &mut [f64],
-    ) {
-        let pixels = taps.start.len() - 1;
-        let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        for pix in 0..pixels {
-            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
-            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-            for c0 in (0..coutp).step_by(2) {
-                let mut acc = [_mm256_setzero_pd(); 8];
-                for c in 0..2 {
-                    for q in 0..4 {
-                        acc[4 * c + q] = _mm256_set1_pd(bias[c0 + c]);
-                    }
-                }
-                for (&k, &r) in ks.iter().zip(rows) {
-                    // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-                    let xr = unsafe { x.add(r * NB) };
-                    let xv = unsafe {
-                        [
-                            _mm256_loadu_pd(xr),
-                            _mm256_loadu_pd(xr.add(4)),
-                            _mm256_loadu_pd(xr.add(8)),
-                            _mm256_loadu_pd(xr.add(12)),
-                        ]
-                    };
-                    for c in 0..2 {
-                        let wc = _mm256_set1_pd(unsafe { *w.add(k * coutp + c0 + c) });
-                        for (q, xq) in xv.iter().enumerate() {
-                            acc[4 * c + q] = _mm256_fmadd_pd(wc, *xq, acc[4 * c + q]);
+                    for (c, a) in acc.iter().enumerate() {
+                        let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
+                        for (v, aq) in a.iter().enumerate() {
+                            unsafe { _mm512_storeu_pd(dst.add(8 * v), *aq) };
                         }
                     }
                 }
-                for c in 0..2 {
-                    let dst = unsafe { o.add(((c0 + c) * pixels + pix) * NB) };
-                    for q in 0..4 {
-                        unsafe { _mm256_storeu_pd(dst.add(4 * q), acc[4 * c + q]) };
+            }
+        }
+    }
+
+    /// AVX2 with FMA: per tap and group of `4·V` lanes, `V` loads and `C·V` fused multiply-adds, the same
+    /// products in the same order as the AVX-512 kernel.
+    ///
+    /// # Safety
+    /// As [`block_avx512`] with `4·V` for `8·V`, and AVX2 and FMA instead of AVX-512F.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn block_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+        let Plan { taps, coutp, wk, bias, .. } = b.plan;
+        let ((first, end), lanes) = (b.pixels, b.lanes);
+        let (coutp, np) = (*coutp, end - first);
+        let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
+        for pix in first..end {
+            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
+            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
+            for lane0 in (0..lanes).step_by(4 * V) {
+                for cb in (0..coutp).step_by(C) {
+                    let mut acc = [[_mm256_setzero_pd(); V]; C];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        *a = [_mm256_set1_pd(bias[cb + c]); V];
+                    }
+                    for (&k, &r) in ks.iter().zip(rows) {
+                        // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                        let xr = unsafe { x.add(r * lanes + lane0) };
+                        let mut xv = [_mm256_setzero_pd(); V];
+                        for (v, xq) in xv.iter_mut().enumerate() {
+                            *xq = unsafe { _mm256_loadu_pd(xr.add(4 * v)) };
+                        }
+                        let wrow = unsafe { w.add(k * coutp + cb) };
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
+                            for (aq, xq) in a.iter_mut().zip(&xv) {
+                                *aq = _mm256_fmadd_pd(wc, *xq, *aq);
+                            }
+                        }
+                    }
+                    for (c, a) in acc.iter().enumerate() {
+                        let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
+                        for (v, aq) in a.iter().enumerate() {
+                            unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
+                        }
                     }
                 }
             }
         }
     }
 
-    /// AVX2 with FMA over one vector of [`NN`] points: per tap, one load and `CB` fused multiply-adds with
+    /// AVX2 with FMA over one vector of [`NN`] points: per tap, one load and `C` fused multiply-adds with
     /// broadcast weights, the same products in the same order as the wide kernels.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA, every `(row + 1)·NN ≤ xt.len()`, every `(k + 1)·coutp ≤ wk.len()`,
-    /// `coutp` a multiple of `CB`, `coutp·pixels·NN ≤ ot.len()` and `coutp ≤ bias.len()`.
+    /// The CPU must support AVX2 and FMA, `b.lanes` must be [`NN`], and `check_block(b, ot, C, NN)` must hold.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_narrow_avx2(
-        xt: &[f64],
-        wk: &[f64],
-        bias: &[f64],
-        coutp: usize,
-        taps: &Taps,
-        ot: &mut [f64],
-    ) {
+    pub(super) unsafe fn block_narrow_avx2<const C: usize>(b: &Block, ot: &mut [f64]) {
         const { assert!(NN == 4) };
-        let pixels = taps.start.len() - 1;
-        let (x, w, o) = (xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        for pix in 0..pixels {
+        let Plan { taps, coutp, wk, bias, .. } = b.plan;
+        let (first, end) = b.pixels;
+        let (coutp, np) = (*coutp, end - first);
+        let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
+        for pix in first..end {
             let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
             let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-            for cb in (0..coutp).step_by(CB) {
-                let mut acc = [_mm256_setzero_pd(); CB];
+            for cb in (0..coutp).step_by(C) {
+                let mut acc = [_mm256_setzero_pd(); C];
                 for (c, a) in acc.iter_mut().enumerate() {
                     *a = _mm256_set1_pd(bias[cb + c]);
                 }
@@ -507,8 +576,82 @@ mod x86 {
                     }
                 }
                 for (c, a) in acc.iter().enumerate() {
-                    unsafe { _mm256_storeu_pd(o.add(((cb + c) * pixels + pix) * NN), *a) };
+                    unsafe { _mm256_storeu_pd(o.add(((cb + c) * np + pix - first) * NN), *a) };
                 }
+            }
+        }
+    }
+
+    /// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`, both multiples of 8, in 8 × 8 tiles. The
+    /// outer loop runs over the short side (a block's points), so that the long side is read and written as 8
+    /// sequential streams.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `src` must be readable at `r·ss + c` and `dst` writable at `c·ds + r` for
+    /// every `r < rows`, `c < cols`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn tiles(
+        src: *const f64,
+        ss: usize,
+        (rows, cols): (usize, usize),
+        dst: *mut f64,
+        ds: usize,
+    ) {
+        // SAFETY (every tile): rows r0..r0 + 8 ≤ rows and columns c0..c0 + 8 ≤ cols, per this function's contract.
+        if rows <= cols {
+            for r0 in (0..rows).step_by(8) {
+                for c0 in (0..cols).step_by(8) {
+                    unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
+                }
+            }
+        } else {
+            for c0 in (0..cols).step_by(8) {
+                for r0 in (0..rows).step_by(8) {
+                    unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
+                }
+            }
+        }
+    }
+
+    /// One 8 × 8 tile: `dst[c·ds + r] = src[r·ss + c]` for `r, c < 8`, in three rounds of shuffles (pairs of
+    /// rows, pairs of pairs, halves).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `src` must be readable at `r·ss + c` and `dst` writable at `c·ds + r` for
+    /// every `r, c < 8`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn tile8(src: *const f64, ss: usize, dst: *mut f64, ds: usize) {
+        let mut r = [_mm512_setzero_pd(); 8];
+        for (i, ri) in r.iter_mut().enumerate() {
+            // SAFETY: row i of the tile, readable per this function's contract.
+            *ri = unsafe { _mm512_loadu_pd(src.add(i * ss)) };
+        }
+        // t[2i] = rows 2i, 2i+1 interleaved at even columns, t[2i+1] at odd ones: [a0c b0c a2c b2c …].
+        let mut t = [_mm512_setzero_pd(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+        }
+        // Four rows of one column pair: columns (0, 4), (1, 5), (2, 6), (3, 7) of rows 0–3 and of rows 4–7.
+        let lo = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+        let hi = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+        let mut v = [_mm512_setzero_pd(); 8];
+        for half in 0..2 {
+            let (a, b) = (4 * half, 4 * half + 2);
+            v[4 * half] = _mm512_permutex2var_pd(t[a], lo, t[b]);
+            v[4 * half + 1] = _mm512_permutex2var_pd(t[a + 1], lo, t[b + 1]);
+            v[4 * half + 2] = _mm512_permutex2var_pd(t[a], hi, t[b]);
+            v[4 * half + 3] = _mm512_permutex2var_pd(t[a + 1], hi, t[b + 1]);
+        }
+        // Column c (c < 4) is the low halves of v[c] and v[4 + c]; column c + 4 their high halves.
+        for c in 0..4 {
+            let low = _mm512_shuffle_f64x2::<0x44>(v[c], v[4 + c]);
+            let high = _mm512_shuffle_f64x2::<0xEE>(v[c], v[4 + c]);
+            // SAFETY: rows c and c + 4 of the destination tile, writable per this function's contract.
+            unsafe {
+                _mm512_storeu_pd(dst.add(c * ds), low);
+                _mm512_storeu_pd(dst.add((c + 4) * ds), high);
             }
         }
     }
@@ -530,57 +673,109 @@ mod tests {
         (got - want).abs() <= 1e-12 * (1.0 + want.abs())
     }
 
-    /// The vector kernels give the same bits as each other, and the portable one the same values up to the
-    /// rounding of separate multiplies and adds, on a block with uneven tap counts per pixel.
+    /// For every blocking, the vector kernels give the same bits as each other, and the portable one the same
+    /// values up to the rounding of separate multiplies and adds, on blocks with uneven tap counts per pixel; a
+    /// lane has the same bits in every block width and in the narrow kernel.
     #[test]
     fn every_kernel_agrees() {
-        let (in_len, coutp, pixels) = (37, 2 * super::CB, 11);
-        let mut taps = super::Taps::default();
-        taps.clear();
-        for pix in 0..pixels {
-            for t in 0..(pix * 3 + 1) {
-                taps.k.push((pix + 5 * t) % 13);
-                taps.row.push((7 * pix + 3 * t) % in_len);
+        for cout in [1, 2, 4, 16] {
+            let blocking = super::Blocking::for_channels(cout);
+            let super::Blocking { channels, lanes } = blocking;
+            let (in_len, coutp, pixels) = (37, cout, 11);
+            let mut taps = super::Taps::default();
+            taps.clear();
+            for pix in 0..pixels {
+                for t in 0..(pix * 3 + 1) {
+                    taps.k.push((pix + 5 * t) % 13);
+                    taps.row.push((7 * pix + 3 * t) % in_len);
+                }
+                taps.close_pixel();
             }
-            taps.close_pixel();
-        }
-        let xt = inputs(in_len * super::NB, 3);
-        let wk = inputs(13 * coutp, 5);
-        let run = |f: &dyn Fn(&mut [f64])| {
-            let mut ot = vec![0.0; coutp * pixels * super::NB];
-            f(&mut ot);
-            ot
-        };
-        let bias = inputs(coutp, 7);
-        let portable = run(&|ot| super::block_portable::<{ super::NB }>(&xt, &wk, &bias, coutp, &taps, ot));
-        let chosen = run(&|ot| super::block(&xt, &wk, &bias, coutp, &taps, ot));
-        for (a, b) in portable.iter().zip(&chosen) {
-            assert!(close(*a, *b), "{a} vs {b}");
-        }
-        // The narrow kernel on the first NN lanes gives those lanes' bits.
-        if let Some(narrow) = super::narrow_kernel() {
-            let (nb, nn) = (super::NB, super::NN);
-            let xt4: Vec<f64> = xt.chunks(nb).flat_map(|row| row[..nn].to_vec()).collect();
-            let mut ot4 = vec![0.0; coutp * pixels * nn];
-            narrow(&xt4, &wk, &bias, coutp, &taps, &mut ot4);
-            let wide: Vec<f64> = chosen.chunks(nb).flat_map(|row| row[..nn].to_vec()).collect();
-            assert_eq!(ot4, wide, "the narrow kernel differs from the wide one");
-        }
-        #[cfg(target_arch = "x86_64")]
-        #[allow(unsafe_code)]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            // SAFETY: each kernel runs only where the CPU has its features; `block`'s assertions hold for these
-            // inputs (it ran above without failing them).
-            let avx2 = (has!("avx2") && has!("fma"))
-                .then(|| run(&|ot| unsafe { super::x86::block_avx2(&xt, &wk, &bias, coutp, &taps, ot) }));
-            let avx512 = has!("avx512f")
-                .then(|| run(&|ot| unsafe { super::x86::block_avx512(&xt, &wk, &bias, coutp, &taps, ot) }));
-            if let (Some(a), Some(b)) = (&avx2, &avx512) {
-                assert_eq!(a, b, "the AVX2 and AVX-512 kernels differ");
+            let plan =
+                super::Plan { taps, blocking, coutp, wk: inputs(13 * coutp, 5), bias: inputs(coutp, 7) };
+            let xt = inputs(in_len * lanes, 3);
+            // A kernel over `l` lanes (the first `l` of `xt`'s) and pixels `first..end`.
+            let run = |kernel: super::Kernel, l: usize, (first, end): (usize, usize)| {
+                let xl: Vec<f64> = xt.chunks(lanes).flat_map(|row| row[..l].to_vec()).collect();
+                let mut ot = vec![0.0; coutp * (end - first) * l];
+                kernel(&super::Block { xt: &xl, plan: &plan, pixels: (first, end), lanes: l }, &mut ot);
+                ot
+            };
+            let all = (0, pixels);
+            // The first `l` lanes of every row of an output block of `lanes`.
+            let first = |v: &[f64], l: usize| -> Vec<f64> {
+                v.chunks(lanes).flat_map(|row| row[..l].to_vec()).collect()
+            };
+            let portable = run(super::block_portable, lanes, all);
+            let (wide, step) = super::wide_kernel(channels);
+            let chosen = run(wide, lanes, all);
+            for (a, b) in portable.iter().zip(&chosen) {
+                assert!(close(*a, *b), "{cout} channels: {a} vs {b}");
             }
-            for v in [avx2, avx512].into_iter().flatten() {
-                assert_eq!(v, chosen, "the dispatched kernel is not the vector one");
+            // Narrower blocks (the kernel's own step, and the narrow kernel) give their lanes' bits.
+            for (l, kernel) in [(step, Some(wide)), (super::NN, super::narrow_kernel(channels))] {
+                let Some(kernel) = kernel.filter(|_| l < lanes) else { continue };
+                assert_eq!(
+                    run(kernel, l, all),
+                    first(&chosen, l),
+                    "{cout} channels: {l} lanes differ from {lanes}"
+                );
+            }
+            // A range of pixels gives those pixels' rows of every channel.
+            let (p0, p1) = (3, 8);
+            let part = run(wide, lanes, (p0, p1));
+            for c in 0..coutp {
+                let (got, want) = (
+                    &part[c * (p1 - p0) * lanes..][..(p1 - p0) * lanes],
+                    &chosen[(c * pixels + p0) * lanes..][..(p1 - p0) * lanes],
+                );
+                assert_eq!(got, want, "{cout} channels: pixels {p0}..{p1} of channel {c}");
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                let avx2 = (has!("avx2") && has!("fma")).then(|| {
+                    run(
+                        if channels == 1 { super::wide_avx2::<1, 8> } else { super::wide_avx2::<2, 4> },
+                        lanes,
+                        all,
+                    )
+                });
+                let avx512 = has!("avx512f").then(|| chosen.clone());
+                if let (Some(a), Some(b)) = (&avx2, &avx512) {
+                    assert_eq!(a, b, "{cout} channels: the AVX2 and AVX-512 kernels differ");
+                }
+                for v in [avx2, avx512].into_iter().flatten() {
+                    assert_eq!(v, chosen, "{cout} channels: the dispatched kernel is not the vector one");
+                }
+            }
+        }
+    }
+
+    /// The tiled transpose is the transpose, for every shape around the tile size and any strides.
+    #[test]
+    fn transpose_is_the_transpose() {
+        for (rows, cols) in [(1, 1), (3, 17), (8, 8), (16, 9), (13, 40), (64, 1030), (9, 64)] {
+            for pad in [0, 3] {
+                let (ss, ds) = (cols + pad, rows + 2 * pad);
+                let src = inputs(rows * ss, 11);
+                let mut dst = vec![f64::NAN; cols * ds];
+                super::transpose(&src, ss, rows, cols, &mut dst, ds);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(
+                            dst[c * ds + r].to_bits(),
+                            src[r * ss + c].to_bits(),
+                            "{rows}×{cols} at ({r}, {c})"
+                        );
+                    }
+                }
+                for c in 0..cols {
+                    assert!(
+                        dst[c * ds + rows..(c * ds + ds).min(dst.len())].iter().all(|v| v.is_nan()),
+                        "wrote past a row"
+                    );
+                }
             }
         }
     }
@@ -594,7 +789,7 @@ mod tests {
         #[test]
         fn conv2d_is_its_definition(
             cin in 1usize..5, cout in 1usize..12, k in 1usize..5, stride in 1usize..4, pad in 0usize..3,
-            h in 3usize..9, w in 3usize..9, n in 1usize..40, seed in any::<u64>(),
+            h in 3usize..9, w in 3usize..9, n in 1usize..150, seed in any::<u64>(),
         ) {
             prop_assume!(h + 2 * pad >= k && w + 2 * pad >= k);
             let net = CardBuilder::new("c", &[cin, h, w], seed).conv2d(cout, k, stride, pad).network().unwrap();
@@ -632,7 +827,7 @@ mod tests {
         #[test]
         fn outputs_do_not_depend_on_the_batch(
             cin in 1usize..4, cout in 1usize..10, k in 1usize..4, stride in 1usize..3, transposed: bool,
-            n in 2usize..40, seed in any::<u64>(),
+            n in 2usize..150, seed in any::<u64>(),
         ) {
             let builder = CardBuilder::new("b", &[cin, 6, 6], seed);
             let net = if transposed {
@@ -654,7 +849,7 @@ mod tests {
         #[test]
         fn conv_transpose2d_is_its_definition(
             cin in 1usize..5, cout in 1usize..12, k in 1usize..5, stride in 1usize..4, pad in 0usize..2,
-            opad in 0usize..2, h in 1usize..6, w in 1usize..6, n in 1usize..40, seed in any::<u64>(),
+            opad in 0usize..2, h in 1usize..6, w in 1usize..6, n in 1usize..150, seed in any::<u64>(),
         ) {
             prop_assume!(opad < stride && (h.min(w) - 1) * stride + k + opad > 2 * pad);
             let net = CardBuilder::new("t", &[cin, h, w], seed).conv_transpose2d(cout, k, stride, pad, opad).network();
