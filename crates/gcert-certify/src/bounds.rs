@@ -97,6 +97,8 @@ pub struct Bounder<'a> {
     relaxation: Relaxation,
     /// Whether back-substitution also tightens the margins' upper lines.
     upper: bool,
+    /// Layers at the end that [`Self::forward_margins`] back-substitutes the margins' lower lines through.
+    tail: usize,
 }
 
 impl<'a> Bounder<'a> {
@@ -131,7 +133,40 @@ impl<'a> Bounder<'a> {
             k: rows.len(),
             relaxation,
             upper: true,
+            tail: 0,
         }
+    }
+
+    /// [`Self::forward_margins`] tightens the margins' lower lines by back-substitution through the last
+    /// `layers` layers (at most up to the last max-pooling layer), from the forward lines of the first of them.
+    pub fn with_tail(mut self, layers: usize) -> Self {
+        let pool = self.layers.iter().rposition(|l| l.kind() == Kind::MaxPool).map_or(0, |i| i + 1);
+        self.tail = layers.min(self.layers.len() - pool);
+        for i in self.layers.len() - self.tail..self.layers.len() {
+            if self.adjoint[i].is_none() {
+                self.adjoint[i] = adjoint_layer(self.layers[i]);
+            }
+        }
+        self
+    }
+
+    /// [`Self::with_tail`] through the longest run of last layers whose multiply-adds per point add up to at
+    /// most `share` of the whole network's: one back-substituted row then costs at most that share of a
+    /// forward point.
+    pub fn with_tail_share(self, share: f64) -> Self {
+        let cost = |l: &Layer| l.cost().0.unwrap_or(usize::MAX) as f64;
+        let total: f64 = self.layers.iter().map(|l| cost(l)).sum();
+        let mut spent = 0.0;
+        let layers = self
+            .layers
+            .iter()
+            .rev()
+            .take_while(|l| {
+                spent += cost(l);
+                spent <= share * total
+            })
+            .count();
+        self.with_tail(layers)
     }
 
     /// Back-substitutes only for the margins' lower lines (all a verdict needs), at half the cost; the
@@ -263,8 +298,10 @@ impl<'a> Bounder<'a> {
     /// `regions` sub-segments, its two end points (`x0` then `x1`), and each layer runs once over all of them
     /// (four points per region through the batched kernels: the centre and radius lines at both ends). Looser
     /// than back-substitution on wide sub-segments, as tight on the narrow ones the hybrid cuts a segment into
-    /// (docs/performance.md), at a fraction of its cost. Widened like `margins`.
-    pub fn forward_margins(&self, ends: &[f64], regions: usize) -> Vec<MarginLines> {
+    /// (docs/performance.md), at a fraction of its cost. With a tail ([`Self::with_tail`]), every margin whose
+    /// lower line is at most `tighten_below` at an end is tightened by back-substitution through the tail
+    /// (`f64::NEG_INFINITY`: none). Widened like `margins`.
+    pub fn forward_margins(&self, ends: &[f64], regions: usize, tighten_below: f64) -> Vec<MarginLines> {
         let n0 = self.layers.first().map_or(0, |l| l.in_len());
         debug_assert_eq!(ends.len(), 2 * regions * n0);
         // Rows `2r` and `2r + 1` hold region r's lines at its two ends; `lo == hi` while no activation was met.
@@ -275,7 +312,14 @@ impl<'a> Bounder<'a> {
         let (mut mid, mut rad, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut window = Vec::new();
         let rows = 2 * regions;
+        // The forward lines at the input of each layer the tail back-substitutes through.
+        let first_tail = self.layers.len() - self.tail;
+        let mut saved: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(self.tail);
         for (i, layer) in self.layers.iter().enumerate() {
+            if i >= first_tail {
+                let keep = i == first_tail || matches!(layer.kind(), Kind::Elementwise | Kind::NonLinear);
+                saved.push(if keep { (lo.clone(), hi.clone()) } else { Default::default() });
+            }
             match layer.kind() {
                 Kind::Affine => {
                     if exact {
@@ -358,15 +402,108 @@ impl<'a> Bounder<'a> {
             }
         }
         let w = self.layers.last().map_or(0, |l| l.out_len());
-        (0..regions)
+        let mut all: Vec<MarginLines> = (0..regions)
             .map(|g| {
                 let (e0, e1) = (2 * g * w, (2 * g + 1) * w);
-                let mut lines =
-                    self.margin_lines([&lo[e0..e0 + w], &lo[e1..e1 + w]], [&hi[e0..e0 + w], &hi[e1..e1 + w]]);
-                widen(&mut lines);
-                lines
+                self.margin_lines([&lo[e0..e0 + w], &lo[e1..e1 + w]], [&hi[e0..e0 + w], &hi[e1..e1 + w]])
             })
-            .collect()
+            .collect();
+        if self.tail > 0 {
+            self.tighten_tail(&saved, tighten_below, &mut all);
+        }
+        for lines in &mut all {
+            widen(lines);
+        }
+        all
+    }
+
+    /// Back-substitutes the margin rows whose forward lower line reaches `tighten_below` at an end through the
+    /// last [`Self::with_tail`] layers, with the activations relaxed over each region's forward range, down to
+    /// the forward lines at the tail's input (`saved[0]`; `saved[t]` holds the lines at the input of the tail's
+    /// `t`-th layer where it is an activation), and keeps a back-substituted lower line where its mean is higher.
+    fn tighten_tail(&self, saved: &[(Vec<f64>, Vec<f64>)], tighten_below: f64, all: &mut [MarginLines]) {
+        let first = self.layers.len() - self.tail;
+        let w = self.layers.last().map_or(0, |l| l.out_len());
+        // The rows to tighten: (region, margin).
+        let picked: Vec<(usize, usize)> = all
+            .iter()
+            .enumerate()
+            .flat_map(|(g, lines)| {
+                (0..self.k)
+                    .filter(move |&j| lines.lower[0][j].min(lines.lower[1][j]) <= tighten_below)
+                    .map(move |j| (g, j))
+            })
+            .collect();
+        if picked.is_empty() {
+            return;
+        }
+        let rows = picked.len();
+        let mut lambda: Vec<f64> = Vec::with_capacity(rows * w);
+        let mut constant = Vec::with_capacity(rows);
+        for &(_, j) in &picked {
+            lambda.extend_from_slice(&self.rows[j * w..(j + 1) * w]);
+            constant.push(self.offsets[j]);
+        }
+        let (mut next, mut scratch) = (Vec::new(), Scratch::default());
+        for i in (first..self.layers.len()).rev() {
+            let layer = self.layers[i];
+            let m = layer.out_len();
+            match layer.kind() {
+                Kind::Affine => {
+                    let c = &self.constant[i];
+                    for (r, con) in constant.iter_mut().enumerate() {
+                        *con += lambda[r * m..(r + 1) * m].iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
+                    }
+                    match &self.adjoint[i] {
+                        Some(adjoint) => adjoint.apply(&lambda, rows, &mut next, &mut scratch),
+                        None => {
+                            let transposed = transpose_apply(layer, &lambda, rows, &mut next);
+                            assert!(transposed, "{}: an affine layer with neither transpose", layer.name());
+                        }
+                    }
+                    std::mem::swap(&mut lambda, &mut next);
+                }
+                Kind::Elementwise | Kind::NonLinear => {
+                    let act =
+                        layer.activation().expect("an elementwise or non-linear layer is an activation");
+                    let (lo, hi) = &saved[i - first];
+                    for (r, &(g, _)) in picked.iter().enumerate() {
+                        let (a, b) = (2 * g * m, (2 * g + 1) * m);
+                        for (j, lam) in lambda[r * m..(r + 1) * m].iter_mut().enumerate() {
+                            if *lam == 0.0 {
+                                continue;
+                            }
+                            let (p, q) = (lo[a + j].min(lo[b + j]), hi[a + j].max(hi[b + j]));
+                            let [al, bl, au, bu] = act.relax(p, q);
+                            if *lam > 0.0 {
+                                constant[r] += *lam * bl;
+                                *lam *= al;
+                            } else {
+                                constant[r] += *lam * bu;
+                                *lam *= au;
+                            }
+                        }
+                    }
+                }
+                Kind::MaxPool => unreachable!("the tail stops after the last max-pooling layer"),
+            }
+        }
+        let (lo, hi) = &saved[0];
+        let n = self.layers[first].in_len();
+        for (r, &(g, j)) in picked.iter().enumerate() {
+            let lam = &lambda[r * n..(r + 1) * n];
+            let mut back = [constant[r]; 2];
+            for (e, b) in back.iter_mut().enumerate() {
+                let (l, u) = (&lo[(2 * g + e) * n..][..n], &hi[(2 * g + e) * n..][..n]);
+                for (i, &a) in lam.iter().enumerate() {
+                    *b += a * if a > 0.0 { l[i] } else { u[i] };
+                }
+            }
+            let lines = &mut all[g];
+            if back[0] + back[1] > lines.lower[0][j] + lines.lower[1][j] {
+                (lines.lower[0][j], lines.lower[1][j]) = (back[0], back[1]);
+            }
+        }
     }
 
     /// Lines of every margin (not yet widened) from the last layer's lower lines `l` and upper lines `u`, each

@@ -173,28 +173,30 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// The forward lines of many regions bounded in one batch are sound on each region (at samples, and at the
-    /// chain's points, where the exact extremes are), and a region's lines do not depend on the regions
-    /// batched with it.
+    /// chain's points, where the exact extremes are), with or without the lower lines tightened through a tail
+    /// of any length, and a region's lines do not depend on the regions batched with it.
     #[test]
     fn batched_forward_margins_are_sound(arch in 0usize..4, seed in 0u64..1000, scale in 0.05f64..3.0,
-                                         label in 0usize..3, regions in 1usize..6, interval in any::<bool>()) {
+                                         label in 0usize..3, regions in 1usize..6, interval in any::<bool>(),
+                                         tail in 0usize..14, tighten in any::<bool>()) {
         let net = random_net(arch, seed);
         let seg = random_segment(net.input_len(), seed + 11, scale);
         let layers: Vec<&Layer> = net.layers().iter().collect();
         let decision = Decision::ArgMax { classes: 3 };
         let (rows, offsets) = decision.margin_rows(label, 3);
         let relaxation = if interval { Relaxation::Interval } else { Relaxation::Linear };
-        let bounder = Bounder::new(layers.clone(), &rows, &offsets, relaxation);
+        let bounder = Bounder::new(layers.clone(), &rows, &offsets, relaxation).with_tail(tail);
+        let below = if tighten { f64::INFINITY } else { f64::NEG_INFINITY };
         let cuts: Vec<f64> = (0..=regions).map(|k| k as f64 / regions as f64).collect();
         let ends: Vec<f64> = cuts.windows(2).flat_map(|w| [seg.point(w[0]), seg.point(w[1])].concat()).collect();
-        let all = bounder.forward_margins(&ends, regions);
+        let all = bounder.forward_margins(&ends, regions, below);
         prop_assert_eq!(all.len(), regions);
         let chain = net.first_nonlinear().is_none().then(|| ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap());
         let mut m = Vec::new();
         for (k, lines) in all.iter().enumerate() {
             let (s0, s1) = (cuts[k], cuts[k + 1]);
             let n0 = net.input_len();
-            let alone = bounder.forward_margins(&ends[2 * k * n0..2 * (k + 1) * n0], 1);
+            let alone = bounder.forward_margins(&ends[2 * k * n0..2 * (k + 1) * n0], 1, below);
             prop_assert_eq!(&alone[0], lines);
             let mut points = sampled(&layers, &seg, s0, s1, 24);
             if let Some(chain) = &chain {
@@ -212,6 +214,35 @@ proptest! {
             }
         }
     }
+}
+
+/// Back-substitution through a tail never loosens a lower line (it replaces one only where its mean is higher)
+/// and leaves the upper lines and the rows it was not asked for alone; on a random network it tightens some.
+#[test]
+fn a_tail_only_tightens_the_rows_below_the_threshold() {
+    let mut tightened = 0;
+    for seed in 0..20 {
+        let net = random_net(0, seed);
+        let seg = random_segment(net.input_len(), seed + 3, 2.0);
+        let layers: Vec<&Layer> = net.layers().iter().collect();
+        let (rows, offsets) = Decision::ArgMax { classes: 3 }.margin_rows(0, 3);
+        let plain = Bounder::new(layers.clone(), &rows, &offsets, Relaxation::Linear);
+        let tailed = Bounder::new(layers, &rows, &offsets, Relaxation::Linear).with_tail(usize::MAX);
+        let ends = [seg.point(0.0), seg.point(1.0)].concat();
+        let before = &plain.forward_margins(&ends, 1, f64::INFINITY)[0];
+        let threshold = before.lower[0][0].min(before.lower[1][0]);
+        let after = &tailed.forward_margins(&ends, 1, threshold)[0];
+        assert_eq!(before.upper, after.upper);
+        for j in 0..2 {
+            let mean = |l: &MarginLines| l.lower[0][j] + l.lower[1][j];
+            assert!(mean(after) >= mean(before), "seed {seed}, margin {j}: a looser lower line");
+            if before.lower[0][j].min(before.lower[1][j]) > threshold {
+                assert_eq!((after.lower[0][j], after.lower[1][j]), (before.lower[0][j], before.lower[1][j]));
+            }
+            tightened += usize::from(mean(after) > mean(before));
+        }
+    }
+    assert!(tightened > 0, "no lower line was tightened on 20 random networks");
 }
 
 /// On a segment short enough that no neuron changes face, linear bounds are exact up to the widening.
