@@ -312,9 +312,11 @@ impl<'a> Bounder<'a> {
         let (mut mid, mut rad, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut window = Vec::new();
         let rows = 2 * regions;
-        // The forward lines at the input of each layer the tail back-substitutes through.
-        let first_tail = self.layers.len() - self.tail;
-        let mut saved: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(self.tail);
+        // The forward lines at the input of each layer the tail back-substitutes through (none kept when no
+        // margin can be tightened).
+        let tail = if tighten_below == f64::NEG_INFINITY { 0 } else { self.tail };
+        let first_tail = self.layers.len() - tail;
+        let mut saved: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(tail);
         for (i, layer) in self.layers.iter().enumerate() {
             if i >= first_tail {
                 let keep = i == first_tail || matches!(layer.kind(), Kind::Elementwise | Kind::NonLinear);
@@ -408,7 +410,7 @@ impl<'a> Bounder<'a> {
                 self.margin_lines([&lo[e0..e0 + w], &lo[e1..e1 + w]], [&hi[e0..e0 + w], &hi[e1..e1 + w]])
             })
             .collect();
-        if self.tail > 0 {
+        if tail > 0 {
             self.tighten_tail(&saved, tighten_below, &mut all);
         }
         for lines in &mut all {
