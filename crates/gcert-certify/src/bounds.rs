@@ -451,20 +451,7 @@ impl<'a> Bounder<'a> {
             let layer = self.layers[i];
             let m = layer.out_len();
             match layer.kind() {
-                Kind::Affine => {
-                    let c = &self.constant[i];
-                    for (r, con) in constant.iter_mut().enumerate() {
-                        *con += lambda[r * m..(r + 1) * m].iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
-                    }
-                    match &self.adjoint[i] {
-                        Some(adjoint) => adjoint.apply(&lambda, rows, &mut next, &mut scratch),
-                        None => {
-                            let transposed = transpose_apply(layer, &lambda, rows, &mut next);
-                            assert!(transposed, "{}: an affine layer with neither transpose", layer.name());
-                        }
-                    }
-                    std::mem::swap(&mut lambda, &mut next);
-                }
+                Kind::Affine => self.pull_affine(i, &mut lambda, &mut constant, &mut next, &mut scratch),
                 Kind::Elementwise | Kind::NonLinear => {
                     let act =
                         layer.activation().expect("an elementwise or non-linear layer is an activation");
@@ -472,17 +459,10 @@ impl<'a> Bounder<'a> {
                     for (r, &(g, _)) in picked.iter().enumerate() {
                         let (a, b) = (2 * g * m, (2 * g + 1) * m);
                         for (j, lam) in lambda[r * m..(r + 1) * m].iter_mut().enumerate() {
-                            if *lam == 0.0 {
-                                continue;
-                            }
-                            let (p, q) = (lo[a + j].min(lo[b + j]), hi[a + j].max(hi[b + j]));
-                            let [al, bl, au, bu] = act.relax(p, q);
-                            if *lam > 0.0 {
-                                constant[r] += *lam * bl;
-                                *lam *= al;
-                            } else {
-                                constant[r] += *lam * bu;
-                                *lam *= au;
+                            // A zero coefficient pulls back as zero: no relaxation to compute.
+                            if *lam != 0.0 {
+                                let (p, q) = (lo[a + j].min(lo[b + j]), hi[a + j].max(hi[b + j]));
+                                pull_relaxed(lam, &mut constant[r], act.relax(p, q));
                             }
                         }
                     }
@@ -574,6 +554,31 @@ impl<'a> Bounder<'a> {
         lines
     }
 
+    /// Pulls the rows `lambda` (each `layer i`'s output length) back through affine layer `i`:
+    /// `λ · (A h + c) = (Aᵀ λ) · h + λ · c`, the constant into `constant`, `Aᵀ λ` (by the layer's adjoint, or a
+    /// direct transpose) into `lambda`.
+    fn pull_affine(
+        &self,
+        i: usize,
+        lambda: &mut Vec<f64>,
+        constant: &mut [f64],
+        next: &mut Vec<f64>,
+        scratch: &mut Scratch,
+    ) {
+        let (layer, m, rows) = (self.layers[i], self.layers[i].out_len(), constant.len());
+        for (r, con) in constant.iter_mut().enumerate() {
+            *con += lambda[r * m..(r + 1) * m].iter().zip(&self.constant[i]).map(|(a, b)| a * b).sum::<f64>();
+        }
+        match &self.adjoint[i] {
+            Some(adjoint) => adjoint.apply(lambda, rows, next, scratch),
+            None => {
+                let transposed = transpose_apply(layer, lambda, rows, next);
+                assert!(transposed, "{}: an affine layer with neither transpose", layer.name());
+            }
+        }
+        std::mem::swap(lambda, next);
+    }
+
     /// Pulls the signed margin rows `sign·m_j` back to the input; returns their lower lines at both ends.
     fn back_substitute(
         &self,
@@ -595,36 +600,11 @@ impl<'a> Bounder<'a> {
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let m = layer.out_len();
             match &pulls[i] {
-                Pullback::Affine => {
-                    let c = &self.constant[i];
-                    for r in 0..k2 {
-                        constant[r] +=
-                            lambda[r * m..(r + 1) * m].iter().zip(c).map(|(a, b)| a * b).sum::<f64>();
-                    }
-                    match &self.adjoint[i] {
-                        Some(adjoint) => adjoint.apply(&lambda, k2, &mut next, &mut scratch),
-                        None => {
-                            let transposed = transpose_apply(layer, &lambda, k2, &mut next);
-                            debug_assert!(
-                                transposed,
-                                "{}: an affine layer with neither transpose",
-                                layer.name()
-                            );
-                        }
-                    }
-                    std::mem::swap(&mut lambda, &mut next);
-                }
+                Pullback::Affine => self.pull_affine(i, &mut lambda, &mut constant, &mut next, &mut scratch),
                 Pullback::Elementwise(relax) => {
-                    for r in 0..k2 {
-                        for (j, lam) in lambda[r * m..(r + 1) * m].iter_mut().enumerate() {
-                            let [al, bl, au, bu] = relax[j];
-                            if *lam > 0.0 {
-                                constant[r] += *lam * bl;
-                                *lam *= al;
-                            } else if *lam < 0.0 {
-                                constant[r] += *lam * bu;
-                                *lam *= au;
-                            }
+                    for (r, con) in constant.iter_mut().enumerate() {
+                        for (lam, &relax) in lambda[r * m..(r + 1) * m].iter_mut().zip(relax) {
+                            pull_relaxed(lam, con, relax);
                         }
                     }
                 }
@@ -655,6 +635,18 @@ impl<'a> Bounder<'a> {
             }
         }
         ends
+    }
+}
+
+/// Pulls one coefficient `λ` back through an activation relaxed as `al·x + bl ≤ σ(x) ≤ au·x + bu`: its lower
+/// relaxation where `λ > 0`, its upper one where `λ < 0`, the constant part into `constant`.
+fn pull_relaxed(lam: &mut f64, constant: &mut f64, [al, bl, au, bu]: [f64; 4]) {
+    if *lam > 0.0 {
+        *constant += *lam * bl;
+        *lam *= al;
+    } else if *lam < 0.0 {
+        *constant += *lam * bu;
+        *lam *= au;
     }
 }
 
