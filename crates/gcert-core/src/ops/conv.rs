@@ -353,11 +353,12 @@ fn narrow_kernel(channels: usize) -> Option<Kernel> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // The AVX2 kernel over one vector of points: its lanes are the wide kernels' lanes, product by product.
             return Some(match channels {
-                1 => narrow_fma::<1>,
-                2 => narrow_fma::<2>,
-                4 => narrow_fma::<4>,
-                _ => narrow_fma::<8>,
+                1 => wide_avx2::<1, 1>,
+                2 => wide_avx2::<2, 1>,
+                4 => wide_avx2::<4, 1>,
+                _ => wide_avx2::<8, 1>,
             });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -410,20 +411,6 @@ fn wide_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
     }
 }
 
-/// The narrow kernel with AVX2 + FMA, over groups of `C` channels and [`NN`] lanes.
-#[cfg(target_arch = "x86_64")]
-fn narrow_fma<const C: usize>(b: &Block, ot: &mut [f64]) {
-    check_block(b, ot, C, NN);
-    assert!(b.lanes == NN, "the narrow kernel has {NN} lanes");
-    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
-    #[allow(unsafe_code)]
-    // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
-    // offset `block_narrow_avx2` forms lies inside the block's slices and `ot`.
-    unsafe {
-        x86::block_narrow_avx2::<C>(b, ot)
-    }
-}
-
 /// The kernel without vector instructions (separate multiply and add), one channel at a time over any number
 /// of lanes.
 fn block_portable(b: &Block, ot: &mut [f64]) {
@@ -453,7 +440,7 @@ fn block_portable(b: &Block, ot: &mut [f64]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Block, Plan, NN};
+    use super::{Block, Plan};
 
     /// AVX-512: per tap and group of `8·V` lanes, `V` loads of the points' values and `C·V` fused
     /// multiply-adds with broadcast weights.
@@ -543,42 +530,6 @@ mod x86 {
                             unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
                         }
                     }
-                }
-            }
-        }
-    }
-
-    /// AVX2 with FMA over one vector of [`NN`] points: per tap, one load and `C` fused multiply-adds with
-    /// broadcast weights, the same products in the same order as the wide kernels.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA, `b.lanes` must be [`NN`], and `check_block(b, ot, C, NN)` must hold.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_narrow_avx2<const C: usize>(b: &Block, ot: &mut [f64]) {
-        const { assert!(NN == 4) };
-        let Plan { taps, coutp, wk, bias, .. } = b.plan;
-        let (first, end) = b.pixels;
-        let (coutp, np) = (*coutp, end - first);
-        let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        for pix in first..end {
-            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
-            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-            for cb in (0..coutp).step_by(C) {
-                let mut acc = [_mm256_setzero_pd(); C];
-                for (c, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_set1_pd(bias[cb + c]);
-                }
-                for (&k, &r) in ks.iter().zip(rows) {
-                    // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-                    let xv = unsafe { _mm256_loadu_pd(x.add(r * NN)) };
-                    let wrow = unsafe { w.add(k * coutp + cb) };
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
-                        *a = _mm256_fmadd_pd(wc, xv, *a);
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    unsafe { _mm256_storeu_pd(o.add(((cb + c) * np + pix - first) * NN), *a) };
                 }
             }
         }
