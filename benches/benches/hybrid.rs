@@ -12,50 +12,21 @@
 //!   (the core's own kernel, a 256→256 linear layer on a batch of 256, best of 20), and what the median whole
 //!   chain would cost at that floor on one core.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gcert_benches::{gemm_peak, macs_per_point, median};
-use gcert_certify::{Certificate, Certifier, Complete, Hybrid, Problem, ProblemSpec};
-use gcert_core::npy::read_npy;
-use gcert_core::{Direction, Network};
-use gcert_directions::{directions, sample_latents, FactorParams};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
-}
-
-fn problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64]) -> Problem<'a> {
-    Problem::new(ProblemSpec {
-        generator: g.layers().iter().collect(),
-        classifier: n.layers().iter().collect(),
-        origin: z.to_vec(),
-        direction: Direction::new(d.to_vec()).expect("a unit direction"),
-        eps: 3.0,
-        two_sided: true,
-        label: None,
-    })
-    .expect("a valid problem")
-}
-
-/// The latent of digit `i` and its top `rows` global directions.
-fn case(g: &Network, i: usize, rows: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let z = read_npy(&fixture(&format!("latents/gan-z-{i}.npy"))).expect("committed latent").data;
-    let zs = sample_latents(&z, 1, 0).expect("latent");
-    let f = directions(g, &zs, 1, &FactorParams::default()).expect("directions");
-    let d = f.directions().rows().into_iter().take(rows).map(|r| r.to_vec()).collect();
-    (z, d)
-}
+use gcert_benches::{digit_case, gemm_peak, macs_per_point, median, target_problem as problem, trained};
+use gcert_certify::{Certificate, Certifier, Complete, Hybrid};
+use gcert_core::Network;
 
 fn agree(a: &Certificate, b: &Certificate) -> bool {
     a.same_answers(b, 1e-9).is_ok()
 }
 
 fn bench_hybrid(c: &mut Criterion) {
-    let g = Network::load(fixture("generator.toml")).expect("generator");
-    let n = Network::load(fixture("classifier-conv4.toml")).expect("classifier");
-    let cases: Vec<(Vec<f64>, Vec<Vec<f64>>)> = (0..10).map(|i| case(&g, i, 3)).collect();
+    let g = Network::load(trained("generator.toml")).expect("generator");
+    let n = Network::load(trained("classifier-conv4.toml")).expect("classifier");
+    let cases: Vec<(Vec<f64>, Vec<Vec<f64>>)> = (0..10).map(|i| digit_case(&g, i, 3)).collect();
 
     let (mut th, mut te, mut ratio, mut pieces, mut agreed) = (vec![], vec![], vec![], vec![], 0);
     for (z, ds) in &cases {

@@ -3,19 +3,14 @@
 //! GFLOP/s (`2 × Layer::cost` multiply-adds per point) and as a share of the core's own 256³ GEMM rate measured
 //! in the same run. Printed once per layer and per layer kind, then timed by criterion per kind.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gcert_benches::{gemm_peak, median};
+use gcert_benches::{gemm_peak, median, trained};
 use gcert_core::ops::Scratch;
 use gcert_core::{Kind, Layer, Network};
 
 const POINTS: usize = 512;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
-}
 
 /// The affine layers that do arithmetic (not copies), with an input batch for each.
 fn layers(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
@@ -49,8 +44,8 @@ fn flops(layer: &Layer) -> f64 {
 
 fn bench_kernels(c: &mut Criterion) {
     let nets = [
-        Network::load(fixture("generator.toml")).expect("generator"),
-        Network::load(fixture("classifier-conv4.toml")).expect("classifier"),
+        Network::load(trained("generator.toml")).expect("generator"),
+        Network::load(trained("classifier-conv4.toml")).expect("classifier"),
     ];
     let layers = layers(&nets);
     let peak = gemm_peak();

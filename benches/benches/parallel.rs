@@ -9,20 +9,14 @@
 //! The tolerance of each case is found by bisection so that its chain has about 5,000 pieces. Before timing, the
 //! two chains are checked to be identical, bit for bit. `cargo xtask bench` prints the serial÷parallel ratio.
 
-use std::path::PathBuf;
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gcert_benches::{conv_classifier, dcgan_generator, eps_for_pieces, latent_and_direction, segment};
-use gcert_core::npy::read_npy;
+use gcert_benches::{
+    conv_classifier, dcgan_generator, digit_case, eps_for_pieces, latent_and_direction, segment, trained,
+};
 use gcert_core::Network;
-use gcert_directions::{directions, sample_latents, FactorParams};
 use gcert_exactline::ExactLine;
 
 const PIECES: usize = 5_000;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
-}
 
 fn bench_case(c: &mut Criterion, name: &str, nets: [&Network; 2], z: &[f64], d: &[f64]) {
     let parallel = ExactLine::for_networks(&nets).expect("engine");
@@ -50,13 +44,10 @@ fn bench_parallel(c: &mut Criterion) {
     let (z, d) = latent_and_direction(50, 9);
     bench_case(c, "random", [&gen, &cls], &z, &d);
 
-    let g = Network::load(fixture("generator.toml")).expect("generator");
-    let n = Network::load(fixture("classifier-conv4.toml")).expect("classifier");
-    let z = read_npy(&fixture("latents/gan-z-3.npy")).expect("committed latent").data;
-    let f = directions(&g, &sample_latents(&z, 1, 0).expect("latent"), 1, &FactorParams::default())
-        .expect("directions");
-    let d = f.directions().row(0).to_vec();
-    bench_case(c, "trained", [&g, &n], &z, &d);
+    let g = Network::load(trained("generator.toml")).expect("generator");
+    let n = Network::load(trained("classifier-conv4.toml")).expect("classifier");
+    let (z, ds) = digit_case(&g, 3, 1);
+    bench_case(c, "trained", [&g, &n], &z, &ds[0]);
 }
 
 criterion_group!(benches, bench_parallel);

@@ -5,30 +5,22 @@
 //! global direction at the latents `gan-z-{0,3,7}`. For each, the points the chain gains at every activation
 //! layer (from the chains of the network's prefixes), and the minimum and median time of the whole chain.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use gcert_core::npy::read_npy;
+use gcert_benches::{digit_case, trained};
 use gcert_core::{Network, Segment};
-use gcert_directions::{directions, sample_latents, FactorParams};
 use gcert_exactline::ExactLine;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
-}
-
 fn main() {
-    let g = Network::load(fixture("generator.toml")).expect("generator");
-    let n = Network::load(fixture("classifier-conv4.toml")).expect("classifier");
+    let g = Network::load(trained("generator.toml")).expect("generator");
+    let n = Network::load(trained("classifier-conv4.toml")).expect("classifier");
     let layers: Vec<_> = g.layers().iter().chain(n.layers()).collect();
     let reps: usize = std::env::var("REPS").ok().and_then(|c| c.parse().ok()).unwrap_or(7).max(1);
     for i in [0usize, 3, 7] {
-        let z = read_npy(&fixture(&format!("latents/gan-z-{i}.npy"))).expect("latent").data;
-        let zs = sample_latents(&z, 1, 0).expect("latent");
-        let f = directions(&g, &zs, 1, &FactorParams::default()).expect("directions");
-        let d = f.directions().row(0).to_vec();
-        let a: Vec<f64> = z.iter().zip(&d).map(|(z, d)| z - 3.0 * d).collect();
-        let b: Vec<f64> = z.iter().zip(&d).map(|(z, d)| z + 3.0 * d).collect();
+        let (z, ds) = digit_case(&g, i, 1);
+        let d = &ds[0][..];
+        let a: Vec<f64> = z.iter().zip(d).map(|(z, d)| z - 3.0 * d).collect();
+        let b: Vec<f64> = z.iter().zip(d).map(|(z, d)| z + 3.0 * d).collect();
         let seg = Segment::new(a, b).expect("segment");
         let mut births = String::new();
         let mut prev = 2;

@@ -1,10 +1,15 @@
 //! Shared builders for the gcert benchmarks: the issue's DCGAN-shaped generator and convolutional classifier
-//! with random weights, and segments tuned to a target number of pieces.
+//! with random weights, segments tuned to a target number of pieces, and the committed trained models' target
+//! case (issue 12).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use gcert_certify::{Problem, ProblemSpec};
 use gcert_core::builder::CardBuilder;
-use gcert_core::{Layer, Network, Segment};
+use gcert_core::npy::read_npy;
+use gcert_core::{Direction, Layer, Network, Segment};
+use gcert_directions::{directions, sample_latents, FactorParams};
 use gcert_exactline::ExactLine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -125,4 +130,33 @@ pub fn macs_per_point<'a>(layers: impl IntoIterator<Item = &'a Layer>) -> usize 
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// A file of the committed trained models, `fixtures/trained/{name}`.
+pub fn trained(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/trained").join(name)
+}
+
+/// The latent of test digit `digit` (`latents/gan-z-{digit}.npy`) and the generator's top `rows` global
+/// directions there.
+pub fn digit_case(g: &Network, digit: usize, rows: usize) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let z = read_npy(&trained(&format!("latents/gan-z-{digit}.npy"))).expect("committed latent").data;
+    let zs = sample_latents(&z, 1, 0).expect("latent");
+    let f = directions(g, &zs, 1, &FactorParams::default()).expect("directions");
+    let d = f.directions().rows().into_iter().take(rows).map(|r| r.to_vec()).collect();
+    (z, d)
+}
+
+/// The issue's target question on `generator ∘ classifier`: ε = 3, two-sided, along `d` from `z`.
+pub fn target_problem<'a>(g: &'a Network, n: &'a Network, z: &[f64], d: &[f64]) -> Problem<'a> {
+    Problem::new(ProblemSpec {
+        generator: g.layers().iter().collect(),
+        classifier: n.layers().iter().collect(),
+        origin: z.to_vec(),
+        direction: Direction::new(d.to_vec()).expect("a unit direction"),
+        eps: 3.0,
+        two_sided: true,
+        label: None,
+    })
+    .expect("a valid problem")
 }
