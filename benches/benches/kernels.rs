@@ -1,7 +1,8 @@
-//! The affine kernels against the core's GEMM: every affine layer of the trained composition
-//! (`fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`) applied to a batch of 512 points, in f64
-//! GFLOP/s (`2 × Layer::cost` multiply-adds per point) and as a share of the core's own 256³ GEMM rate measured
-//! in the same run. Printed once per layer and per layer kind, then timed by criterion per kind.
+//! The affine kernels against a GEMM: every affine layer of the trained composition
+//! (`fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`) applied to a batch of 512 points (a chain's
+//! chunk) and of 32 (the hybrid's batch of 8 regions' bounds), in f64 GFLOP/s (`2 × Layer::cost` multiply-adds
+//! per point) and as a share of `matrixmultiply`'s 256³ GEMM rate measured in the same run. Printed once per
+//! layer and per layer kind at each batch size, then timed by criterion per kind at 512 points.
 
 use std::time::Instant;
 
@@ -11,6 +12,9 @@ use gcert_core::ops::Scratch;
 use gcert_core::{Kind, Layer, Network};
 
 const POINTS: usize = 512;
+
+/// The batch sizes of the printed tables.
+const BATCHES: [usize; 2] = [POINTS, 32];
 
 /// The affine layers that do arithmetic (not copies), with an input batch for each.
 fn layers(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
@@ -24,13 +28,14 @@ fn layers(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
         .collect()
 }
 
-fn seconds(layer: &Layer, x: &[f64], runs: usize) -> f64 {
+fn seconds(layer: &Layer, x: &[f64], points: usize, runs: usize) -> f64 {
     let (mut out, mut scratch) = (Vec::new(), Scratch::default());
+    let x = &x[..points * layer.in_len()];
     median(
         (0..runs)
             .map(|_| {
                 let start = Instant::now();
-                layer.apply(x, POINTS, &mut out, &mut scratch);
+                layer.apply(x, points, &mut out, &mut scratch);
                 std::hint::black_box(&out);
                 start.elapsed().as_secs_f64()
             })
@@ -38,8 +43,8 @@ fn seconds(layer: &Layer, x: &[f64], runs: usize) -> f64 {
     )
 }
 
-fn flops(layer: &Layer) -> f64 {
-    2.0 * (layer.cost().0.expect("a finite cost") * POINTS) as f64
+fn flops(layer: &Layer, points: usize) -> f64 {
+    2.0 * (layer.cost().0.expect("a finite cost") * points) as f64
 }
 
 fn bench_kernels(c: &mut Criterion) {
@@ -49,39 +54,41 @@ fn bench_kernels(c: &mut Criterion) {
     ];
     let layers = layers(&nets);
     let peak = gemm_peak();
-    println!(
-        "the core's f64 GEMM (256³): {:.1} GFLOP/s; each layer on {POINTS} points, median of 9",
-        peak / 1e9
-    );
-    let mut kinds: Vec<(&str, f64, f64)> = Vec::new();
-    for (layer, x) in &layers {
-        let (f, s) = (flops(layer), seconds(layer, x, 9));
-        println!(
-            "  {:<17} {:>13} → {:<13} {:>6.1} GFLOP/s ({:>3.0}%)",
-            layer.name(),
-            format!("{:?}", layer.in_shape()),
-            format!("{:?}", layer.out_shape()),
-            f / s / 1e9,
-            100.0 * f / s / peak
-        );
-        match kinds.iter_mut().find(|k| k.0 == layer.name()) {
-            Some(k) => {
-                k.1 += f;
-                k.2 += s;
+    println!("matrixmultiply's f64 GEMM (256³): {:.1} GFLOP/s; each layer median of 9", peak / 1e9);
+    let mut kinds: Vec<&str> = Vec::new();
+    for points in BATCHES {
+        println!("on {points} points:");
+        let mut sums: Vec<(&str, f64, f64)> = Vec::new();
+        for (layer, x) in &layers {
+            let (f, s) = (flops(layer, points), seconds(layer, x, points, 9));
+            println!(
+                "  {:<17} {:>13} → {:<13} {:>6.1} GFLOP/s ({:>3.0}%)",
+                layer.name(),
+                format!("{:?}", layer.in_shape()),
+                format!("{:?}", layer.out_shape()),
+                f / s / 1e9,
+                100.0 * f / s / peak
+            );
+            match sums.iter_mut().find(|k| k.0 == layer.name()) {
+                Some(k) => {
+                    k.1 += f;
+                    k.2 += s;
+                }
+                None => sums.push((layer.name(), f, s)),
             }
-            None => kinds.push((layer.name(), f, s)),
         }
-    }
-    for (kind, f, s) in &kinds {
-        println!(
-            "{kind:<19} all layers: {:>6.1} GFLOP/s ({:>3.0}% of the GEMM rate)",
-            f / s / 1e9,
-            100.0 * f / s / peak
-        );
+        for (kind, f, s) in &sums {
+            println!(
+                "{kind:<19} all layers: {:>6.1} GFLOP/s ({:>3.0}% of the GEMM rate)",
+                f / s / 1e9,
+                100.0 * f / s / peak
+            );
+        }
+        kinds = sums.iter().map(|k| k.0).collect();
     }
     let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
-    for (kind, _, _) in &kinds {
+    for kind in &kinds {
         let of_kind: Vec<_> = layers.iter().filter(|(l, _)| l.name() == *kind).collect();
         let mut scratch = Scratch::default();
         let mut out = Vec::new();

@@ -24,7 +24,7 @@
 use gcert_core::ops::{Activation, Kind, PoolGeom, Scratch};
 use gcert_core::{Layer, Op};
 
-use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply};
+use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply, wide};
 
 /// How neuron bounds are represented while they propagate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -304,105 +304,114 @@ impl<'a> Bounder<'a> {
     pub fn forward_margins(&self, ends: &[f64], regions: usize, tighten_below: f64) -> Vec<MarginLines> {
         let n0 = self.layers.first().map_or(0, |l| l.in_len());
         debug_assert_eq!(ends.len(), 2 * regions * n0);
-        // Rows `2r` and `2r + 1` hold region r's lines at its two ends; `lo == hi` while no activation was met.
-        let mut lo = ends.to_vec();
-        let mut hi = ends.to_vec();
-        let mut exact = true;
+        // Rows `2r` and `2r + 1` hold region r's values at its two ends, in `a` and `b` as `form` says.
+        let mut a = ends.to_vec();
+        let mut b = Vec::new();
+        let mut form = Form::Exact;
         let mut scratch = Scratch::default();
-        let (mut mid, mut rad, mut c, mut r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut c, mut r) = (Vec::new(), Vec::new());
         let mut window = Vec::new();
         let rows = 2 * regions;
         // The forward lines at the input of each layer the tail back-substitutes through (none kept when no
         // margin can be tightened).
         let tail = if tighten_below == f64::NEG_INFINITY { 0 } else { self.tail };
         let first_tail = self.layers.len() - tail;
+        let saves = |i: usize| {
+            i >= first_tail
+                && (i == first_tail || matches!(self.layers[i].kind(), Kind::Elementwise | Kind::NonLinear))
+        };
         let mut saved: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(tail);
         for (i, layer) in self.layers.iter().enumerate() {
             if i >= first_tail {
-                let keep = i == first_tail || matches!(layer.kind(), Kind::Elementwise | Kind::NonLinear);
-                saved.push(if keep { (lo.clone(), hi.clone()) } else { Default::default() });
+                saved.push(if saves(i) {
+                    ends_of(&mut form, &mut a, &mut b);
+                    (a.clone(), b.clone())
+                } else {
+                    Default::default()
+                });
             }
             match layer.kind() {
                 Kind::Affine => {
-                    if exact {
-                        layer.apply(&lo, rows, &mut c, &mut scratch);
-                        std::mem::swap(&mut lo, &mut c);
-                        hi.clone_from(&lo);
-                        // Exact values: nothing to collapse, even for intervals (`exact` stays until the first
+                    if form == Form::Exact {
+                        layer.apply(&a, rows, &mut c, &mut scratch);
+                        std::mem::swap(&mut a, &mut c);
+                        // Exact values: nothing to collapse, even for intervals (`Exact` stays until the first
                         // activation, so every collapse below sees lines).
                         continue;
                     }
-                    mid.clear();
-                    rad.clear();
-                    mid.extend(lo.iter().zip(&hi).map(|(l, u)| 0.5 * (l + u)));
-                    rad.extend(lo.iter().zip(&hi).map(|(l, u)| 0.5 * (u - l)));
-                    layer.apply(&mid, rows, &mut c, &mut scratch);
+                    mid_rad_of(&mut form, &mut a, &mut b);
+                    layer.apply(&a, rows, &mut c, &mut scratch);
                     let abs = self.abs[i].as_ref().expect("affine layers have an absolute part");
-                    abs.apply(&rad, rows, &mut r, &mut scratch);
-                    lo.clear();
-                    hi.clear();
-                    lo.extend(c.iter().zip(&r).map(|(c, r)| c - r));
-                    hi.extend(c.iter().zip(&r).map(|(c, r)| c + r));
+                    abs.apply(&b, rows, &mut r, &mut scratch);
+                    std::mem::swap(&mut a, &mut c);
+                    std::mem::swap(&mut b, &mut r);
+                    form = Form::Centre;
                 }
                 Kind::Elementwise | Kind::NonLinear => {
                     let act =
                         layer.activation().expect("an elementwise or non-linear layer is an activation");
                     let n = layer.in_len();
-                    let relu = act == Activation::Leaky(0.0);
-                    for g in 0..regions {
-                        let (a, b) = (2 * g * n, (2 * g + 1) * n);
-                        if relu {
-                            // `Activation::lines` of a relu, inlined: above, relu of the upper line (relu is
-                            // convex, so its chord); below, the lower line where it is mostly positive, else 0.
-                            let (l_a, l_b) = lo[a..b + n].split_at_mut(n);
-                            for (l0, l1) in l_a.iter_mut().zip(l_b.iter_mut()) {
-                                let (p, q) = (l0.min(*l1), l0.max(*l1));
-                                if !(q > 0.0 && q > -p) {
-                                    (*l0, *l1) = (0.0, 0.0);
-                                }
+                    if form == Form::Exact {
+                        ends_of(&mut form, &mut a, &mut b);
+                    }
+                    if act == Activation::Leaky(0.0) {
+                        // The next affine layer reads the centre and radius lines: written here at once,
+                        // unless the lines themselves are kept for the tail or collapsed to intervals.
+                        let next_affine = self.layers.get(i + 1).is_some_and(|l| l.kind() == Kind::Affine);
+                        let out = if next_affine && !saves(i + 1) && self.relaxation == Relaxation::Linear {
+                            Form::MidRad
+                        } else {
+                            Form::Ends
+                        };
+                        relu_lines(form, out, &mut a, &mut b, n);
+                        form = out;
+                    } else {
+                        ends_of(&mut form, &mut a, &mut b);
+                        for g in 0..regions {
+                            let (e0, e1) = (2 * g * n, (2 * g + 1) * n);
+                            for j in 0..n {
+                                let (l0, l1, u0, u1) = act.lines(a[e0 + j], a[e1 + j], b[e0 + j], b[e1 + j]);
+                                (a[e0 + j], a[e1 + j], b[e0 + j], b[e1 + j]) = (l0, l1, u0, u1);
                             }
-                            hi[a..b + n].iter_mut().for_each(|u| *u = u.max(0.0));
-                            continue;
-                        }
-                        for j in 0..n {
-                            let (l0, l1, u0, u1) = act.lines(lo[a + j], lo[b + j], hi[a + j], hi[b + j]);
-                            (lo[a + j], lo[b + j], hi[a + j], hi[b + j]) = (l0, l1, u0, u1);
                         }
                     }
-                    exact = false;
                 }
                 Kind::MaxPool => {
                     let Op::MaxPool2d(g) = &layer.op() else { unreachable!("max-pool kind") };
+                    ends_of(&mut form, &mut a, &mut b);
                     let (n, m) = (layer.in_len(), layer.out_len());
                     let (mut nl, mut nh) = (vec![0.0; rows * m], vec![0.0; rows * m]);
                     for reg in 0..regions {
-                        let (a, b) = (2 * reg * n, (2 * reg + 1) * n);
+                        let (e0, e1) = (2 * reg * n, (2 * reg + 1) * n);
                         let (nl0, nl1) = nl[2 * reg * m..(2 * reg + 2) * m].split_at_mut(m);
                         let (nh0, nh1) = nh[2 * reg * m..(2 * reg + 2) * m].split_at_mut(m);
                         max_pool_lines(
                             g,
                             &mut window,
-                            [&lo[a..a + n], &lo[b..b + n]],
-                            [&hi[a..a + n], &hi[b..b + n]],
+                            [&a[e0..e0 + n], &a[e1..e1 + n]],
+                            [&b[e0..e0 + n], &b[e1..e1 + n]],
                             [nl0, nl1],
                             [nh0, nh1],
                         );
                     }
-                    (lo, hi) = (nl, nh);
-                    exact = false;
+                    (a, b) = (nl, nh);
+                    form = Form::Ends;
                 }
             }
             if self.relaxation == Relaxation::Interval {
+                ends_of(&mut form, &mut a, &mut b);
                 let n = layer.out_len();
                 for g in 0..regions {
-                    let (a, b) = (2 * g * n, (2 * g + 1) * n);
+                    let (e0, e1) = (2 * g * n, (2 * g + 1) * n);
                     for j in 0..n {
-                        let (p, q) = (lo[a + j].min(lo[b + j]), hi[a + j].max(hi[b + j]));
-                        (lo[a + j], lo[b + j], hi[a + j], hi[b + j]) = (p, p, q, q);
+                        let (p, q) = (a[e0 + j].min(a[e1 + j]), b[e0 + j].max(b[e1 + j]));
+                        (a[e0 + j], a[e1 + j], b[e0 + j], b[e1 + j]) = (p, p, q, q);
                     }
                 }
             }
         }
+        ends_of(&mut form, &mut a, &mut b);
+        let (lo, hi) = (&a, &b);
         let w = self.layers.last().map_or(0, |l| l.out_len());
         let mut all: Vec<MarginLines> = (0..regions)
             .map(|g| {
@@ -636,6 +645,107 @@ impl<'a> Bounder<'a> {
         }
         ends
     }
+}
+
+/// How [`Bounder::forward_margins`] holds a batch's bounds between layers, in two buffers `a` and `b` of the
+/// same layout. Each layer leaves them in the form the next one reads, so that no elementwise pass over the
+/// whole batch is spent converting (those passes were a sixth of the hybrid's time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `a` holds exact values (no activation met yet); `b` is unused.
+    Exact,
+    /// `a` the lower lines, `b` the upper lines.
+    Ends,
+    /// As an affine layer leaves them: `a` the centre line mapped through the layer, `b` the radius line mapped
+    /// through its absolute value; the lower line is `a − b`, the upper `a + b`.
+    Centre,
+    /// What an affine layer reads: with the lower line `l` and the upper `u`, `a = (l + u)/2`, `b = (u − l)/2`.
+    MidRad,
+}
+
+/// The lower and upper lines from a pair of values in `form` (`Ends` or `Centre`).
+#[inline(always)]
+fn lines_from(form: Form, x: f64, y: f64) -> (f64, f64) {
+    match form {
+        Form::Centre => (x - y, x + y),
+        _ => (x, y),
+    }
+}
+
+/// The pair of values of `form` (`Ends` or `MidRad`) for the lines `l` and `u`.
+#[inline(always)]
+fn lines_to(form: Form, l: f64, u: f64) -> (f64, f64) {
+    match form {
+        Form::MidRad => (0.5 * (l + u), 0.5 * (u - l)),
+        _ => (l, u),
+    }
+}
+
+/// Rewrites `a`, `b` as lower and upper lines (both the values, for exact values).
+fn ends_of(form: &mut Form, a: &mut [f64], b: &mut Vec<f64>) {
+    match *form {
+        Form::Ends => {}
+        Form::Exact => {
+            b.clear();
+            b.extend_from_slice(a);
+        }
+        Form::Centre => wide(|| {
+            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                (*x, *y) = lines_from(Form::Centre, *x, *y);
+            }
+        }),
+        Form::MidRad => unreachable!("centre-radius pairs are read by the affine layer that follows"),
+    }
+    *form = Form::Ends;
+}
+
+/// Rewrites `a`, `b` as centre and radius lines (from `Ends` or `Centre`), the same values as computing the lower
+/// and upper lines first.
+fn mid_rad_of(form: &mut Form, a: &mut [f64], b: &mut [f64]) {
+    let from = *form;
+    match from {
+        Form::MidRad => {}
+        Form::Ends | Form::Centre => wide(|| {
+            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                let (l, u) = lines_from(from, *x, *y);
+                (*x, *y) = lines_to(Form::MidRad, l, u);
+            }
+        }),
+        Form::Exact => unreachable!("exact values need no radius"),
+    }
+    *form = Form::MidRad;
+}
+
+/// The relu's lines over every region (rows `2g` and `2g + 1` of `n` values: its two ends), read in form `from`
+/// (`Ends` or `Centre`) and written in form `to` (`Ends` or `MidRad`), in one pass: above, the relu of the upper
+/// line (relu is convex, so its chord); below, the lower line where it is mostly positive, else 0
+/// (`Activation::lines` of a relu, inlined).
+fn relu_lines(from: Form, to: Form, a: &mut [f64], b: &mut [f64], n: usize) {
+    #[inline(always)]
+    fn pass(from: Form, to: Form, a: &mut [f64], b: &mut [f64], n: usize) {
+        for (a, b) in a.chunks_exact_mut(2 * n).zip(b.chunks_exact_mut(2 * n)) {
+            let (a0, a1) = a.split_at_mut(n);
+            let (b0, b1) = b.split_at_mut(n);
+            for (((x0, x1), y0), y1) in a0.iter_mut().zip(a1.iter_mut()).zip(b0.iter_mut()).zip(b1.iter_mut())
+            {
+                let (l0, u0) = lines_from(from, *x0, *y0);
+                let (l1, u1) = lines_from(from, *x1, *y1);
+                let (p, q) = (l0.min(l1), l0.max(l1));
+                let keep = q > 0.0 && q > -p;
+                let (l0, l1) = if keep { (l0, l1) } else { (0.0, 0.0) };
+                (*x0, *y0) = lines_to(to, l0, u0.max(0.0));
+                (*x1, *y1) = lines_to(to, l1, u1.max(0.0));
+            }
+        }
+    }
+    // One monomorphic loop per pair of forms, so that none of them branches per value.
+    wide(|| match (from, to) {
+        (Form::Centre, Form::MidRad) => pass(Form::Centre, Form::MidRad, a, b, n),
+        (Form::Centre, Form::Ends) => pass(Form::Centre, Form::Ends, a, b, n),
+        (Form::Ends, Form::MidRad) => pass(Form::Ends, Form::MidRad, a, b, n),
+        (Form::Ends, Form::Ends) => pass(Form::Ends, Form::Ends, a, b, n),
+        _ => unreachable!("the relu reads lines and writes lines or centre-radius pairs"),
+    })
 }
 
 /// Pulls one coefficient `λ` back through an activation relaxed as `al·x + bl ≤ σ(x) ≤ au·x + bu`: its lower

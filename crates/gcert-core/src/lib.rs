@@ -32,7 +32,6 @@ pub mod certificate;
 pub mod chain;
 pub mod direction;
 pub mod error;
-mod gemm;
 pub mod io;
 pub mod limits;
 pub mod loader;

@@ -7,12 +7,14 @@
 mod activation;
 mod adjoint;
 mod conv;
+mod linear;
+mod wide;
 
 pub use activation::{Activation, Face, SLACK};
 pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
+pub use wide::wide;
 
 use crate::error::{Error, Result};
-use crate::gemm::gemm;
 
 /// Geometry of a 2-D convolution or transposed convolution on one sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +205,16 @@ pub struct Layer {
     pub(crate) op: Op,
     pub(crate) in_shape: Vec<usize>,
     pub(crate) out_shape: Vec<usize>,
-    /// A convolution's tap lists and packed weights, built on first use (unused by other ops).
-    pub(crate) plan: conv::PlanCache,
+    /// A convolution's tap lists and packed weights, or a linear layer's packed weights, built on first use
+    /// (unused by other ops).
+    pub(crate) plan: Plans,
+}
+
+/// The kernels' per-layer data, built on a layer's first use.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Plans {
+    conv: conv::PlanCache,
+    linear: linear::PackCache,
 }
 
 /// The linear part of an op, as [`Layer::linear_op`] finds it.
@@ -224,6 +234,7 @@ pub struct Scratch {
     window: Vec<usize>,
     /// One sample's output ([`Layer::apply_append`]).
     row: Vec<f64>,
+    linear: linear::LinearScratch,
 }
 
 impl Layer {
@@ -242,7 +253,7 @@ impl Layer {
             op: Op::Embed { prefix, suffix },
             in_shape: vec![input_len],
             out_shape: vec![out_len],
-            plan: conv::PlanCache::default(),
+            plan: Plans::default(),
         })
     }
 
@@ -346,7 +357,7 @@ impl Layer {
             op,
             in_shape: self.in_shape.clone(),
             out_shape: self.out_shape.clone(),
-            plan: conv::PlanCache::default(),
+            plan: Plans::default(),
         }
     }
 
@@ -413,27 +424,21 @@ impl Layer {
         // first was a tenth of the engine's time (`ops::tests::every_op_writes_every_output` keeps this true).
         out.resize(n * out_len, 0.0);
         match &self.op {
-            Op::Linear { weight, bias, inputs, outputs } => {
-                for row in out.chunks_exact_mut(*outputs) {
-                    row.copy_from_slice(bias);
-                }
-                // Y[n×out] = X[n×in] · Wᵀ + Y, with W read transposed in place.
-                gemm(
-                    (n, *inputs, *outputs),
-                    input,
-                    (*inputs, 1),
-                    weight,
-                    (1, *inputs),
-                    1.0,
-                    out,
-                    (*outputs, 1),
-                );
-            }
+            Op::Linear { weight, bias, inputs, outputs } => linear::linear(
+                input,
+                n,
+                weight,
+                bias,
+                (*inputs, *outputs),
+                out,
+                &self.plan.linear,
+                &mut scratch.linear,
+            ),
             Op::Conv2d { weight, bias, geom } => {
-                conv::conv2d(input, n, weight, bias, geom, out, &self.plan, scratch)
+                conv::conv2d(input, n, weight, bias, geom, out, &self.plan.conv, scratch)
             }
             Op::ConvTranspose2d { weight, bias, geom } => {
-                conv::conv_transpose2d(input, n, weight, bias, geom, out, &self.plan, scratch)
+                conv::conv_transpose2d(input, n, weight, bias, geom, out, &self.plan.conv, scratch)
             }
             Op::ChannelAffine { scale, shift, spatial } => {
                 for (x_s, y_s) in input.chunks_exact(self.in_len()).zip(out.chunks_exact_mut(out_len)) {

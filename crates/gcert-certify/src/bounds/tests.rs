@@ -216,6 +216,31 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The batched pass, which keeps each layer's bounds in the form the next layer reads (centre and radius
+    /// lines, or lower and upper ones) and relaxes the relu in one fused loop, gives the same bits as the plain
+    /// one-region pass (`neuron_lines`: lower and upper lines after every layer, `Activation::lines`).
+    #[test]
+    fn batched_forward_lines_equal_the_plain_pass(arch in 0usize..4, seed in 0u64..1000, scale in 0.05f64..3.0,
+                                                 label in 0usize..3) {
+        let net = random_net(arch, seed);
+        let seg = random_segment(net.input_len(), seed + 5, scale);
+        let layers: Vec<&Layer> = net.layers().iter().collect();
+        let (rows, offsets) = Decision::ArgMax { classes: 3 }.margin_rows(label, 3);
+        let bounder = Bounder::new(layers, &rows, &offsets, Relaxation::Linear);
+        let (x0, x1) = (seg.point(0.0), seg.point(1.0));
+        let batched = &bounder.forward_margins(&[x0.clone(), x1.clone()].concat(), 1, f64::NEG_INFINITY)[0];
+        let plain = bounder.neuron_lines(&x0, &x1);
+        let mut want = bounder.margin_lines([&plain.l0, &plain.l1], [&plain.u0, &plain.u1]);
+        widen(&mut want);
+        let bits = |l: &MarginLines| [&l.lower[0], &l.lower[1], &l.upper[0], &l.upper[1]]
+            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>());
+        prop_assert_eq!(bits(batched), bits(&want));
+    }
+}
+
 /// Back-substitution through a tail never loosens a lower line (it replaces one only where its mean is higher)
 /// and leaves the upper lines and the rows it was not asked for alone; on a random network it tightens some.
 #[test]

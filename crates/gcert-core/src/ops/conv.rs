@@ -279,7 +279,14 @@ fn pixel_chunk(coutp: usize, lanes: usize) -> usize {
 /// `dst[c·dst_stride + r] = src[r·src_stride + c]` for `r < rows`, `c < cols`: 8 × 8 tiles through vector
 /// registers where the CPU has AVX-512, the edges (and every tile elsewhere) one value at a time. A copy, so
 /// the values have the same bits either way.
-fn transpose(src: &[f64], src_stride: usize, rows: usize, cols: usize, dst: &mut [f64], dst_stride: usize) {
+pub(super) fn transpose(
+    src: &[f64],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f64],
+    dst_stride: usize,
+) {
     if rows == 0 || cols == 0 {
         return;
     }
