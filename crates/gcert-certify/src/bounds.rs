@@ -689,7 +689,7 @@ fn ends_of(form: &mut Form, a: &mut [f64], b: &mut Vec<f64>) {
             b.clear();
             b.extend_from_slice(a);
         }
-        Form::Centre => wide(|| {
+        Form::Centre => wide(#[inline(always)] || {
             for (x, y) in a.iter_mut().zip(b.iter_mut()) {
                 (*x, *y) = lines_from(Form::Centre, *x, *y);
             }
@@ -705,7 +705,7 @@ fn mid_rad_of(form: &mut Form, a: &mut [f64], b: &mut [f64]) {
     let from = *form;
     match from {
         Form::MidRad => {}
-        Form::Ends | Form::Centre => wide(|| {
+        Form::Ends | Form::Centre => wide(#[inline(always)] || {
             for (x, y) in a.iter_mut().zip(b.iter_mut()) {
                 let (l, u) = lines_from(from, *x, *y);
                 (*x, *y) = lines_to(Form::MidRad, l, u);
@@ -726,20 +726,21 @@ fn relu_lines(from: Form, to: Form, a: &mut [f64], b: &mut [f64], n: usize) {
         for (a, b) in a.chunks_exact_mut(2 * n).zip(b.chunks_exact_mut(2 * n)) {
             let (a0, a1) = a.split_at_mut(n);
             let (b0, b1) = b.split_at_mut(n);
-            for (((x0, x1), y0), y1) in a0.iter_mut().zip(a1.iter_mut()).zip(b0.iter_mut()).zip(b1.iter_mut())
-            {
-                let (l0, u0) = lines_from(from, *x0, *y0);
-                let (l1, u1) = lines_from(from, *x1, *y1);
+            let (a1, b0, b1) = (&mut a1[..n], &mut b0[..n], &mut b1[..n]);
+            // Indexed, with selects rather than branches, so that the loop is vectorized.
+            for j in 0..n {
+                let (l0, u0) = lines_from(from, a0[j], b0[j]);
+                let (l1, u1) = lines_from(from, a1[j], b1[j]);
                 let (p, q) = (l0.min(l1), l0.max(l1));
-                let keep = q > 0.0 && q > -p;
-                let (l0, l1) = if keep { (l0, l1) } else { (0.0, 0.0) };
-                (*x0, *y0) = lines_to(to, l0, u0.max(0.0));
-                (*x1, *y1) = lines_to(to, l1, u1.max(0.0));
+                let keep = (q > 0.0) & (q > -p);
+                let (l0, l1) = (if keep { l0 } else { 0.0 }, if keep { l1 } else { 0.0 });
+                (a0[j], b0[j]) = lines_to(to, l0, u0.max(0.0));
+                (a1[j], b1[j]) = lines_to(to, l1, u1.max(0.0));
             }
         }
     }
     // One monomorphic loop per pair of forms, so that none of them branches per value.
-    wide(|| match (from, to) {
+    wide(#[inline(always)] || match (from, to) {
         (Form::Centre, Form::MidRad) => pass(Form::Centre, Form::MidRad, a, b, n),
         (Form::Centre, Form::Ends) => pass(Form::Centre, Form::Ends, a, b, n),
         (Form::Ends, Form::MidRad) => pass(Form::Ends, Form::MidRad, a, b, n),

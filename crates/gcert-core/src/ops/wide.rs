@@ -2,7 +2,9 @@
 //!
 //! The workspace is compiled for baseline x86-64, where the compiler vectorizes a loop two values wide (SSE2).
 //! [`wide`] runs a closure inside a function compiled for AVX-512F (or AVX2), where the same loop, inlined, is
-//! vectorized eight (or four) values wide. Only for elementwise code: every value goes through the same
+//! vectorized eight (or four) values wide. Mark the closure `#[inline(always)]`: a closure the compiler keeps
+//! out of line is compiled for the baseline, and the wrapper gains nothing. Write the loop indexed, with
+//! selects (`if c { x } else { 0.0 }` on values, `&` on comparisons) rather than branches, or it stays scalar. Only for elementwise code: every value goes through the same
 //! operations either way (Rust never fuses a multiply and an add by itself), so the bits do not depend on the
 //! CPU (`tests::same_bits_whatever_the_width`).
 
