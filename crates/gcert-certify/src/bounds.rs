@@ -689,11 +689,14 @@ fn ends_of(form: &mut Form, a: &mut [f64], b: &mut Vec<f64>) {
             b.clear();
             b.extend_from_slice(a);
         }
-        Form::Centre => wide(#[inline(always)] || {
-            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-                (*x, *y) = lines_from(Form::Centre, *x, *y);
-            }
-        }),
+        Form::Centre => wide(
+            #[inline(always)]
+            || {
+                for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                    (*x, *y) = lines_from(Form::Centre, *x, *y);
+                }
+            },
+        ),
         Form::MidRad => unreachable!("centre-radius pairs are read by the affine layer that follows"),
     }
     *form = Form::Ends;
@@ -705,12 +708,15 @@ fn mid_rad_of(form: &mut Form, a: &mut [f64], b: &mut [f64]) {
     let from = *form;
     match from {
         Form::MidRad => {}
-        Form::Ends | Form::Centre => wide(#[inline(always)] || {
-            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-                let (l, u) = lines_from(from, *x, *y);
-                (*x, *y) = lines_to(Form::MidRad, l, u);
-            }
-        }),
+        Form::Ends | Form::Centre => wide(
+            #[inline(always)]
+            || {
+                for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                    let (l, u) = lines_from(from, *x, *y);
+                    (*x, *y) = lines_to(Form::MidRad, l, u);
+                }
+            },
+        ),
         Form::Exact => unreachable!("exact values need no radius"),
     }
     *form = Form::MidRad;
@@ -740,13 +746,16 @@ fn relu_lines(from: Form, to: Form, a: &mut [f64], b: &mut [f64], n: usize) {
         }
     }
     // One monomorphic loop per pair of forms, so that none of them branches per value.
-    wide(#[inline(always)] || match (from, to) {
-        (Form::Centre, Form::MidRad) => pass(Form::Centre, Form::MidRad, a, b, n),
-        (Form::Centre, Form::Ends) => pass(Form::Centre, Form::Ends, a, b, n),
-        (Form::Ends, Form::MidRad) => pass(Form::Ends, Form::MidRad, a, b, n),
-        (Form::Ends, Form::Ends) => pass(Form::Ends, Form::Ends, a, b, n),
-        _ => unreachable!("the relu reads lines and writes lines or centre-radius pairs"),
-    })
+    wide(
+        #[inline(always)]
+        || match (from, to) {
+            (Form::Centre, Form::MidRad) => pass(Form::Centre, Form::MidRad, a, b, n),
+            (Form::Centre, Form::Ends) => pass(Form::Centre, Form::Ends, a, b, n),
+            (Form::Ends, Form::MidRad) => pass(Form::Ends, Form::MidRad, a, b, n),
+            (Form::Ends, Form::Ends) => pass(Form::Ends, Form::Ends, a, b, n),
+            _ => unreachable!("the relu reads lines and writes lines or centre-radius pairs"),
+        },
+    )
 }
 
 /// Pulls one coefficient `λ` back through an activation relaxed as `al·x + bl ≤ σ(x) ≤ au·x + bu`: its lower
