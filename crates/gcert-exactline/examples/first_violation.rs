@@ -76,7 +76,9 @@ pub fn first_violation(
     let g = Network::load(generator)?;
     let n = Network::load(classifier)?;
     let segment = Segment::new(read_npy(from)?.data, read_npy(to)?.data)?;
-    let engine = ExactLine::for_networks(&[&g, &n])?;
+    // One thread: a parallel run computes the groups of its first split before the sink sees a point, so a
+    // search that stops early would compute most of the segment anyway.
+    let engine = ExactLine::for_networks(&[&g, &n])?.with_parallel(false);
     let mut sink = FirstViolation::default();
     let flow = engine.run(&segment, &mut sink)?;
     Ok((sink, flow))

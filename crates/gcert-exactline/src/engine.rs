@@ -10,11 +10,17 @@ use crate::sink::Sink;
 /// Breakpoints a layer hands on at once before the rest of the network runs chunk by chunk.
 pub const DEFAULT_CHUNK: usize = 256;
 
-/// A parallel run splits the segment once a layer's input has this many intervals per worker thread.
-const GROUPS_PER_THREAD: usize = 16;
+/// A parallel run splits the segment once a layer's input has this many intervals per worker thread. On the
+/// `parallel` bench's two 5,000-piece chains (2 cores, 16 rounds in turns), 8 per thread with one wave gave
+/// medians of 1.98× and 2.11× the serial walk, 16 per thread with waves of 4 1.50× and 1.93× (4 per thread:
+/// 1.81×, 2.08×); docs/performance.md.
+const GROUPS_PER_THREAD: usize = 8;
 
-/// Groups a parallel run computes before it hands their points on (bounds the memory of buffered points).
-const WAVE_PER_THREAD: usize = 4;
+/// Groups a parallel run computes before it hands their points on (bounds the memory of buffered points). As
+/// many as a split makes: at the end of a wave the threads wait for its slowest group, and with waves of 4 per
+/// thread that wait cost more than a tenth of the run (same bench: 1.79× and 2.02× with 8 groups per thread).
+/// The peak memory split over 2 threads went down, not up (memory bench: 59–84 MiB, from 72–93 MiB).
+const WAVE_PER_THREAD: usize = 8;
 
 /// The exact-line engine over a fixed sequence of piecewise-linear layers.
 #[derive(Debug, Clone)]

@@ -7,8 +7,11 @@ use gcert_core::Chain;
 /// Receives the points of a chain in order: ratios strictly increase within and across calls, and no point
 /// is delivered twice. `values` holds `ratios.len()` rows of the network's output.
 ///
-/// Returning `ControlFlow::Break(())` stops the walk: the engine computes nothing past the points delivered
-/// so far (a first-violation or largest-tolerance search needs only the chain up to its answer).
+/// Returning `ControlFlow::Break(())` stops the walk: on one thread (`ExactLine::with_parallel(false)`) the
+/// engine computes nothing past the points delivered so far (a first-violation or largest-tolerance search needs
+/// only the chain up to its answer). A parallel run computes a wave of groups before it delivers their points,
+/// and at the first split that wave is the whole segment's split level, so a search that usually stops early
+/// should run on one thread (as `examples/first_violation.rs` and the hybrid's prefix do).
 pub trait Sink {
     fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()>;
 }
