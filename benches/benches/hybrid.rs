@@ -9,7 +9,7 @@
 //! - a summary over 10 digits × 3 directions is printed once: median times, median ratio, median chained
 //!   pieces, and a check that every answer agrees;
 //! - the arithmetic floor: the composition's multiply-adds per point (`Layer::cost`) at this core's f64 GEMM peak
-//!   (the core's own kernel, a 256→256 linear layer on a batch of 256, best of 20), and what the median whole
+//!   (`matrixmultiply`'s dgemm on 256 × 256 × 256, best of 20: an outside kernel), and what the median whole
 //!   chain would cost at that floor on one core.
 
 use std::time::Instant;

@@ -10,7 +10,7 @@
 //! Both libtorch and the engine run on one thread (`tch::set_num_threads(1)`; the engine with `ExactLine::with_parallel(false)`).
 //! Printed once before criterion's groups: per case, the pieces, the median of 7 timed runs of each
 //! implementation, the ratios, and the floor — the composition's multiply-adds per point (`Layer::cost`)
-//! times the chain's points at the core's measured f64 GEMM rate. The kernels' own rates are in
+//! times the chain's points at the core's f64 GEMM rate (`matrixmultiply`'s, measured in the same run). The kernels' own rates are in
 //! `benches/benches/kernels.rs`.
 
 use std::path::PathBuf;
@@ -125,7 +125,7 @@ fn bench_reference(c: &mut Criterion) {
     tch::set_num_threads(1);
     let cases = cases();
     let peak = gemm_peak();
-    println!("one core; the core's f64 GEMM: {:.1} GFLOP/s", peak / 1e9);
+    println!("one core; matrixmultiply's f64 GEMM (256³): {:.1} GFLOP/s", peak / 1e9);
     println!(
         "{:<18} {:>7} {:>11} {:>11} {:>11} {:>10} {:>9} {:>9} {:>10}",
         "case",
