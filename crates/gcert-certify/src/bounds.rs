@@ -323,7 +323,10 @@ impl<'a> Bounder<'a> {
         let mut saved: Vec<(Vec<f64>, Vec<f64>)> = Vec::with_capacity(tail);
         for (i, layer) in self.layers.iter().enumerate() {
             if i >= first_tail {
-                saved.push(if saves(i) {
+                saved.push(if saves(i) && form == Form::Exact {
+                    // Exact values are their own lines; the layers before the first activation stay exact.
+                    (a.clone(), a.clone())
+                } else if saves(i) {
                     ends_of(&mut form, &mut a, &mut b);
                     (a.clone(), b.clone())
                 } else {
