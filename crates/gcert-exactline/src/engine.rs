@@ -11,16 +11,79 @@ use crate::sink::Sink;
 pub const DEFAULT_CHUNK: usize = 256;
 
 /// A parallel run splits the segment once a layer's input has this many intervals per worker thread. On the
-/// `parallel` bench's two 5,000-piece chains (2 cores, 16 rounds in turns), 8 per thread with one wave gave
-/// medians of 1.98× and 2.11× the serial walk, 16 per thread with waves of 4 1.50× and 1.93× (4 per thread:
-/// 1.81×, 2.08×); docs/performance.md.
+/// `parallel` bench's two 5,000-piece chains (2 cores, 16 rounds in turns), 8 per thread with all groups computed
+/// at once gave medians of 1.98× and 2.11× the serial walk, 16 per thread with batches of 4 1.50× and 1.93×
+/// (4 per thread: 1.81×, 2.08×); docs/performance.md.
 const GROUPS_PER_THREAD: usize = 8;
 
-/// Groups a parallel run computes before it hands their points on (bounds the memory of buffered points). As
-/// many as a split makes: at the end of a wave the threads wait for its slowest group, and with waves of 4 per
-/// thread that wait cost more than a tenth of the run (same bench: 1.79× and 2.02× with 8 groups per thread).
-/// The peak memory split over 2 threads went down, not up (memory bench: 59–84 MiB, from 72–93 MiB).
-const WAVE_PER_THREAD: usize = 8;
+/// Groups a parallel run starts ahead of the sink: bounds the points held back (a group's whole chain waits for
+/// the groups before it). A group is handed on as soon as it and those before it are done, and a new one starts
+/// at once, so no thread waits for a batch's slowest group: with batches of 4 per thread computed one after
+/// another, that wait cost about a tenth of the run (1.79× and 2.02× against 1.98× and 2.11× with every group
+/// at once). With this window of 4 per thread: 1.97× and 2.13× (windows of 2: 1.78×, 2.18×; 8: 1.94×, 2.14×),
+/// and the peak memory split over 2 threads fell to 60–76 MiB from 72–93 MiB (`memory` bench).
+const WINDOW_PER_THREAD: usize = 4;
+
+/// A group's walk: its chain and the fault that stopped it, if any.
+type Part = (Chain, Option<Error>);
+
+/// The groups of a parallel walk as they finish, for the thread that hands them on in order: per group, not done
+/// yet, skipped after a stop (`Some(None)`), or done.
+struct Done {
+    slots: std::sync::Mutex<Vec<Option<Option<Part>>>>,
+    ready: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl Done {
+    fn new(groups: usize) -> Self {
+        Done {
+            slots: std::sync::Mutex::new((0..groups).map(|_| None).collect()),
+            ready: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Group `g`'s walk (`None`: skipped after a stop).
+    fn put(&self, g: usize, part: Option<Part>) {
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots[g] = Some(part);
+        self.ready.notify_all();
+    }
+
+    /// Waits for group `g`, running rayon's pending jobs meanwhile (on a worker thread); blocks only when there is
+    /// nothing to run, until a group finishes.
+    fn take(&self, g: usize) -> Option<Part> {
+        loop {
+            {
+                let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(part) = slots[g].take() {
+                    return part;
+                }
+                if rayon::current_thread_index().is_none() {
+                    // Not a worker: nothing to help with; sleep until a group finishes.
+                    drop(self.ready.wait(slots));
+                    continue;
+                }
+            }
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if slots[g].is_none() {
+                    // A short wait, then the queue again: a nested split may have spawned jobs meanwhile.
+                    drop(self.ready.wait_timeout(slots, std::time::Duration::from_micros(200)));
+                }
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// The exact-line engine over a fixed sequence of piecewise-linear layers.
 #[derive(Debug, Clone)]
@@ -32,6 +95,8 @@ pub struct ExactLine<'a> {
     parallel: bool,
     /// Intervals per worker thread at which a parallel run splits (`GROUPS_PER_THREAD`; tests lower it).
     groups_per_thread: usize,
+    /// Groups per worker thread started ahead of the sink (`WINDOW_PER_THREAD`; tests lower it).
+    window_per_thread: usize,
 }
 
 /// Buffers owned by one layer while the layers after it run.
@@ -77,6 +142,7 @@ impl<'a> ExactLine<'a> {
             chunk: DEFAULT_CHUNK,
             parallel: true,
             groups_per_thread: GROUPS_PER_THREAD,
+            window_per_thread: WINDOW_PER_THREAD,
         })
     }
 
@@ -128,8 +194,9 @@ impl<'a> ExactLine<'a> {
     }
 
     /// Streams the chain of `segment` into `sink`, in order of increasing ratio. Returns
-    /// `ControlFlow::Break(())` if the sink stopped the walk early (the rest of the segment was not computed),
-    /// `ControlFlow::Continue(())` if the whole chain was delivered.
+    /// `ControlFlow::Break(())` if the sink stopped the walk early (on one thread, the rest of the segment was not
+    /// computed; a parallel run may have computed its window of groups ahead), `ControlFlow::Continue(())` if the
+    /// whole chain was delivered.
     pub fn run<S: Sink>(&self, segment: &Segment, sink: &mut S) -> Result<ControlFlow<()>> {
         if segment.len() != self.input_len {
             return Err(Error::input(format!(
@@ -158,8 +225,8 @@ impl<'a> ExactLine<'a> {
 
     /// The parallel walk. The first layers are walked over the whole segment at once (they hold few
     /// breakpoints); at the first piecewise-linear layer whose input has enough intervals, the intervals are cut
-    /// into contiguous groups that descend through the rest of the network on rayon's threads, a wave at a time,
-    /// and their points reach the sink in order. The breakpoints inside an interval depend only on its two end
+    /// into contiguous groups that descend through the rest of the network on rayon's threads, a window of them
+    /// ahead of the sink, and their points reach the sink in order. The breakpoints inside an interval depend only on its two end
     /// points and every kernel computes a point the same way in any batch, so the chain is the serial one.
     fn split<S: Sink>(&self, input: Vec<f64>, threads: usize, sink: &mut Dedup<'_, S>) -> ControlFlow<()> {
         self.split_from(0, vec![0.0, 1.0], input, threads, false, sink)
@@ -205,9 +272,12 @@ impl<'a> ExactLine<'a> {
         sink.push(&ratios, &values)
     }
 
-    /// Layers `l..` over `ratios`/`input` (the input of layer `l`), in `groups` contiguous groups of intervals
-    /// computed `WAVE_PER_THREAD · threads` at a time; each group is walked by [`Self::split_from`] (nested:
-    /// rayon's threads steal the parts of a heavy group).
+    /// Layers `l..` over `ratios`/`input` (the input of layer `l`), in `groups` contiguous groups of intervals,
+    /// each walked by [`Self::split_from`] as a rayon job (nested: rayon's threads steal the parts of a heavy
+    /// group). The points reach the sink in group order as soon as each group and those before it are done; at
+    /// most `window_per_thread · threads` groups ([`WINDOW_PER_THREAD`]) are started ahead of the sink, which bounds the points held
+    /// back. No thread waits for a batch of groups to finish before it starts the next group: while the calling
+    /// thread waits for the next group in order, it runs rayon's pending jobs.
     fn descend_groups<S: Sink>(
         &self,
         l: usize,
@@ -217,38 +287,62 @@ impl<'a> ExactLine<'a> {
         threads: usize,
         sink: &mut Dedup<'_, S>,
     ) -> ControlFlow<()> {
-        use rayon::prelude::*;
         let v = self.layers[l].in_len();
         let intervals = ratios.len() - 1;
         let bounds: Vec<(usize, usize)> =
             (0..groups).map(|g| (g * intervals / groups, (g + 1) * intervals / groups)).collect();
-        for wave in bounds.chunks(WAVE_PER_THREAD * threads) {
-            let parts: Vec<(Chain, Option<Error>)> = wave
-                .par_iter()
-                .map(|&(a, b)| {
-                    let mut chain = Chain { width: self.output_len, ..Chain::default() };
-                    let mut local = Dedup::new(&mut chain, self.layers.len() - 1);
-                    let _ = self.split_from(
-                        l,
-                        ratios[a..=b].to_vec(),
-                        input[a * v..(b + 1) * v].to_vec(),
-                        threads,
-                        true,
-                        &mut local,
-                    );
-                    let fault = local.fault;
-                    (chain, fault)
+        let walk = |g: usize| {
+            let (a, b) = bounds[g];
+            let mut chain = Chain { width: self.output_len, ..Chain::default() };
+            let mut local = Dedup::new(&mut chain, self.layers.len() - 1);
+            let _ = self.split_from(
+                l,
+                ratios[a..=b].to_vec(),
+                input[a * v..(b + 1) * v].to_vec(),
+                threads,
+                true,
+                &mut local,
+            );
+            let fault = local.fault;
+            (chain, fault)
+        };
+        let done = Done::new(groups);
+        let window = (self.window_per_thread * threads).max(1);
+        rayon::in_place_scope(|scope| {
+            let (walk, done) = (&walk, &done);
+            let start = |g: usize| {
+                scope.spawn(move |_| {
+                    // Groups past an early stop are not computed.
+                    let part = if done.stopped() { None } else { Some(walk(g)) };
+                    done.put(g, part);
                 })
-                .collect();
-            for (chain, fault) in parts {
-                if let Some(e) = fault {
-                    sink.fault.get_or_insert(e);
+            };
+            let mut started = 0;
+            while started < groups.min(window) {
+                start(started);
+                started += 1;
+            }
+            for g in 0..groups {
+                let part = done.take(g);
+                if started < groups {
+                    start(started);
+                    started += 1;
+                }
+                let Some((chain, fault)) = part else { unreachable!("no group is skipped before a stop") };
+                let flow = match fault {
+                    Some(e) => {
+                        sink.fault.get_or_insert(e);
+                        ControlFlow::Break(())
+                    }
+                    None => sink.push(&chain.ratios, &chain.values),
+                };
+                if flow.is_break() {
+                    done.stop();
                     return ControlFlow::Break(());
                 }
-                sink.push(&chain.ratios, &chain.values)?;
             }
-        }
-        ControlFlow::Continue(())
+            ControlFlow::Continue(())
+        })
     }
 
     fn descend<S: Sink>(

@@ -13,7 +13,8 @@
 //!
 //! One segment uses all of rayon's threads (its global pool, or the pool a caller `install`s): once a layer's
 //! input has enough intervals, contiguous groups of them run through the rest of the network in parallel and
-//! reach the sink in order. The chain is the same, bit for bit, on any number of threads;
+//! reach the sink in order; a group's points are held back until the groups before it are done, and at most a
+//! window of groups (4 per thread) runs ahead of the sink. The chain is the same, bit for bit, on any number of threads;
 //! [`ExactLine::with_parallel`]`(false)` keeps a run on the calling thread.
 //!
 //! The crate re-exports what a tool built on the engine alone needs from `gcert-core` (networks, model cards,

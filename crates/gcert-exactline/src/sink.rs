@@ -9,8 +9,8 @@ use gcert_core::Chain;
 ///
 /// Returning `ControlFlow::Break(())` stops the walk: on one thread (`ExactLine::with_parallel(false)`) the
 /// engine computes nothing past the points delivered so far (a first-violation or largest-tolerance search needs
-/// only the chain up to its answer). A parallel run computes a wave of groups before it delivers their points,
-/// and at the first split that wave is the whole segment's split level, so a search that usually stops early
+/// only the chain up to its answer). A parallel run computes a window of groups (4 per thread) ahead of the
+/// sink, and at the first split that window is up to half the segment, so a search that usually stops early
 /// should run on one thread (as `examples/first_violation.rs` and the hybrid's prefix do).
 pub trait Sink {
     fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()>;

@@ -313,13 +313,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Spreading a segment over threads changes nothing, bit for bit, whatever the thread count, the split
-    /// threshold and the chunk size; a sink that stops early sees the same points.
+    /// threshold, the window of groups run ahead of the sink and the chunk size; a sink that stops early sees the
+    /// same points.
     #[test]
     fn parallel_runs_give_the_serial_chain(
         arch in 0usize..4,
         seed in any::<u64>(),
         threads in 2usize..5,
         per_thread in 1usize..4,
+        window in 1usize..4,
         chunk in 2usize..9,
         scale in 1.0f64..8.0,
         limit in 1usize..40,
@@ -329,6 +331,7 @@ proptest! {
         let serial = ExactLine::for_networks(&[&net]).unwrap().with_parallel(false);
         let mut parallel = serial.clone().with_parallel(true).with_chunk(chunk);
         parallel.groups_per_thread = per_thread;
+        parallel.window_per_thread = window;
         let whole = serial.chain(&seg).unwrap();
         let split = pool(threads).install(|| parallel.chain(&seg)).unwrap();
         prop_assert_eq!(&whole, &split);
@@ -380,6 +383,7 @@ fn a_split_run_reports_a_fault_inside_a_group() {
     let serial = ExactLine::for_networks(&[&net]).unwrap().with_parallel(false);
     let mut parallel = serial.clone().with_parallel(true);
     parallel.groups_per_thread = 4;
+    parallel.window_per_thread = 1;
     let s = serial.chain(&seg).unwrap_err();
     let e = pool(2).install(|| parallel.chain(&seg)).unwrap_err();
     assert!(matches!(e, Error::NonFinite { index: 4, .. }), "{e:?}");
