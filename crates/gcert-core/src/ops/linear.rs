@@ -26,6 +26,9 @@ const KC: usize = 256;
 /// each) stay in the second-level cache while the chunk runs through the panels.
 const MC: usize = 64;
 
+// A chunk is whole blocks of either kernel, so `ys` (the points rounded up to a block) holds every tile.
+const _: () = assert!(MC.is_multiple_of(P512) && MC.is_multiple_of(P256));
+
 /// Points per block of the AVX-512 kernel (16 accumulators) and of the AVX2 kernel (also 16); a batch is
 /// padded with zero points to whole blocks.
 const P512: usize = 8;
@@ -80,7 +83,7 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;
-            if has!("avx512f") {
+            if has!("avx512f") && has!("avx2") && has!("fma") {
                 return Kernel::Avx512;
             }
             if has!("avx2") && has!("fma") {
@@ -124,11 +127,17 @@ pub(super) fn linear(
     if n == 0 || outputs == 0 {
         return;
     }
+    if inputs == 0 {
+        for o in out[..n * outputs].chunks_exact_mut(outputs) {
+            o.copy_from_slice(&bias[..outputs]);
+        }
+        return;
+    }
     let packed = cache.0.get_or_init(|| Box::new(Packed::new(weight, bias, inputs, outputs)));
     let kernel = Kernel::detect();
     let pb = kernel.points();
     let width = packed.panels * PANEL;
-    s.ys.clear();
+    // Not cleared: the first block of inputs writes every value (padded points and outputs included).
     s.ys.resize(n.next_multiple_of(pb) * width, 0.0);
     let mut k0 = 0;
     loop {
@@ -195,11 +204,13 @@ fn run(kernel: Kernel, t: Tile, ys: &mut [f64]) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        // SAFETY: `Kernel::detect` found AVX-512F; the assertion above is the kernel's bounds contract.
+        // SAFETY: every `Kernel` value of this private module comes from `Kernel::detect`, which found AVX-512F;
+        // the assertion above is the kernel's bounds contract.
         Kernel::Avx512 => unsafe { x86::avx512(&t, ys) },
         #[cfg(target_arch = "x86_64")]
         #[allow(unsafe_code)]
-        // SAFETY: `Kernel::detect` found AVX2 and FMA; the assertion above is the kernel's bounds contract.
+        // SAFETY: every `Kernel` value comes from `Kernel::detect`, which found AVX2 and FMA; the assertion above
+        // is the kernel's bounds contract.
         Kernel::Avx2 => unsafe { x86::avx2(&t, ys) },
         _ => {
             for p in 0..pb {
@@ -318,20 +329,14 @@ mod tests {
     }
 
     /// Every output is its bias plus one fused multiply-add per input in input order (a plain multiply and add
-    /// where the CPU has neither AVX2 nor AVX-512), across block edges of inputs, outputs and points.
+    /// where the CPU has neither AVX2 nor AVX-512), across block edges of inputs, outputs, points and chunks of
+    /// points, and with no inputs at all.
     #[test]
     fn matches_a_sequential_sum() {
-        let fma = cfg!(target_arch = "x86_64") && {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    || (std::arch::is_x86_feature_detected!("avx2")
-                        && std::arch::is_x86_feature_detected!("fma"))
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            false
-        };
-        for (inputs, outputs, n) in [(1, 1, 1), (3, 17, 5), (300, 33, 11), (600, 100, 32), (5, 16, 9)] {
+        let fma = Kernel::detect() != Kernel::Plain;
+        for (inputs, outputs, n) in
+            [(1, 1, 1), (3, 17, 5), (300, 33, 11), (600, 100, 32), (5, 16, 9), (270, 20, 133), (0, 3, 2)]
+        {
             let (w, b, x) = case(inputs, outputs, n);
             let got = run(&w, &b, &x, (inputs, outputs), n);
             for p in 0..n {

@@ -13,12 +13,14 @@
 pub fn wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        use std::arch::is_x86_feature_detected as has;
+        // AVX-512F implies AVX2 and FMA to the compiler; checked too, against a virtual CPU that lists one only.
+        if has!("avx512f") && has!("avx2") && has!("fma") {
             #[allow(unsafe_code)]
-            // SAFETY: the CPU supports AVX-512F, checked just above; `f` itself is safe code.
+            // SAFETY: the CPU supports AVX-512F (and AVX2, FMA), checked just above; `f` itself is safe code.
             return unsafe { x86::avx512(f) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if has!("avx2") {
             #[allow(unsafe_code)]
             // SAFETY: the CPU supports AVX2, checked just above; `f` itself is safe code.
             return unsafe { x86::avx2(f) };
