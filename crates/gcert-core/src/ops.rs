@@ -14,6 +14,8 @@ pub use activation::{Activation, Face, SLACK};
 pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
 pub use wide::wide;
 
+use std::sync::OnceLock;
+
 use crate::error::{Error, Result};
 
 /// Geometry of a 2-D convolution or transposed convolution on one sample.
@@ -210,11 +212,20 @@ pub struct Layer {
     pub(crate) plan: Plans,
 }
 
-/// The kernels' per-layer data, built on a layer's first use.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// The kernels' per-layer data (a convolution's tap lists and packed weights, a linear layer's packed weights),
+/// built on the layer's first use and kept with it: layers are immutable, so a plan never goes stale, and every
+/// caller (the engine's levels, the bounds, a single forward pass) shares it.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Plans {
-    conv: conv::PlanCache,
-    linear: linear::PackCache,
+    conv: OnceLock<Box<conv::Plan>>,
+    linear: OnceLock<Box<linear::Packed>>,
+}
+
+/// Equal whatever they hold, so that layers compare by their ops.
+impl PartialEq for Plans {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The linear part of an op, as [`Layer::linear_op`] finds it.

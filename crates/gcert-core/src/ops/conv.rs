@@ -136,18 +136,6 @@ impl Plan {
     }
 }
 
-/// A convolution layer's plan, built on its first use and kept with the layer: layers are immutable, so the
-/// plan never goes stale, and every caller (the engine's levels, the bounds, a single forward pass) shares it.
-/// Equal whatever it holds, so that layers compare by their ops.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct PlanCache(OnceLock<Box<Plan>>);
-
-impl PartialEq for PlanCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
 /// Buffers of the gather kernel, kept between calls.
 #[derive(Debug, Default)]
 pub(super) struct ConvScratch {
@@ -170,10 +158,10 @@ pub(super) fn conv2d(
     bias: &[f64],
     g: &ConvGeom,
     out: &mut [f64],
-    cache: &PlanCache,
+    cache: &OnceLock<Box<Plan>>,
     scratch: &mut Scratch,
 ) {
-    let plan = cache.0.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv2d_plan(weight, g, p))));
+    let plan = cache.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv2d_plan(weight, g, p))));
     gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, plan, &mut scratch.conv, out);
 }
 
@@ -198,10 +186,10 @@ pub(super) fn conv_transpose2d(
     bias: &[f64],
     g: &ConvGeom,
     out: &mut [f64],
-    cache: &PlanCache,
+    cache: &OnceLock<Box<Plan>>,
     scratch: &mut Scratch,
 ) {
-    let plan = cache.0.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv_transpose2d_plan(weight, g, p))));
+    let plan = cache.get_or_init(|| Box::new(Plan::new(g, bias, |p| conv_transpose2d_plan(weight, g, p))));
     gather(input, n, g.cin * g.h * g.w, g.cout, g.oh * g.ow, plan, &mut scratch.conv, out);
 }
 

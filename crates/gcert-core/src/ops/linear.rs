@@ -1,8 +1,8 @@
 //! `y = W·x + b` over a batch of points, with the weights packed once per layer.
 //!
-//! A general matrix product (`matrixmultiply`) repacks both operands on every call; for the engine's batches
-//! (a bound's 32 rows, a chain's chunk) repacking a 2048 × 100 weight matrix cost more than the products
-//! themselves. Here the weights are packed on the layer's first use into panels of [`PANEL`] outputs, each
+//! A general matrix product (`matrixmultiply`) repacks both operands on every call; for the engine's small
+//! batches (16 rows per product in a batch of bounds) repacking a 2048 × 100 weight matrix cost more than the
+//! products themselves. Here the weights are packed on the layer's first use into panels of [`PANEL`] outputs, each
 //! panel `[inputs][PANEL]`, so that one input's weights for a panel are two AVX-512 vectors. The kernel keeps
 //! `points × PANEL` accumulators in registers over a block of [`KC`] inputs (one broadcast per point and input,
 //! one fused multiply-add per point and vector), so a panel's block of weights is reused by every point of the
@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 /// Outputs per panel: two AVX-512 vectors, four AVX2 ones.
 const PANEL: usize = 16;
 
-/// Inputs per block: a panel's block of weights is 32 KiB and a block of 32 points' inputs 64 KiB, so both stay
-/// in the second-level cache while every point of the batch uses them.
+/// Inputs per block: a panel's block of weights is 32 KiB, so it stays in the cache while every point of a chunk
+/// ([`MC`]) uses it.
 const KC: usize = 256;
 
 /// Points per chunk: a chunk's block of inputs (128 KiB) and a block of inputs of every panel's weights (32 KiB
@@ -34,20 +34,9 @@ const _: () = assert!(MC.is_multiple_of(P512) && MC.is_multiple_of(P256));
 const P512: usize = 8;
 const P256: usize = 4;
 
-/// A linear layer's packed weights, built on first use and kept with the layer (layers are immutable, so it
-/// never goes stale). Equal whatever it holds, so that layers compare by their ops.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct PackCache(OnceLock<Box<Packed>>);
-
-impl PartialEq for PackCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
 /// Weights as `[panel][input][PANEL]` and the bias, both zero-padded to whole panels.
 #[derive(Debug, Clone)]
-struct Packed {
+pub(super) struct Packed {
     panels: usize,
     w: Vec<f64>,
     bias: Vec<f64>,
@@ -119,7 +108,7 @@ pub(super) fn linear(
     bias: &[f64],
     (inputs, outputs): (usize, usize),
     out: &mut [f64],
-    cache: &PackCache,
+    cache: &OnceLock<Box<Packed>>,
     s: &mut LinearScratch,
 ) {
     assert!(input.len() >= n * inputs && out.len() >= n * outputs, "linear: short buffers");
@@ -133,7 +122,7 @@ pub(super) fn linear(
         }
         return;
     }
-    let packed = cache.0.get_or_init(|| Box::new(Packed::new(weight, bias, inputs, outputs)));
+    let packed = cache.get_or_init(|| Box::new(Packed::new(weight, bias, inputs, outputs)));
     let kernel = Kernel::detect();
     let pb = kernel.points();
     let width = packed.panels * PANEL;
@@ -324,7 +313,7 @@ mod tests {
 
     fn run(w: &[f64], b: &[f64], x: &[f64], (inputs, outputs): (usize, usize), n: usize) -> Vec<f64> {
         let mut out = vec![f64::NAN; n * outputs];
-        linear(x, n, w, b, (inputs, outputs), &mut out, &PackCache::default(), &mut LinearScratch::default());
+        linear(x, n, w, b, (inputs, outputs), &mut out, &OnceLock::new(), &mut LinearScratch::default());
         out
     }
 
