@@ -354,10 +354,10 @@ impl<'a> Bounder<'a> {
                     let act =
                         layer.activation().expect("an elementwise or non-linear layer is an activation");
                     let n = layer.in_len();
-                    if form == Form::Exact {
-                        ends_of(&mut form, &mut a, &mut b);
-                    }
                     if act == Activation::Leaky(0.0) {
+                        if form == Form::Exact {
+                            ends_of(&mut form, &mut a, &mut b);
+                        }
                         // The next affine layer reads the centre and radius lines: written here at once,
                         // unless the lines themselves are kept for the tail or collapsed to intervals.
                         let next_affine = self.layers.get(i + 1).is_some_and(|l| l.kind() == Kind::Affine);

@@ -76,8 +76,8 @@ pub fn first_violation(
     let g = Network::load(generator)?;
     let n = Network::load(classifier)?;
     let segment = Segment::new(read_npy(from)?.data, read_npy(to)?.data)?;
-    // One thread: a parallel run computes the groups of its first split before the sink sees a point, so a
-    // search that stops early would compute most of the segment anyway.
+    // One thread: a parallel run computes a window of groups (up to half the segment at its first split) ahead
+    // of the sink, so a search that stops early would compute much of the segment anyway.
     let engine = ExactLine::for_networks(&[&g, &n])?.with_parallel(false);
     let mut sink = FirstViolation::default();
     let flow = engine.run(&segment, &mut sink)?;

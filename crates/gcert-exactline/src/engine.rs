@@ -226,8 +226,9 @@ impl<'a> ExactLine<'a> {
     /// The parallel walk. The first layers are walked over the whole segment at once (they hold few
     /// breakpoints); at the first piecewise-linear layer whose input has enough intervals, the intervals are cut
     /// into contiguous groups that descend through the rest of the network on rayon's threads, a window of them
-    /// ahead of the sink, and their points reach the sink in order. The breakpoints inside an interval depend only on its two end
-    /// points and every kernel computes a point the same way in any batch, so the chain is the serial one.
+    /// ahead of the sink, and their points reach the sink in order. The breakpoints inside an interval depend
+    /// only on its two end points and every kernel computes a point the same way in any batch, so the chain is
+    /// the serial one.
     fn split<S: Sink>(&self, input: Vec<f64>, threads: usize, sink: &mut Dedup<'_, S>) -> ControlFlow<()> {
         self.split_from(0, vec![0.0, 1.0], input, threads, false, sink)
     }
@@ -275,9 +276,9 @@ impl<'a> ExactLine<'a> {
     /// Layers `l..` over `ratios`/`input` (the input of layer `l`), in `groups` contiguous groups of intervals,
     /// each walked by [`Self::split_from`] as a rayon job (nested: rayon's threads steal the parts of a heavy
     /// group). The points reach the sink in group order as soon as each group and those before it are done; at
-    /// most `window_per_thread · threads` groups ([`WINDOW_PER_THREAD`]) are started ahead of the sink, which bounds the points held
-    /// back. No thread waits for a batch of groups to finish before it starts the next group: while the calling
-    /// thread waits for the next group in order, it runs rayon's pending jobs.
+    /// most `window_per_thread · threads` groups ([`WINDOW_PER_THREAD`]) are started ahead of the sink, which
+    /// bounds the points held back. No thread waits for a batch of groups to finish before it starts the next
+    /// group: while the calling thread waits for the next group in order, it runs rayon's pending jobs.
     fn descend_groups<S: Sink>(
         &self,
         l: usize,
