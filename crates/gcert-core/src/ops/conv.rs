@@ -232,14 +232,17 @@ fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
 /// Whether a convolution runs in the direct kernel: one that computes each point in its own layout, 8 output
 /// pixels of a row per vector, instead of transposing blocks of points in and out of the gather kernel. It
 /// needs AVX-512 (its masked loads and fused multiply-adds skip the taps that fall outside the input, lane by
-/// lane, so each output is the same sum in the same order as in the gather kernels: the same bits) and a
-/// stride of 1 along rows (kernels up to 8 wide). On the trained MNIST classifier the 1-channel first layer went
-/// from 15–18% of the GEMM rate in the gather kernel to 37–46%, where the transposes cost more than the
-/// products, and the 16-channel 3 × 3 layer from 74–75% to 94–100% (docs/performance.md).
+/// lane, so each output is the same sum in the same order as in the gather kernels: the same bits), kernels up
+/// to 8 wide, and a stride of 1 or 2 along rows (a stride of 2 loads 16 values and keeps the even ones); with a
+/// stride of 2, rows of more than 8 output pixels or output channels in groups of 16 (else 8 accumulators are
+/// too few to keep the multiply-add units busy). On the trained MNIST classifier the 1-channel first layer went
+/// from 15–18% of the GEMM rate in the gather kernel to 34–46%, the 16-channel 3 × 3 layer from 74–83% to
+/// 89–103%, the two stride-2 layers about even (docs/performance.md).
 fn direct_fits(g: &ConvGeom) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && g.stride[1] == 1 && g.kw <= 8
+        let stride = g.stride[1] == 1 || (g.stride[1] == 2 && (g.ow > 8 || g.cout.is_multiple_of(16)));
+        std::arch::is_x86_feature_detected!("avx512f") && stride && g.kw <= 8
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -259,19 +262,34 @@ fn direct(input: &[f64], n: usize, g: &ConvGeom, plan: &Plan, out: &mut [f64]) {
     );
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(std::arch::is_x86_feature_detected!("avx512f") && g.stride[1] == 1);
+        assert!(std::arch::is_x86_feature_detected!("avx512f") && matches!(g.stride[1], 1 | 2));
+        // A group of 16 channels (below) needs the padded channels to be a multiple of 16.
+        assert!(g.ow > 8 || !g.cout.is_multiple_of(16) || plan.coutp.is_multiple_of(16));
+        // Groups of 8 channels take 2 vectors of a row; where the rows are no longer than one vector (a second
+        // would be all padding), groups of 16 channels take 1, or groups of 8 where the channels do not split
+        // into 16s; fewer channels take 4 vectors.
+        type Direct = unsafe fn(&[f64], &ConvGeom, &Plan, &mut [f64]);
+        let kernel: Direct = match (plan.blocking.channels, g.stride[1], g.ow <= 8) {
+            (1, 1, _) => x86::direct_avx512::<1, 4, 1>,
+            (1, _, _) => x86::direct_avx512::<1, 4, 2>,
+            (2, 1, _) => x86::direct_avx512::<2, 4, 1>,
+            (2, _, _) => x86::direct_avx512::<2, 4, 2>,
+            (4, 1, _) => x86::direct_avx512::<4, 4, 1>,
+            (4, _, _) => x86::direct_avx512::<4, 4, 2>,
+            (_, 1, false) => x86::direct_avx512::<8, 2, 1>,
+            (_, 1, true) if g.cout.is_multiple_of(16) => x86::direct_avx512::<16, 1, 1>,
+            (_, 1, true) => x86::direct_avx512::<8, 1, 1>,
+            (_, _, false) => x86::direct_avx512::<8, 2, 2>,
+            (_, _, true) if g.cout.is_multiple_of(16) => x86::direct_avx512::<16, 1, 2>,
+            (_, _, true) => x86::direct_avx512::<8, 1, 2>,
+        };
         for (x, o) in input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)).take(n) {
             #[allow(unsafe_code)]
-            // SAFETY: the CPU supports AVX-512F and the row stride is 1 (asserted above); `x` holds one point's
-            // input and `o` its output, and the plan's weights and bias are as long as the assertions above say:
-            // what `x86::direct_avx512` requires.
+            // SAFETY: the CPU supports AVX-512F and the kernel's stride is the layer's row stride (asserted and
+            // matched above); `x` holds one point's input and `o` its output, and the plan's weights and bias
+            // are as long as the assertions above say: what `x86::direct_avx512` requires.
             unsafe {
-                match plan.blocking.channels {
-                    1 => x86::direct_avx512::<1, 4>(x, g, plan, o),
-                    2 => x86::direct_avx512::<2, 4>(x, g, plan, o),
-                    4 => x86::direct_avx512::<4, 4>(x, g, plan, o),
-                    _ => x86::direct_avx512::<8, 2>(x, g, plan, o),
-                }
+                kernel(x, g, plan, o)
             }
         }
     }
@@ -554,16 +572,17 @@ mod x86 {
         }
     }
 
-    /// The direct kernel over one point: for each output row, group of `C` channels and `8·V` pixels of the
-    /// row, the accumulators start at the bias and take the taps in the gather kernels' order (input channel,
-    /// kernel row, kernel column), skipping rows outside the input and, by masks, the lanes whose column is
-    /// outside it.
+    /// The direct kernel over one point, for a row stride `S` of 1 or 2: for each output row, group of `C`
+    /// channels and `8·V` pixels of the row, the accumulators start at the bias and take the taps in the gather
+    /// kernels' order (input channel, kernel row, kernel column), skipping rows outside the input and, by masks,
+    /// the lanes whose column is outside it. With `S = 2` a vector's inputs are the even ones of 16 consecutive
+    /// values, loaded as two vectors and permuted.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `g.stride[1] == 1` and `g.kw ≤ 8`; `x` holds `cin·h·w` values and `o`
+    /// The CPU must support AVX-512F; `g.stride[1] == S` and `g.kw ≤ 8`; `x` holds `cin·h·w` values and `o`
     /// `cout·oh·ow`; the plan's weights hold `cin·kh·kw·coutp` and its bias `coutp`, a multiple of `C`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn direct_avx512<const C: usize, const V: usize>(
+    pub(super) unsafe fn direct_avx512<const C: usize, const V: usize, const S: usize>(
         x: &[f64],
         g: &ConvGeom,
         plan: &Plan,
@@ -575,14 +594,19 @@ mod x86 {
         // Masks per vector and kernel column: the lanes whose output pixel exists and whose input column is
         // inside the row.
         let mut masks = [[0u8; 8]; V];
+        // With S = 2, the masks of the two loads: lane j's input is value 2j of the 16.
+        let mut halves = [[(0u8, 0u8); 8]; V];
+        let spread = |m: u8| (0..4).fold(0u8, |bits, j| bits | (((m >> j) & 1) << (2 * j)));
+        let even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
         for ox0 in (0..g.ow).step_by(8 * V) {
             for (v, m) in masks.iter_mut().enumerate() {
                 for (kx, mk) in m.iter_mut().enumerate().take(g.kw) {
                     *mk = (0..8).fold(0u8, |bits, j| {
                         let ox = (ox0 + 8 * v + j) as isize;
-                        let ix = ox + kx as isize - pw;
+                        let ix = S as isize * ox + kx as isize - pw;
                         bits | (u8::from(ox < ow && ix >= 0 && ix < w) << j)
                     });
+                    halves[v][kx] = (spread(*mk), spread(*mk >> 4));
                 }
             }
             for oy in 0..g.oh {
@@ -598,16 +622,24 @@ mod x86 {
                             if iy < 0 || iy >= g.h as isize {
                                 continue;
                             }
-                            let row = (ci * g.h + iy as usize) * g.w + ox0;
+                            let row = (ci * g.h + iy as usize) * g.w + S * ox0;
                             for kx in 0..g.kw {
                                 let k = (ci * g.kh + ky) * g.kw + kx;
                                 let mut xv = [_mm512_setzero_pd(); V];
                                 for (v, xq) in xv.iter_mut().enumerate() {
                                     // The lanes outside the row are masked: neither read nor added.
-                                    let p = x.as_ptr().wrapping_add(row + 8 * v + kx).wrapping_offset(-pw);
-                                    // SAFETY: the lanes the mask keeps read input columns inside the row, so
+                                    let p =
+                                        x.as_ptr().wrapping_add(row + S * 8 * v + kx).wrapping_offset(-pw);
+                                    // SAFETY: the lanes the masks keep read input columns inside the row, so
                                     // inside `x`.
-                                    *xq = unsafe { _mm512_maskz_loadu_pd(masks[v][kx], p) };
+                                    *xq = if S == 1 {
+                                        unsafe { _mm512_maskz_loadu_pd(masks[v][kx], p) }
+                                    } else {
+                                        let (lo, hi) = halves[v][kx];
+                                        let lo = unsafe { _mm512_maskz_loadu_pd(lo, p) };
+                                        let hi = unsafe { _mm512_maskz_loadu_pd(hi, p.wrapping_add(8)) };
+                                        _mm512_permutex2var_pd(lo, even, hi)
+                                    };
                                 }
                                 let wrow = &wk[k * coutp + cb..][..C];
                                 for (a, &wc) in acc.iter_mut().zip(wrow) {
@@ -867,9 +899,16 @@ mod tests {
             (16, 16, 3, 1, [1, 1], 16, 16),
             (4, 3, 7, 4, [3, 1], 11, 17),
             (2, 9, 4, 0, [1, 1], 5, 40),
+            (8, 16, 4, 1, [2, 2], 32, 32),
+            (16, 32, 4, 1, [2, 2], 16, 16),
+            (3, 4, 5, 2, [1, 2], 7, 23),
+            (1, 2, 2, 0, [2, 2], 6, 5),
+            (5, 9, 3, 1, [3, 2], 10, 39),
+            (4, 16, 3, 1, [1, 1], 6, 6),
+            (3, 32, 2, 0, [1, 2], 5, 9),
         ];
         for (cin, cout, k, pad, stride, h, w) in geoms {
-            let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, w + 2 * pad - k + 1);
+            let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
             let g = super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
             if !super::direct_fits(&g) {
                 return;
