@@ -24,7 +24,7 @@
 use gcert_core::ops::{Activation, Kind, PoolGeom, Scratch};
 use gcert_core::{Layer, Op};
 
-use gcert_core::ops::{abs_layer, adjoint_layer, transpose_apply, wide};
+use gcert_core::ops::{transpose_apply, wide};
 
 /// How neuron bounds are represented while they propagate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,9 +85,9 @@ enum Pullback {
 #[derive(Debug)]
 pub struct Bounder<'a> {
     layers: Vec<&'a Layer>,
-    abs: Vec<Option<Layer>>,
+    abs: Vec<Option<&'a Layer>>,
     /// Adjoints of the layers with weights, for back-substitution on the batched kernels.
-    adjoint: Vec<Option<Layer>>,
+    adjoint: Vec<Option<&'a Layer>>,
     /// `layer(0)` for affine layers: the constant term.
     constant: Vec<Vec<f64>>,
     /// Margin rows (`k × output`), row-major, and offsets.
@@ -105,9 +105,9 @@ impl<'a> Bounder<'a> {
     /// `rows`/`offsets` define the margins as linear forms of the last layer's output.
     pub fn new(layers: Vec<&'a Layer>, rows: &[Vec<f64>], offsets: &[f64], relaxation: Relaxation) -> Self {
         let mut scratch = Scratch::default();
-        let abs = layers.iter().map(|l| abs_layer(l)).collect();
+        let abs = layers.iter().map(|l| l.abs()).collect();
         let adjoint = if relaxation == Relaxation::Linear {
-            layers.iter().map(|l| adjoint_layer(l)).collect()
+            layers.iter().map(|l| l.adjoint()).collect()
         } else {
             vec![None; layers.len()]
         };
@@ -144,7 +144,7 @@ impl<'a> Bounder<'a> {
         self.tail = layers.min(self.layers.len() - pool);
         for i in self.layers.len() - self.tail..self.layers.len() {
             if self.adjoint[i].is_none() {
-                self.adjoint[i] = adjoint_layer(self.layers[i]);
+                self.adjoint[i] = self.layers[i].adjoint();
             }
         }
         self

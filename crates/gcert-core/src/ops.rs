@@ -219,6 +219,9 @@ pub struct Layer {
 pub(crate) struct Plans {
     conv: OnceLock<Box<conv::Plan>>,
     linear: OnceLock<Box<linear::Packed>>,
+    /// [`abs_layer`] and [`adjoint_layer`] of the layer, for the bounds, with their own plans.
+    abs: OnceLock<Option<Box<Layer>>>,
+    adjoint: OnceLock<Option<Box<Layer>>>,
 }
 
 /// Equal whatever they hold, so that layers compare by their ops.
@@ -328,6 +331,17 @@ impl Layer {
     /// How the exact chain treats the layer.
     pub fn kind(&self) -> Kind {
         self.op.kind()
+    }
+
+    /// [`abs_layer`] of this layer, built on first use and kept with it (with its kernels' plans), so that
+    /// every bound over the layer shares one.
+    pub fn abs(&self) -> Option<&Layer> {
+        self.plan.abs.get_or_init(|| abs_layer(self).map(Box::new)).as_deref()
+    }
+
+    /// [`adjoint_layer`] of this layer, built on first use and kept with it, like [`Self::abs`].
+    pub fn adjoint(&self) -> Option<&Layer> {
+        self.plan.adjoint.get_or_init(|| adjoint_layer(self).map(Box::new)).as_deref()
     }
 
     /// The elementwise activation the layer applies, if it is one.
