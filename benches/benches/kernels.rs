@@ -2,12 +2,14 @@
 //! (`fixtures/trained/generator.toml` ∘ `classifier-conv4.toml`) applied to a batch of 512 points (a chain's
 //! chunk) and of 32 (the hybrid's batch of 8 regions' bounds), in f64 GFLOP/s (`2 × Layer::cost` multiply-adds
 //! per point) and as a share of `matrixmultiply`'s 256³ GEMM rate measured in the same run. Printed once per
-//! layer and per layer kind at each batch size, then timed by criterion per kind at 512 points.
+//! layer and per layer kind at each batch size, then timed by criterion per kind at 512 points. The random
+//! composition of the PyTorch reference bench (`gcert-torch/benches/reference.rs`: a DCGAN generator with
+//! random weights ∘ a 4-conv classifier with small feature maps and wide channels) is printed too, not timed.
 
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use gcert_benches::{gemm_peak, median, trained};
+use gcert_benches::{conv_classifier, dcgan_generator, gemm_peak, median, trained};
 use gcert_core::ops::Scratch;
 use gcert_core::{Kind, Layer, Network};
 
@@ -17,7 +19,7 @@ const POINTS: usize = 512;
 const BATCHES: [usize; 2] = [POINTS, 32];
 
 /// The affine layers that do arithmetic (not copies), with an input batch for each.
-fn layers(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
+fn layers_of(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
     nets.iter()
         .flat_map(|n| n.layers())
         .filter(|l| l.kind() == Kind::Affine && matches!(l.name(), "linear" | "conv2d" | "conv_transpose2d"))
@@ -47,19 +49,13 @@ fn flops(layer: &Layer, points: usize) -> f64 {
     2.0 * (layer.cost().0.expect("a finite cost") * points) as f64
 }
 
-fn bench_kernels(c: &mut Criterion) {
-    let nets = [
-        Network::load(trained("generator.toml")).expect("generator"),
-        Network::load(trained("classifier-conv4.toml")).expect("classifier"),
-    ];
-    let layers = layers(&nets);
-    let peak = gemm_peak();
-    println!("matrixmultiply's f64 GEMM (256³): {:.1} GFLOP/s; each layer median of 9", peak / 1e9);
+/// Prints each layer's rate at every batch size and each kind's over all its layers; returns the kinds.
+fn print_rates<'a>(layers: &[(&'a Layer, Vec<f64>)], peak: f64) -> Vec<&'a str> {
     let mut kinds: Vec<&str> = Vec::new();
     for points in BATCHES {
         println!("on {points} points:");
         let mut sums: Vec<(&str, f64, f64)> = Vec::new();
-        for (layer, x) in &layers {
+        for (layer, x) in layers {
             let (f, s) = (flops(layer, points), seconds(layer, x, points, 9));
             println!(
                 "  {:<17} {:>13} → {:<13} {:>6.1} GFLOP/s ({:>3.0}%)",
@@ -86,6 +82,23 @@ fn bench_kernels(c: &mut Criterion) {
         }
         kinds = sums.iter().map(|k| k.0).collect();
     }
+    kinds
+}
+
+fn bench_kernels(c: &mut Criterion) {
+    let nets = [
+        Network::load(trained("generator.toml")).expect("generator"),
+        Network::load(trained("classifier-conv4.toml")).expect("classifier"),
+    ];
+    let layers = layers_of(&nets);
+    let peak = gemm_peak();
+    println!("matrixmultiply's f64 GEMM (256³): {:.1} GFLOP/s; each layer median of 9", peak / 1e9);
+    println!("the trained composition (generator.toml ∘ classifier-conv4.toml)");
+    let kinds = print_rates(&layers, peak);
+    // The random composition (the PyTorch reference bench's): smaller feature maps, wider channels.
+    let random = [dcgan_generator(50, 7), conv_classifier(8)];
+    println!("the random composition (a DCGAN generator ∘ the benches' 4-conv classifier)");
+    print_rates(&layers_of(&random), peak);
     let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
     for kind in &kinds {

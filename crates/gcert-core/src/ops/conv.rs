@@ -233,16 +233,18 @@ fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
 /// pixels of a row per vector, instead of transposing blocks of points in and out of the gather kernel. It
 /// needs AVX-512 (its masked loads and fused multiply-adds skip the taps that fall outside the input, lane by
 /// lane, so each output is the same sum in the same order as in the gather kernels: the same bits), kernels up
-/// to 8 wide, and a stride of 1 or 2 along rows (a stride of 2 loads 16 values and keeps the even ones); with a
-/// stride of 2, rows of more than 8 output pixels or output channels in groups of 16 (else 8 accumulators are
-/// too few to keep the multiply-add units busy). On the trained MNIST classifier the 1-channel first layer went
-/// from 15–18% of the GEMM rate in the gather kernel to 34–46%, the 16-channel 3 × 3 layer from 74–83% to
-/// 89–103%, the two stride-2 layers about even (docs/performance.md).
+/// to 8 wide, a stride of 1 or 2 along rows (a stride of 2 loads 16 values and keeps the even ones), and rows of
+/// at least 8 output pixels (a vector holds 8 pixels of one row: on the random benches' classifier, a layer with
+/// 4-pixel rows ran at 28 GFLOP/s in it and a 1-pixel one at 4, where the gather kernel fills its lanes with other
+/// points); with a stride of 2, rows of more than 8 output pixels or output channels in groups of 16 (else 8
+/// accumulators are too few to keep the multiply-add units busy). On the trained MNIST classifier the 1-channel
+/// first layer went from 15–18% of the GEMM rate in the gather kernel to 34–46%, the 16-channel 3 × 3 layer from
+/// 74–83% to 89–103%, the two stride-2 layers about even (docs/performance.md).
 fn direct_fits(g: &ConvGeom) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let stride = g.stride[1] == 1 || (g.stride[1] == 2 && (g.ow > 8 || g.cout.is_multiple_of(16)));
-        std::arch::is_x86_feature_detected!("avx512f") && stride && g.kw <= 8
+        std::arch::is_x86_feature_detected!("avx512f") && stride && g.kw <= 8 && g.ow >= 8
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -895,7 +897,7 @@ mod tests {
         let geoms = [
             (1, 8, 3, 1, [1, 1], 32, 32),
             (3, 5, 5, 2, [2, 1], 9, 21),
-            (2, 1, 1, 0, [1, 1], 4, 3),
+            (2, 1, 1, 0, [1, 1], 4, 9),
             (16, 16, 3, 1, [1, 1], 16, 16),
             (4, 3, 7, 4, [3, 1], 11, 17),
             (2, 9, 4, 0, [1, 1], 5, 40),
@@ -904,16 +906,18 @@ mod tests {
             (3, 4, 5, 2, [1, 2], 7, 23),
             (1, 2, 2, 0, [2, 2], 6, 5),
             (5, 9, 3, 1, [3, 2], 10, 39),
-            (4, 16, 3, 1, [1, 1], 6, 6),
-            (3, 32, 2, 0, [1, 2], 5, 9),
+            (4, 16, 3, 1, [1, 1], 6, 8),
+            (3, 32, 2, 0, [1, 2], 5, 16),
+            (64, 10, 4, 0, [1, 1], 4, 4),
+            (32, 64, 4, 1, [2, 2], 8, 8),
         ];
         for (cin, cout, k, pad, stride, h, w) in geoms {
             let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
             let g = super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
             if !super::direct_fits(&g) {
-                // Only the stride-2 geometry with 2-pixel rows of 2 channels runs in the gather kernel on AVX-512.
+                // Only the geometries with rows shorter than a vector run in the gather kernel on AVX-512.
                 #[cfg(target_arch = "x86_64")]
-                assert!(!std::arch::is_x86_feature_detected!("avx512f") || (cout, ow) == (2, 2), "{g:?}");
+                assert!(!std::arch::is_x86_feature_detected!("avx512f") || ow < 8, "{g:?}");
                 continue;
             }
             let weight = inputs(cout * cin * k * k, 13);
