@@ -240,11 +240,41 @@ fn conv_transpose2d_plan(weight: &[f64], g: &ConvGeom, s: &mut Plan) {
 /// accumulators are too few to keep the multiply-add units busy). On the trained MNIST classifier the 1-channel
 /// first layer went from 15–18% of the GEMM rate in the gather kernel to 34–46%, the 16-channel 3 × 3 layer from
 /// 74–83% to 89–103%, the two stride-2 layers about even (docs/performance.md).
+///
+/// Without AVX-512, the AVX2 + FMA version ([`direct_avx2_fits`]) holds 4 pixels per vector.
 fn direct_fits(g: &ConvGeom) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let stride = g.stride[1] == 1 || (g.stride[1] == 2 && (g.ow > 8 || g.cout.is_multiple_of(16)));
-        std::arch::is_x86_feature_detected!("avx512f") && stride && g.kw <= 8 && g.ow >= 8
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return direct_avx512_fits(g);
+        }
+        direct_avx2_fits(g)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = g;
+        false
+    }
+}
+
+/// The AVX-512 direct kernel's rule ([`direct_fits`]), whatever the CPU.
+fn direct_avx512_fits(g: &ConvGeom) -> bool {
+    let stride = g.stride[1] == 1 || (g.stride[1] == 2 && (g.ow > 8 || g.cout.is_multiple_of(16)));
+    stride && g.kw <= 8 && g.ow >= 8
+}
+
+/// The AVX2 + FMA direct kernel's rule: rows of at least 4 output pixels (a vector), a row stride of 1 or 2,
+/// kernels up to 8 wide, and at most 32 taps per output pixel (`cin·kh·kw`): a first layer. The taps outside
+/// the input are skipped by masked loads and blends, so the sums are the gather kernels' (the same bits). With
+/// 16 vector registers the AVX2 kernel keeps 8 accumulators, half the AVX-512 one's; measured with AVX2 on the
+/// AVX-512 machine (docs/performance.md), it ran the one-channel first layers at 3–4 times the gather kernel's
+/// rate, the 16-channel 3 × 3 layer at the same rate and the stride-2 layers with many taps slower.
+fn direct_avx2_fits(g: &ConvGeom) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let shape = matches!(g.stride[1], 1 | 2) && g.kw <= 8 && g.ow >= 4 && g.cin * g.kh * g.kw <= 32;
+        has!("avx2") && has!("fma") && shape
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -255,23 +285,34 @@ fn direct_fits(g: &ConvGeom) -> bool {
 
 /// The direct kernel over `n` points (see [`direct_fits`]): `out[point][co·oh·ow + oy·ow + ox]`.
 fn direct(input: &[f64], n: usize, g: &ConvGeom, plan: &Plan, out: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    direct_run(input, n, g, plan, out, std::arch::is_x86_feature_detected!("avx512f"));
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (input, n, g, plan, out);
+        unreachable!("the direct kernel is only chosen on x86-64")
+    }
+}
+
+/// [`direct`] in its AVX-512 kernels (`wide`) or its AVX2 + FMA ones.
+#[cfg(target_arch = "x86_64")]
+fn direct_run(input: &[f64], n: usize, g: &ConvGeom, plan: &Plan, out: &mut [f64], wide: bool) {
     let (in_len, out_len) = (g.cin * g.h * g.w, g.cout * g.oh * g.ow);
     assert!(input.len() >= n * in_len && out.len() >= n * out_len, "the batch does not fit the buffers");
     assert!(plan.wk.len() >= rows(g) * plan.coutp && plan.bias.len() >= plan.coutp, "the plan is too short");
     assert!(
-        plan.coutp.is_multiple_of(plan.blocking.channels) && g.kw <= 8,
+        plan.coutp.is_multiple_of(plan.blocking.channels) && g.kw <= 8 && matches!(g.stride[1], 1 | 2),
         "the plan does not fit the kernel"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        assert!(std::arch::is_x86_feature_detected!("avx512f") && matches!(g.stride[1], 1 | 2));
+    type Direct = unsafe fn(&[f64], &ConvGeom, &Plan, &mut [f64]);
+    let kernel: Direct = if wide {
+        assert!(std::arch::is_x86_feature_detected!("avx512f"));
         // A group of 16 channels (below) needs the padded channels to be a multiple of 16.
         assert!(g.ow > 8 || !g.cout.is_multiple_of(16) || plan.coutp.is_multiple_of(16));
         // Groups of 8 channels take 2 vectors of a row; where the rows are no longer than one vector (a second
         // would be all padding), groups of 16 channels take 1, or groups of 8 where the channels do not split
         // into 16s; fewer channels take 4 vectors.
-        type Direct = unsafe fn(&[f64], &ConvGeom, &Plan, &mut [f64]);
-        let kernel: Direct = match (plan.blocking.channels, g.stride[1], g.ow <= 8) {
+        match (plan.blocking.channels, g.stride[1], g.ow <= 8) {
             (1, 1, _) => x86::direct_avx512::<1, 4, 1>,
             (1, _, _) => x86::direct_avx512::<1, 4, 2>,
             (2, 1, _) => x86::direct_avx512::<2, 4, 1>,
@@ -284,19 +325,33 @@ fn direct(input: &[f64], n: usize, g: &ConvGeom, plan: &Plan, out: &mut [f64]) {
             (_, _, false) => x86::direct_avx512::<8, 2, 2>,
             (_, _, true) if g.cout.is_multiple_of(16) => x86::direct_avx512::<16, 1, 2>,
             (_, _, true) => x86::direct_avx512::<8, 1, 2>,
-        };
-        for (x, o) in input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)).take(n) {
-            #[allow(unsafe_code)]
-            // SAFETY: the CPU supports AVX-512F and the kernel's stride is the layer's row stride (asserted and
-            // matched above); `x` holds one point's input and `o` its output, and the plan's weights and bias
-            // are as long as the assertions above say: what `x86::direct_avx512` requires.
-            unsafe {
-                kernel(x, g, plan, o)
-            }
+        }
+    } else {
+        use std::arch::is_x86_feature_detected as has;
+        assert!(has!("avx2") && has!("fma"));
+        // 8 accumulators of 16 registers: 8 channels × 1 vector where a row is one vector, else 4 × 2; fewer
+        // channels take more vectors.
+        match (plan.blocking.channels, g.stride[1], g.ow <= 4) {
+            (1, 1, _) => x86::direct_avx2::<1, 8, 1>,
+            (1, _, _) => x86::direct_avx2::<1, 8, 2>,
+            (2, 1, _) => x86::direct_avx2::<2, 4, 1>,
+            (2, _, _) => x86::direct_avx2::<2, 4, 2>,
+            (_, 1, true) if plan.blocking.channels >= 8 => x86::direct_avx2::<8, 1, 1>,
+            (_, _, true) if plan.blocking.channels >= 8 => x86::direct_avx2::<8, 1, 2>,
+            (_, 1, _) => x86::direct_avx2::<4, 2, 1>,
+            (_, _, _) => x86::direct_avx2::<4, 2, 2>,
+        }
+    };
+    for (x, o) in input.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)).take(n) {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU supports the kernel's instructions and its stride is the layer's row stride (asserted
+        // and matched above); `x` holds one point's input and `o` its output, and the plan's weights and bias
+        // are as long as the assertions above say, its padded channels a multiple of the kernel's group: what
+        // `x86::direct_avx512` and `x86::direct_avx2` require.
+        unsafe {
+            kernel(x, g, plan, o)
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("the direct kernel is only chosen on x86-64")
 }
 
 /// Runs the taps over `n` points, a block of the plan's lanes at a time (a block of at most [`NN`] points in
@@ -668,6 +723,117 @@ mod x86 {
         }
     }
 
+    /// [`direct_avx512`] in AVX2 + FMA: 4 output pixels of a row per vector. The taps outside the input are
+    /// loaded as zeros by masked loads and kept out of the sums by blends (adding a zero product could turn a
+    /// sum of −0 into +0), so each output is the same sum in the same order as in the gather kernels. With
+    /// `S = 2` a vector's inputs are the even ones of 8 consecutive values, loaded as two vectors and permuted.
+    ///
+    /// # Safety
+    /// As [`direct_avx512`], with AVX2 and FMA instead of AVX-512F.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn direct_avx2<const C: usize, const V: usize, const S: usize>(
+        x: &[f64],
+        g: &ConvGeom,
+        plan: &Plan,
+        o: &mut [f64],
+    ) {
+        let Plan { coutp, wk, bias, .. } = plan;
+        let coutp = *coutp;
+        let (w, ow, pw) = (g.w as isize, g.ow as isize, g.padding[1] as isize);
+        // Per vector and kernel column: the lanes whose output pixel exists and whose input column is inside
+        // the row (all ones or zero per lane), whether they all do, and with S = 2 the two loads' lanes.
+        let mut masks = [[_mm256_setzero_si256(); 8]; V];
+        let mut full = [[false; 8]; V];
+        let mut halves = [[(_mm256_setzero_si256(), _mm256_setzero_si256()); 8]; V];
+        let lane = |b: bool| if b { -1i64 } else { 0 };
+        for ox0 in (0..g.ow).step_by(4 * V) {
+            for v in 0..V {
+                for kx in 0..g.kw {
+                    let keep: [bool; 4] = std::array::from_fn(|j| {
+                        let ox = (ox0 + 4 * v + j) as isize;
+                        let ix = S as isize * ox + kx as isize - pw;
+                        ox < ow && ix >= 0 && ix < w
+                    });
+                    masks[v][kx] =
+                        _mm256_set_epi64x(lane(keep[3]), lane(keep[2]), lane(keep[1]), lane(keep[0]));
+                    full[v][kx] = keep.iter().all(|&k| k);
+                    // Lane j's input is value 2j of the 8: lanes 0 and 2 of each load.
+                    halves[v][kx] = (
+                        _mm256_set_epi64x(0, lane(keep[1]), 0, lane(keep[0])),
+                        _mm256_set_epi64x(0, lane(keep[3]), 0, lane(keep[2])),
+                    );
+                }
+            }
+            for oy in 0..g.oh {
+                let iy0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
+                for cb in (0..g.cout).step_by(C) {
+                    let mut acc = [[_mm256_setzero_pd(); V]; C];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        *a = [_mm256_set1_pd(bias[cb + c]); V];
+                    }
+                    for ci in 0..g.cin {
+                        for ky in 0..g.kh {
+                            let iy = iy0 + ky as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            let row = (ci * g.h + iy as usize) * g.w + S * ox0;
+                            for kx in 0..g.kw {
+                                let k = (ci * g.kh + ky) * g.kw + kx;
+                                let mut xv = [_mm256_setzero_pd(); V];
+                                for (v, xq) in xv.iter_mut().enumerate() {
+                                    // The lanes outside the row are masked: not read.
+                                    let p =
+                                        x.as_ptr().wrapping_add(row + S * 4 * v + kx).wrapping_offset(-pw);
+                                    // SAFETY: the lanes the masks keep read input columns inside the row, so
+                                    // inside `x`.
+                                    *xq = if S == 1 {
+                                        unsafe { _mm256_maskload_pd(p, masks[v][kx]) }
+                                    } else {
+                                        let (lo, hi) = halves[v][kx];
+                                        let lo = unsafe { _mm256_maskload_pd(p, lo) };
+                                        let hi = unsafe { _mm256_maskload_pd(p.wrapping_add(4), hi) };
+                                        // [x0, x4, x2, x6] → [x0, x2, x4, x6].
+                                        _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_unpacklo_pd(lo, hi))
+                                    };
+                                }
+                                let wrow = &wk[k * coutp + cb..][..C];
+                                for (a, &wc) in acc.iter_mut().zip(wrow) {
+                                    let wc = _mm256_set1_pd(wc);
+                                    for (v, (aq, xq)) in a.iter_mut().zip(&xv).enumerate() {
+                                        let sum = _mm256_fmadd_pd(wc, *xq, *aq);
+                                        *aq = if full[v][kx] {
+                                            sum
+                                        } else {
+                                            _mm256_blendv_pd(*aq, sum, _mm256_castsi256_pd(masks[v][kx]))
+                                        };
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let plane = g.oh * g.ow;
+                    for (c, a) in acc.iter().enumerate().take(g.cout - cb) {
+                        let dst = &mut o[(cb + c) * plane + oy * g.ow..][..g.ow];
+                        for (v, aq) in a.iter().enumerate() {
+                            let start = ox0 + 4 * v;
+                            let Some(left) = g.ow.checked_sub(start).filter(|&l| l > 0) else { break };
+                            if left >= 4 {
+                                // SAFETY: pixels `start .. start + 4` of the row exist.
+                                unsafe { _mm256_storeu_pd(dst.as_mut_ptr().add(start), *aq) };
+                            } else {
+                                let mut lanes = [0.0; 4];
+                                // SAFETY: `lanes` holds 4 values.
+                                unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), *aq) };
+                                dst[start..].copy_from_slice(&lanes[..left]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// AVX2 with FMA: per tap and group of `4·V` lanes, `V` loads and `C·V` fused multiply-adds, the same
     /// products in the same order as the AVX-512 kernel.
     ///
@@ -890,8 +1056,10 @@ mod tests {
         }
     }
 
-    /// The direct kernel gives the gather kernel's bits, for channel counts on both sides of every blocking,
-    /// kernels wider than the padding reaches, rows that are not a multiple of a vector, and a row stride above 1.
+    /// Both direct kernels (AVX-512 and AVX2 + FMA, where the CPU has them) give the gather kernel's bits, for
+    /// channel counts on both sides of every blocking, kernels wider than the padding reaches, padding past the
+    /// kernel's reach (pixels with no tap keep a bias of −0), rows that are not a multiple of a vector, and a
+    /// row stride above 1.
     #[test]
     fn the_direct_kernel_gives_the_gather_kernels_bits() {
         let geoms = [
@@ -910,31 +1078,64 @@ mod tests {
             (3, 32, 2, 0, [1, 2], 5, 16),
             (64, 10, 4, 0, [1, 1], 4, 4),
             (32, 64, 4, 1, [2, 2], 8, 8),
+            (2, 5, 2, 3, [1, 1], 4, 10),
+            (3, 8, 3, 4, [1, 2], 6, 21),
+            (1, 2, 3, 1, [1, 1], 5, 13),
+            (2, 4, 3, 0, [1, 2], 4, 12),
+            (1, 8, 3, 1, [1, 1], 3, 4),
+            (2, 16, 3, 1, [1, 2], 4, 8),
+            (1, 1, 4, 1, [2, 2], 8, 20),
+            (3, 2, 2, 1, [1, 2], 5, 11),
         ];
+        let mut avx2_ran = 0;
+        #[cfg(target_arch = "x86_64")]
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
         for (cin, cout, k, pad, stride, h, w) in geoms {
             let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
             let g = super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
-            if !super::direct_fits(&g) {
-                // Only the geometries with rows shorter than a vector run in the gather kernel on AVX-512.
-                #[cfg(target_arch = "x86_64")]
-                assert!(!std::arch::is_x86_feature_detected!("avx512f") || ow < 8, "{g:?}");
-                continue;
-            }
-            let weight = inputs(cout * cin * k * k, 13);
-            let bias = inputs(cout, 17);
-            let plan = super::Plan::new(&g, &bias, |p| super::conv2d_plan(&weight, &g, p));
-            assert!(plan.direct);
-            let (in_len, out_len) = (cin * h * w, cout * oh * ow);
-            for n in [1, 3, 16, 37] {
-                let x = inputs(n * in_len, n as u64);
-                let (mut direct, mut gathered) = (vec![f64::NAN; n * out_len], vec![f64::NAN; n * out_len]);
-                super::direct(&x, n, &g, &plan, &mut direct);
-                let mut s = super::ConvScratch::default();
-                super::gather(&x, n, in_len, cout, oh * ow, &plan, &mut s, &mut gathered);
-                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&direct), bits(&gathered), "{g:?}, {n} points");
+            // Only the geometries with rows shorter than a vector run in the gather kernel.
+            assert_eq!(super::direct_avx512_fits(&g), ow >= 8, "{g:?}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                // Each kernel the CPU has: AVX-512 (`true`) and AVX2 + FMA (`false`).
+                let mut kernels = Vec::new();
+                if avx512 && super::direct_avx512_fits(&g) {
+                    kernels.push(true);
+                }
+                if super::direct_avx2_fits(&g) {
+                    kernels.push(false);
+                    avx2_ran += 1;
+                }
+                let weight = inputs(cout * cin * k * k, 13);
+                // A bias of −0 stays −0 only where the taps outside the input are skipped, not added as zeros.
+                for bias in [inputs(cout, 17), vec![-0.0; cout]] {
+                    let plan = super::Plan::new(&g, &bias, |p| super::conv2d_plan(&weight, &g, p));
+                    let (in_len, out_len) = (cin * h * w, cout * oh * ow);
+                    for &wide in &kernels {
+                        for n in [1, 3, 16, 37] {
+                            let x = inputs(n * in_len, n as u64);
+                            let mut direct = vec![f64::NAN; n * out_len];
+                            let mut gathered = vec![f64::NAN; n * out_len];
+                            super::direct_run(&x, n, &g, &plan, &mut direct, wide);
+                            let mut s = super::ConvScratch::default();
+                            super::gather(&x, n, in_len, cout, oh * ow, &plan, &mut s, &mut gathered);
+                            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            let first = bits(&direct).iter().zip(bits(&gathered)).position(|(a, b)| *a != b);
+                            assert_eq!(first, None, "{g:?}, {n} points, AVX-512: {wide}, bias {}", bias[0]);
+                        }
+                    }
+                }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            assert!(
+                avx2_ran >= 12 || !(has!("avx2") && has!("fma")),
+                "{avx2_ran} geometries in the AVX2 kernel"
+            );
+        }
+        let _ = avx2_ran;
     }
 
     /// The tiled transpose is the transpose, for every shape around the tile size and any strides.
