@@ -26,11 +26,12 @@
 //! with the same products in the same order, so its lanes have the wide kernel's bits at a fraction of the work.
 //! The tap lists and packed weights (the plan) are built on a layer's first use and kept with the layer.
 //!
-//! A convolution with a stride of 1 along rows runs instead, on AVX-512, in a direct kernel ([`direct_fits`]):
-//! each point in its own layout, 8 output pixels of a row per vector, the taps that fall outside the input
-//! skipped lane by lane by masks. Its sums are the gather kernels' (same products, same order, fused), so a
-//! point's bits do not depend on which kernel ran; it saves the transposes, which cost more than the products
-//! where a layer has few taps per pixel.
+//! A convolution with a row stride of 1 or 2 and rows of at least 8 output pixels runs instead, on AVX-512, in a
+//! direct kernel ([`direct_fits`]): each point in its own layout, 8 output pixels of a row per vector, the taps
+//! that fall outside the input skipped lane by lane by masks. Its sums are the gather kernels' (same products,
+//! same order, fused), so a point's bits do not depend on which kernel ran; it saves the transposes, which cost
+//! more than the products where a layer has few taps per pixel. Without AVX-512, an AVX2 + FMA version (4 pixels
+//! per vector, masked loads and blends) takes the layers with at most 32 taps per pixel ([`direct_avx2_fits`]).
 
 use std::sync::OnceLock;
 
