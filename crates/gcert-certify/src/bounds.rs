@@ -84,10 +84,9 @@ enum Pullback {
 /// Bounds the margins of a fixed label through a fixed sequence of layers.
 #[derive(Debug)]
 pub struct Bounder<'a> {
+    /// The layers; their `|A|` layers and adjoints (for back-substitution on the batched kernels) are
+    /// [`Layer::abs`] and [`Layer::adjoint`], built once per layer and shared by every bounder.
     layers: Vec<&'a Layer>,
-    abs: Vec<Option<&'a Layer>>,
-    /// Adjoints of the layers with weights, for back-substitution on the batched kernels.
-    adjoint: Vec<Option<&'a Layer>>,
     /// `layer(0)` for affine layers: the constant term.
     constant: Vec<Vec<f64>>,
     /// Margin rows (`k × output`), row-major, and offsets.
@@ -105,12 +104,6 @@ impl<'a> Bounder<'a> {
     /// `rows`/`offsets` define the margins as linear forms of the last layer's output.
     pub fn new(layers: Vec<&'a Layer>, rows: &[Vec<f64>], offsets: &[f64], relaxation: Relaxation) -> Self {
         let mut scratch = Scratch::default();
-        let abs = layers.iter().map(|l| l.abs()).collect();
-        let adjoint = if relaxation == Relaxation::Linear {
-            layers.iter().map(|l| l.adjoint()).collect()
-        } else {
-            vec![None; layers.len()]
-        };
         let constant = layers
             .iter()
             .map(|l| {
@@ -125,8 +118,6 @@ impl<'a> Bounder<'a> {
             .collect();
         Bounder {
             layers,
-            abs,
-            adjoint,
             constant,
             rows: rows.concat(),
             offsets: offsets.to_vec(),
@@ -142,11 +133,6 @@ impl<'a> Bounder<'a> {
     pub fn with_tail(mut self, layers: usize) -> Self {
         let pool = self.layers.iter().rposition(|l| l.kind() == Kind::MaxPool).map_or(0, |i| i + 1);
         self.tail = layers.min(self.layers.len() - pool);
-        for i in self.layers.len() - self.tail..self.layers.len() {
-            if self.adjoint[i].is_none() {
-                self.adjoint[i] = self.layers[i].adjoint();
-            }
-        }
         self
     }
 
@@ -187,7 +173,7 @@ impl<'a> Bounder<'a> {
         let mut cur = NeuronLines::exact(x0, x1);
         let mut scratch = Scratch::default();
         let (mut mid, mut rad, mut out) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers {
             let pull = match layer.kind() {
                 Kind::Affine => {
                     let n = cur.l0.len();
@@ -205,7 +191,7 @@ impl<'a> Bounder<'a> {
                     if rad.iter().all(|&r| r == 0.0) {
                         cur = NeuronLines::exact(&c0, &c1);
                     } else {
-                        let abs = self.abs[i].as_ref().expect("affine layers have an absolute part");
+                        let abs = layer.abs().expect("affine layers have an absolute part");
                         abs.apply(&rad, 2, &mut out, &mut scratch);
                         let (r0, r1) = out.split_at(m);
                         cur = NeuronLines {
@@ -344,7 +330,7 @@ impl<'a> Bounder<'a> {
                     }
                     mid_rad_of(&mut form, &mut a, &mut b);
                     layer.apply(&a, rows, &mut c, &mut scratch);
-                    let abs = self.abs[i].as_ref().expect("affine layers have an absolute part");
+                    let abs = layer.abs().expect("affine layers have an absolute part");
                     abs.apply(&b, rows, &mut r, &mut scratch);
                     std::mem::swap(&mut a, &mut c);
                     std::mem::swap(&mut b, &mut r);
@@ -581,7 +567,7 @@ impl<'a> Bounder<'a> {
         for (r, con) in constant.iter_mut().enumerate() {
             *con += lambda[r * m..(r + 1) * m].iter().zip(&self.constant[i]).map(|(a, b)| a * b).sum::<f64>();
         }
-        match &self.adjoint[i] {
+        match layer.adjoint() {
             Some(adjoint) => adjoint.apply(lambda, rows, next, scratch),
             None => {
                 let transposed = transpose_apply(layer, lambda, rows, next);
