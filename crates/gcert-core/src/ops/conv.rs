@@ -1062,7 +1062,9 @@ mod tests {
     /// kernel's reach (pixels with no tap keep a bias of −0), rows that are not a multiple of a vector, and a
     /// row stride above 1.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn the_direct_kernel_gives_the_gather_kernels_bits() {
+        use std::arch::is_x86_feature_detected as has;
         let geoms = [
             (1, 8, 3, 1, [1, 1], 32, 32),
             (3, 5, 5, 2, [2, 1], 9, 21),
@@ -1089,54 +1091,42 @@ mod tests {
             (3, 2, 2, 1, [1, 2], 5, 11),
         ];
         let mut avx2_ran = 0;
-        #[cfg(target_arch = "x86_64")]
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let avx512 = has!("avx512f");
         for (cin, cout, k, pad, stride, h, w) in geoms {
             let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
             let g = super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
             // Only the geometries with rows shorter than a vector run in the gather kernel.
             assert_eq!(super::direct_avx512_fits(&g), ow >= 8, "{g:?}");
-            #[cfg(target_arch = "x86_64")]
-            {
-                // Each kernel the CPU has: AVX-512 (`true`) and AVX2 + FMA (`false`).
-                let mut kernels = Vec::new();
-                if avx512 && super::direct_avx512_fits(&g) {
-                    kernels.push(true);
-                }
-                if super::direct_avx2_fits(&g) {
-                    kernels.push(false);
-                    avx2_ran += 1;
-                }
-                let weight = inputs(cout * cin * k * k, 13);
-                // A bias of −0 stays −0 only where the taps outside the input are skipped, not added as zeros.
-                for bias in [inputs(cout, 17), vec![-0.0; cout]] {
-                    let plan = super::Plan::new(&g, &bias, |p| super::conv2d_plan(&weight, &g, p));
-                    let (in_len, out_len) = (cin * h * w, cout * oh * ow);
-                    for &wide in &kernels {
-                        for n in [1, 3, 16, 37] {
-                            let x = inputs(n * in_len, n as u64);
-                            let mut direct = vec![f64::NAN; n * out_len];
-                            let mut gathered = vec![f64::NAN; n * out_len];
-                            super::direct_run(&x, n, &g, &plan, &mut direct, wide);
-                            let mut s = super::ConvScratch::default();
-                            super::gather(&x, n, in_len, cout, oh * ow, &plan, &mut s, &mut gathered);
-                            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                            let first = bits(&direct).iter().zip(bits(&gathered)).position(|(a, b)| *a != b);
-                            assert_eq!(first, None, "{g:?}, {n} points, AVX-512: {wide}, bias {}", bias[0]);
-                        }
+            // Each kernel the CPU has: AVX-512 (`true`) and AVX2 + FMA (`false`).
+            let mut kernels = Vec::new();
+            if avx512 && super::direct_avx512_fits(&g) {
+                kernels.push(true);
+            }
+            if super::direct_avx2_fits(&g) {
+                kernels.push(false);
+                avx2_ran += 1;
+            }
+            let weight = inputs(cout * cin * k * k, 13);
+            // A bias of −0 stays −0 only where the taps outside the input are skipped, not added as zeros.
+            for bias in [inputs(cout, 17), vec![-0.0; cout]] {
+                let plan = super::Plan::new(&g, &bias, |p| super::conv2d_plan(&weight, &g, p));
+                let (in_len, out_len) = (cin * h * w, cout * oh * ow);
+                for &wide in &kernels {
+                    for n in [1, 3, 16, 37] {
+                        let x = inputs(n * in_len, n as u64);
+                        let mut direct = vec![f64::NAN; n * out_len];
+                        let mut gathered = vec![f64::NAN; n * out_len];
+                        super::direct_run(&x, n, &g, &plan, &mut direct, wide);
+                        let mut s = super::ConvScratch::default();
+                        super::gather(&x, n, in_len, cout, oh * ow, &plan, &mut s, &mut gathered);
+                        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        let first = bits(&direct).iter().zip(bits(&gathered)).position(|(a, b)| *a != b);
+                        assert_eq!(first, None, "{g:?}, {n} points, AVX-512: {wide}, bias {}", bias[0]);
                     }
                 }
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::is_x86_feature_detected as has;
-            assert!(
-                avx2_ran >= 12 || !(has!("avx2") && has!("fma")),
-                "{avx2_ran} geometries in the AVX2 kernel"
-            );
-        }
-        let _ = avx2_ran;
+        assert!(avx2_ran >= 12 || !(has!("avx2") && has!("fma")), "{avx2_ran} geometries in the AVX2 kernel");
     }
 
     /// The tiled transpose is the transpose, for every shape around the tile size and any strides.
