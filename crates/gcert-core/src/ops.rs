@@ -8,10 +8,12 @@ mod activation;
 mod adjoint;
 mod conv;
 mod linear;
+mod single;
 mod wide;
 
 pub use activation::{Activation, Face, SLACK};
 pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
+pub use single::Single;
 pub use wide::wide;
 
 use std::sync::OnceLock;
@@ -222,6 +224,8 @@ pub(crate) struct Plans {
     /// [`abs_layer`] and [`adjoint_layer`] of the layer, for the bounds, with their own plans.
     abs: OnceLock<Option<Box<Layer>>>,
     adjoint: OnceLock<Option<Box<Layer>>>,
+    /// [`Single`]: the layer in `f32`, for the bounds.
+    single: OnceLock<Option<Box<Single>>>,
 }
 
 /// Equal whatever they hold, so that layers compare by their ops.
@@ -342,6 +346,25 @@ impl Layer {
     /// [`adjoint_layer`] of this layer, built on first use and kept with it, like [`Self::abs`].
     pub fn adjoint(&self) -> Option<&Layer> {
         self.plan.adjoint.get_or_init(|| adjoint_layer(self).map(Box::new)).as_deref()
+    }
+
+    /// The layer's affine map in single precision, for sound bounds ([`Single`]): a `conv2d` (row stride 1
+    /// or 2) or `linear` layer on a CPU with AVX-512F whose weights round to `f32` without underflow or
+    /// overflow; built on first use and kept with the layer.
+    pub fn single(&self) -> Option<&Single> {
+        self.plan
+            .single
+            .get_or_init(|| {
+                match &self.op {
+                    Op::Linear { weight, bias, inputs, outputs } => {
+                        Single::linear(weight, bias, *inputs, *outputs)
+                    }
+                    Op::Conv2d { weight, bias, geom } => Single::conv2d(weight, bias, geom),
+                    _ => None,
+                }
+                .map(Box::new)
+            })
+            .as_deref()
     }
 
     /// The elementwise activation the layer applies, if it is one.
