@@ -5,6 +5,8 @@
 //! layer and per layer kind at each batch size, then timed by criterion per kind at 512 points. The random
 //! composition of the PyTorch reference bench (`gcert-torch/benches/reference.rs`: a DCGAN generator with
 //! random weights ∘ a 4-conv classifier with small feature maps and wide channels) is printed too, not timed.
+//! Last, the bounds' radius pass on the trained composition at 32 points: `|W|` in f32 (`Layer::single`, on
+//! AVX-512) against `|W|` in f64 (`Layer::abs`), per layer, in GFLOP/s of the same arithmetic.
 
 use std::time::Instant;
 
@@ -85,6 +87,44 @@ fn print_rates<'a>(layers: &[(&'a Layer, Vec<f64>)], peak: f64) -> Vec<&'a str> 
     kinds
 }
 
+/// The radius pass of the bounds in f32 against f64, per layer that has a single-precision form.
+fn print_radius(layers: &[(&Layer, Vec<f64>)]) {
+    let points = 32;
+    println!(
+        "the bounds' radius pass on {points} points, |W| in f32 (Layer::single) against f64 (Layer::abs):"
+    );
+    let mut any = false;
+    for (layer, x) in layers {
+        let (Some(single), Some(abs)) = (layer.single(), layer.abs()) else { continue };
+        any = true;
+        let x32: Vec<f32> = x[..points * layer.in_len()].iter().map(|v| v.abs() as f32).collect();
+        let mut out = Vec::new();
+        let s32 = median(
+            (0..9)
+                .map(|_| {
+                    let start = Instant::now();
+                    single.apply(&x32, points, &mut out);
+                    std::hint::black_box(&out);
+                    start.elapsed().as_secs_f64()
+                })
+                .collect(),
+        );
+        let (f, s64) = (flops(layer, points), seconds(abs, x, points, 9));
+        println!(
+            "  {:<17} {:>13} → {:<13} f32 {:>6.1}, f64 {:>6.1} GFLOP/s ({:.2}×)",
+            layer.name(),
+            format!("{:?}", layer.in_shape()),
+            format!("{:?}", layer.out_shape()),
+            f / s32 / 1e9,
+            f / s64 / 1e9,
+            s64 / s32
+        );
+    }
+    if !any {
+        println!("  none: this CPU has no AVX-512F, so the radius runs in f64");
+    }
+}
+
 fn bench_kernels(c: &mut Criterion) {
     let nets = [
         Network::load(trained("generator.toml")).expect("generator"),
@@ -99,6 +139,7 @@ fn bench_kernels(c: &mut Criterion) {
     let random = [dcgan_generator(50, 7), conv_classifier(8)];
     println!("the random composition (a DCGAN generator ∘ the benches' 4-conv classifier)");
     print_rates(&layers_of(&random), peak);
+    print_radius(&layers);
     let mut group = c.benchmark_group("kernels");
     group.sample_size(10);
     for kind in &kinds {

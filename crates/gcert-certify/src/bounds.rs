@@ -4,7 +4,8 @@
 //! The input is the line `x(s)` from `x0` (at `s0`) to `x1` (at `s1`). Every neuron gets a lower and an upper
 //! *line in s* (stored as its values at the two ends), valid for all `s ∈ [s0, s1]`:
 //!
-//! - affine layers map the centre line through the layer and the radius line through `|A|`;
+//! - affine layers map the centre line through the layer and the radius line through `|A|` (in `f32` where the
+//!   layer has a single-precision `|A|`, with every rounding added to the radius: [`single`]);
 //! - an activation `σ` is bounded below by a relaxation of `σ(l(s))` and above by one of `σ(u(s))`. Where
 //!   `σ` is convex over the range of `u`, the chord of `σ(u(s))` between the ends is an upper line (and the
 //!   chord of `σ(l(s))` a lower line where `σ` is concave); elsewhere the DeepPoly/CROWN relaxation of `σ`
@@ -171,7 +172,7 @@ impl<'a> Bounder<'a> {
 
     fn forward(&self, x0: &[f64], x1: &[f64], mut record: Option<&mut Vec<Pullback>>) -> NeuronLines {
         let mut cur = NeuronLines::exact(x0, x1);
-        let mut scratch = Scratch::default();
+        let mut affine = single::Affine::default();
         let (mut mid, mut rad, mut out) = (Vec::new(), Vec::new(), Vec::new());
         for layer in &self.layers {
             let pull = match layer.kind() {
@@ -184,16 +185,15 @@ impl<'a> Bounder<'a> {
                         rad.extend(l.iter().zip(u.iter()).map(|(l, u)| 0.5 * (u - l)));
                     }
                     debug_assert_eq!(mid.len(), 2 * n);
-                    layer.apply(&mid, 2, &mut out, &mut scratch);
                     let m = layer.out_len();
-                    let (c0, c1) = out.split_at(m);
-                    let (c0, c1) = (c0.to_vec(), c1.to_vec());
                     if rad.iter().all(|&r| r == 0.0) {
-                        cur = NeuronLines::exact(&c0, &c1);
+                        layer.apply(&mid, 2, &mut out, &mut affine.scratch);
+                        let (c0, c1) = out.split_at(m);
+                        cur = NeuronLines::exact(c0, c1);
                     } else {
-                        let abs = layer.abs().expect("affine layers have an absolute part");
-                        abs.apply(&rad, 2, &mut out, &mut scratch);
-                        let (r0, r1) = out.split_at(m);
+                        affine.apply(layer, &mut mid, &mut rad, 2);
+                        let (c0, c1) = mid.split_at(m);
+                        let (r0, r1) = rad.split_at(m);
                         cur = NeuronLines {
                             l0: c0.iter().zip(r0).map(|(c, r)| c - r).collect(),
                             l1: c1.iter().zip(r1).map(|(c, r)| c - r).collect(),
@@ -294,8 +294,8 @@ impl<'a> Bounder<'a> {
         let mut a = ends.to_vec();
         let mut b = Vec::new();
         let mut form = Form::Exact;
-        let mut scratch = Scratch::default();
-        let (mut c, mut r) = (Vec::new(), Vec::new());
+        let mut affine = single::Affine::default();
+        let mut c = Vec::new();
         let mut window = Vec::new();
         let rows = 2 * regions;
         // The forward lines at the input of each layer the tail back-substitutes through (none kept when no
@@ -322,18 +322,14 @@ impl<'a> Bounder<'a> {
             match layer.kind() {
                 Kind::Affine => {
                     if form == Form::Exact {
-                        layer.apply(&a, rows, &mut c, &mut scratch);
+                        layer.apply(&a, rows, &mut c, &mut affine.scratch);
                         std::mem::swap(&mut a, &mut c);
                         // Exact values: nothing to collapse, even for intervals (`Exact` stays until the first
                         // activation, so every collapse below sees lines).
                         continue;
                     }
                     mid_rad_of(&mut form, &mut a, &mut b);
-                    layer.apply(&a, rows, &mut c, &mut scratch);
-                    let abs = layer.abs().expect("affine layers have an absolute part");
-                    abs.apply(&b, rows, &mut r, &mut scratch);
-                    std::mem::swap(&mut a, &mut c);
-                    std::mem::swap(&mut b, &mut r);
+                    affine.apply(layer, &mut a, &mut b, rows);
                     form = Form::Centre;
                 }
                 Kind::Elementwise | Kind::NonLinear => {
@@ -800,6 +796,8 @@ fn max_pool_lines(
         }
     }
 }
+
+mod single;
 
 #[cfg(test)]
 mod tests;

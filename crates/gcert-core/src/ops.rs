@@ -224,7 +224,7 @@ pub(crate) struct Plans {
     /// [`abs_layer`] and [`adjoint_layer`] of the layer, for the bounds, with their own plans.
     abs: OnceLock<Option<Box<Layer>>>,
     adjoint: OnceLock<Option<Box<Layer>>>,
-    /// [`Single`]: the layer in `f32`, for the bounds.
+    /// [`Single`]: `|W|` in `f32`, for the bounds.
     single: OnceLock<Option<Box<Single>>>,
 }
 
@@ -348,18 +348,17 @@ impl Layer {
         self.plan.adjoint.get_or_init(|| adjoint_layer(self).map(Box::new)).as_deref()
     }
 
-    /// The layer's affine map in single precision, for sound bounds ([`Single`]): a `conv2d` (row stride 1
-    /// or 2) or `linear` layer on a CPU with AVX-512F whose weights round to `f32` without underflow or
-    /// overflow; built on first use and kept with the layer.
+    /// The absolute value of the layer's weights in single precision, for the radius pass of sound bounds
+    /// ([`Single`]): a `conv2d` (row stride 1 or 2, kernels up to 8 wide) or `linear` layer on a CPU with
+    /// AVX-512F whose weights are zero or of magnitude in `[2^-40, 2^40]`; built on first use and kept with the
+    /// layer.
     pub fn single(&self) -> Option<&Single> {
         self.plan
             .single
             .get_or_init(|| {
                 match &self.op {
-                    Op::Linear { weight, bias, inputs, outputs } => {
-                        Single::linear(weight, bias, *inputs, *outputs)
-                    }
-                    Op::Conv2d { weight, bias, geom } => Single::conv2d(weight, bias, geom),
+                    Op::Linear { weight, inputs, outputs, .. } => Single::linear(weight, *inputs, *outputs),
+                    Op::Conv2d { weight, geom, .. } => Single::conv2d(weight, geom),
                     _ => None,
                 }
                 .map(Box::new)

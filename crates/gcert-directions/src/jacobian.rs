@@ -33,8 +33,9 @@ const TANGENT_LIMIT: usize = 1 << 22;
 /// How a layer acts on tangents.
 #[derive(Debug)]
 enum Step<'a> {
-    /// A linear map (the layer itself if it has no constant term, else a bias-free copy).
-    Linear(Cow<'a, Layer>),
+    /// A linear map (the layer itself if it has no constant term, else a bias-free copy), boxed: a layer is
+    /// large next to the other variants.
+    Linear(Box<Cow<'a, Layer>>),
     /// Multiply by the activation's derivative at the pre-activation.
     Elementwise(&'a Layer),
     /// Select each window's arg-max at the pre-activation.
@@ -244,7 +245,7 @@ fn step(layer: &Layer) -> Step<'_> {
     match layer.kind() {
         // The linear part of an affine layer maps Jacobian columns; layers without a constant term are their
         // own linear part.
-        Kind::Affine => Step::Linear(layer.linear_part().map_or(Cow::Borrowed(layer), Cow::Owned)),
+        Kind::Affine => Step::Linear(Box::new(layer.linear_part().map_or(Cow::Borrowed(layer), Cow::Owned))),
         Kind::MaxPool => match layer.op() {
             Op::MaxPool2d(g) => Step::MaxPool(*g),
             _ => unreachable!("a max-pool layer holds a max-pool op"),

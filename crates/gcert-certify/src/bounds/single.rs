@@ -1,0 +1,157 @@
+//! The centre and radius lines through an affine layer: the centre in `f64`, the radius in `f32` where the
+//! layer has a single-precision `|W|` ([`gcert_core::ops::Single`]), with every rounding of that pass added to
+//! the radius (docs/mathematics.md §5.4).
+//!
+//! With `u = 2^-24`, `γ_k = k·u / (1 − k·u)`, `n` the layer's taps (products per output) and `|Ŵ| ≥ |W|` the
+//! weights' magnitudes rounded up to `f32`, an input radius `r ≥ 0` is rounded up to `ρ ≥ r` in `f32` (raised
+//! to at least `2^-60`, so that no product is subnormal) and the kernel computes `ŝ = f32(|Ŵ|·ρ)`. A sum of `n`
+//! non-negative products by fused multiply-adds is at least `(1 − γ_n)` times its exact value, less `2^-150` per
+//! operation that underflows, so the output radius `R = ŝ / (1 − γ_{n+1}) + (n + 2)·2^-149 ≥ |Ŵ|·ρ ≥ |W|·r`
+//! (the extra index covers the `f64` division). A value out of `f32`'s range makes the layer's radius run in
+//! `f64` for that batch.
+
+use gcert_core::ops::{wide, Scratch, Single};
+use gcert_core::Layer;
+
+/// `f32`'s unit roundoff.
+const U: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// The smallest `f32` radius: `2^-126` (the bottom of `f32`'s normal range) times `2^34`, divided by the
+/// smallest weight `Single` keeps (`2^-40`).
+const FLOOR: f64 = 1.0 / (1u64 << 60) as f64;
+
+fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * U;
+    ku / (1.0 - ku)
+}
+
+/// Buffers of the affine step, kept across layers and batches.
+#[derive(Debug, Default)]
+pub(super) struct Affine {
+    pub(super) scratch: Scratch,
+    c: Vec<f64>,
+    r: Vec<f64>,
+    r32: Vec<f32>,
+    s32: Vec<f32>,
+}
+
+impl Affine {
+    /// Maps `rows` centre lines `mid` and radius lines `rad` (each `[rows][in_len]`) through the affine `layer`:
+    /// on return `mid` holds the output's centres and `rad` radii that cover every point of the input boxes.
+    pub(super) fn apply(&mut self, layer: &Layer, mid: &mut Vec<f64>, rad: &mut Vec<f64>, rows: usize) {
+        layer.apply(mid, rows, &mut self.c, &mut self.scratch);
+        std::mem::swap(mid, &mut self.c);
+        if let Some(single) = layer.single() {
+            if self.single(single, rad, rows) {
+                return;
+            }
+        }
+        let abs = layer.abs().expect("affine layers have an absolute part");
+        abs.apply(rad, rows, &mut self.r, &mut self.scratch);
+        std::mem::swap(rad, &mut self.r);
+    }
+
+    /// The `f32` radius (module notes); `false`, with `rad` untouched, where a value is out of `f32`'s range.
+    fn single(&mut self, single: &Single, rad: &mut Vec<f64>, rows: usize) -> bool {
+        let n = single.taps();
+        let r32 = &mut self.r32;
+        r32.clear();
+        // Rounding up: 4u above a value in f32's normal range covers its rounding to nearest.
+        wide(
+            #[inline(always)]
+            || r32.extend(rad.iter().map(|&r| (r.max(FLOOR) * (1.0 + 4.0 * U)) as f32)),
+        );
+        if !r32.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        single.apply(r32, rows, &mut self.s32);
+        let s32 = &self.s32;
+        if !s32.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        let inv = 1.0 / (1.0 - gamma(n + 1));
+        let floor = (n + 2) as f64 * f64::from(f32::from_bits(1));
+        rad.clear();
+        wide(
+            #[inline(always)]
+            || rad.extend(s32.iter().map(|&s| f64::from(s) * inv + floor)),
+        );
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gcert_core::builder::CardBuilder;
+    use gcert_core::ops::Kind;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// The `f32` radius is never below `|W|·r` computed in `f64` (less that sum's own rounding, `2n·2^-53`),
+    /// nor above it by more than its rounding allowance, for radii of every magnitude (zero, below `FLOOR`,
+    /// `1e-30` to `1e30`, mixed in one point) through convolutions of both row strides and linear layers; the
+    /// centres are the `f64` layer's, bit for bit. Radii beyond `f32`'s range take the `f64` pass (same bits).
+    #[test]
+    fn the_f32_radius_covers_the_f64_one() {
+        let net = CardBuilder::new("radius", &[3, 11, 13], 7)
+            .conv2d(9, 3, 1, 1)
+            .relu()
+            .conv2d(17, 4, 2, 1)
+            .relu()
+            .flatten()
+            .linear(37)
+            .network()
+            .expect("a valid network");
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut singles = 0;
+        for layer in net.layers().iter().filter(|l| l.kind() == Kind::Affine) {
+            let Some(single) = layer.single() else { continue };
+            singles += 1;
+            let (n, rows) = (single.taps(), 5);
+            for scale in ["zero", "tiny", "wide", "huge"] {
+                let rad: Vec<f64> = (0..rows * layer.in_len())
+                    .map(|_| match scale {
+                        "zero" => 0.0,
+                        "tiny" => rng.gen_range(0.0..1e-20),
+                        "wide" => 10f64.powf(rng.gen_range(-30.0..30.0)),
+                        _ => 1e300,
+                    })
+                    .collect();
+                let mid: Vec<f64> = (0..rows * layer.in_len()).map(|_| rng.gen_range(-3.0..3.0)).collect();
+                let (mut c, mut r) = (mid.clone(), rad.clone());
+                let mut affine = Affine::default();
+                affine.apply(layer, &mut c, &mut r, rows);
+                let (mut want_c, mut want_r, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
+                layer.apply(&mid, rows, &mut want_c, &mut scratch);
+                layer.abs().expect("affine").apply(&rad, rows, &mut want_r, &mut scratch);
+                assert_eq!(c, want_c, "{} {scale}: the centre is the f64 layer's", layer.name());
+                if scale == "huge" {
+                    assert_eq!(r, want_r, "{}: out of f32's range, the f64 pass", layer.name());
+                    continue;
+                }
+                let f64_rounding = 1.0 - 2.0 * n as f64 * f64::EPSILON;
+                let allowance = (1.0 + gamma(n + 1)) / (1.0 - gamma(n + 1)) * (1.0 + 4.0 * U);
+                for (i, (&got, &want)) in r.iter().zip(&want_r).enumerate() {
+                    assert!(
+                        got >= want * f64_rounding,
+                        "{} {scale} output {i}: {got} < {want}",
+                        layer.name()
+                    );
+                    // Above: the rounding allowance, and FLOOR times the layer's largest row of |W|.
+                    let cap = want * allowance + 1e-12;
+                    assert!(got <= cap, "{} {scale} output {i}: {got} > {cap}", layer.name());
+                }
+            }
+        }
+        let avx512 = cfg!(target_arch = "x86_64") && {
+            #[cfg(target_arch = "x86_64")]
+            let has = std::arch::is_x86_feature_detected!("avx512f");
+            #[cfg(not(target_arch = "x86_64"))]
+            let has = false;
+            has
+        };
+        assert_eq!(singles, if avx512 { 3 } else { 0 });
+    }
+}
