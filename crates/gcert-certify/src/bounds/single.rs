@@ -51,8 +51,12 @@ impl Affine {
         std::mem::swap(rad, &mut self.r);
     }
 
-    /// The `f32` radius (module notes); `false`, with `rad` untouched, where a value is out of `f32`'s range.
+    /// The `f32` radius (module notes); `false`, with `rad` untouched, where a value is out of `f32`'s range or
+    /// not a number (`max` below would turn a NaN into the floor, where the `f64` pass carries it on).
     fn single(&mut self, single: &Single, rad: &mut Vec<f64>, rows: usize) -> bool {
+        if !rad.iter().all(|r| r.is_finite()) {
+            return false;
+        }
         let n = single.taps();
         let r32 = &mut self.r32;
         r32.clear();
@@ -92,7 +96,8 @@ mod tests {
     /// The `f32` radius is never below `|W|·r` computed in `f64` (less that sum's own rounding, `2n·2^-53`),
     /// nor above it by more than its rounding allowance, for radii of every magnitude (zero, below `FLOOR`,
     /// `1e-30` to `1e30`, mixed in one point) through convolutions of both row strides and linear layers; the
-    /// centres are the `f64` layer's, bit for bit. Radii beyond `f32`'s range take the `f64` pass (same bits).
+    /// centres are the `f64` layer's, bit for bit. Radii beyond `f32`'s range, or not numbers, take the `f64` pass
+    /// (same bits).
     #[test]
     fn the_f32_radius_covers_the_f64_one() {
         let net = CardBuilder::new("radius", &[3, 11, 13], 7)
@@ -110,12 +115,13 @@ mod tests {
             let Some(single) = layer.single() else { continue };
             singles += 1;
             let (n, rows) = (single.taps(), 5);
-            for scale in ["zero", "tiny", "wide", "huge"] {
+            for scale in ["zero", "tiny", "wide", "huge", "nan"] {
                 let rad: Vec<f64> = (0..rows * layer.in_len())
                     .map(|_| match scale {
                         "zero" => 0.0,
                         "tiny" => rng.gen_range(0.0..1e-20),
                         "wide" => 10f64.powf(rng.gen_range(-30.0..30.0)),
+                        "nan" => f64::NAN,
                         _ => 1e300,
                     })
                     .collect();
@@ -127,8 +133,9 @@ mod tests {
                 layer.apply(&mid, rows, &mut want_c, &mut scratch);
                 layer.abs().expect("affine").apply(&rad, rows, &mut want_r, &mut scratch);
                 assert_eq!(c, want_c, "{} {scale}: the centre is the f64 layer's", layer.name());
-                if scale == "huge" {
-                    assert_eq!(r, want_r, "{}: out of f32's range, the f64 pass", layer.name());
+                if scale == "huge" || scale == "nan" {
+                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+                    assert_eq!(bits(&r), bits(&want_r), "{} {scale}: the f64 pass", layer.name());
                     continue;
                 }
                 let f64_rounding = 1.0 - 2.0 * n as f64 * f64::EPSILON;
