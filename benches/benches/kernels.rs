@@ -32,19 +32,26 @@ fn layers_of(nets: &[Network]) -> Vec<(&Layer, Vec<f64>)> {
         .collect()
 }
 
-fn seconds(layer: &Layer, x: &[f64], points: usize, runs: usize) -> f64 {
-    let (mut out, mut scratch) = (Vec::new(), Scratch::default());
-    let x = &x[..points * layer.in_len()];
+/// The median time of `runs` calls of `f`.
+fn median_seconds(runs: usize, mut f: impl FnMut()) -> f64 {
     median(
         (0..runs)
             .map(|_| {
                 let start = Instant::now();
-                layer.apply(x, points, &mut out, &mut scratch);
-                std::hint::black_box(&out);
+                f();
                 start.elapsed().as_secs_f64()
             })
             .collect(),
     )
+}
+
+fn seconds(layer: &Layer, x: &[f64], points: usize, runs: usize) -> f64 {
+    let (mut out, mut scratch) = (Vec::new(), Scratch::default());
+    let x = &x[..points * layer.in_len()];
+    median_seconds(runs, || {
+        layer.apply(x, points, &mut out, &mut scratch);
+        std::hint::black_box(&out);
+    })
 }
 
 fn flops(layer: &Layer, points: usize) -> f64 {
@@ -98,17 +105,11 @@ fn print_radius(layers: &[(&Layer, Vec<f64>)]) {
         let (Some(single), Some(abs)) = (layer.single(), layer.abs()) else { continue };
         any = true;
         let x32: Vec<f32> = x[..points * layer.in_len()].iter().map(|v| v.abs() as f32).collect();
-        let mut out = Vec::new();
-        let s32 = median(
-            (0..9)
-                .map(|_| {
-                    let start = Instant::now();
-                    single.apply(&x32, points, &mut out);
-                    std::hint::black_box(&out);
-                    start.elapsed().as_secs_f64()
-                })
-                .collect(),
-        );
+        let (mut out, mut scratch) = (Vec::new(), Scratch::default());
+        let s32 = median_seconds(9, || {
+            single.apply(&x32, points, &mut out, &mut scratch);
+            std::hint::black_box(&out);
+        });
         let (f, s64) = (flops(layer, points), seconds(abs, x, points, 9));
         println!(
             "  {:<17} {:>13} → {:<13} f32 {:>6.1}, f64 {:>6.1} GFLOP/s ({:.2}×)",

@@ -13,7 +13,7 @@ mod wide;
 
 pub use activation::{Activation, Face, SLACK};
 pub use adjoint::{abs_layer, adjoint_layer, transpose_apply};
-pub use single::Single;
+pub use single::{Single, INPUT_FLOOR};
 pub use wide::wide;
 
 use std::sync::OnceLock;
@@ -253,6 +253,8 @@ pub struct Scratch {
     /// One sample's output ([`Layer::apply_append`]).
     row: Vec<f64>,
     linear: linear::LinearScratch,
+    /// A block of points packed for [`Single`]'s linear kernel.
+    single: Vec<f32>,
 }
 
 impl Layer {

@@ -4,21 +4,17 @@
 //!
 //! With `u = 2^-24`, `γ_k = k·u / (1 − k·u)`, `n` the layer's taps (products per output) and `|Ŵ| ≥ |W|` the
 //! weights' magnitudes rounded up to `f32`, an input radius `r ≥ 0` is rounded up to `ρ ≥ r` in `f32` (raised
-//! to at least `2^-60`, so that no product is subnormal) and the kernel computes `ŝ = f32(|Ŵ|·ρ)`. A sum of `n`
-//! non-negative products by fused multiply-adds is at least `(1 − γ_n)` times its exact value, less `2^-150` per
-//! operation that underflows, so the output radius `R = ŝ / (1 − γ_{n+1}) + (n + 2)·2^-149 ≥ |Ŵ|·ρ ≥ |W|·r`
-//! (the extra index covers the `f64` division). A value out of `f32`'s range makes the layer's radius run in
-//! `f64` for that batch.
+//! to at least `INPUT_FLOOR` = `2^-60`, so that no product is subnormal) and the kernel computes
+//! `ŝ = f32(|Ŵ|·ρ)`. A sum of `n` non-negative products by fused multiply-adds is at least `(1 − γ_n)` times its
+//! exact value, less `2^-150` per operation that underflows, so the output radius
+//! `R = ŝ / (1 − γ_{n+1}) + (n + 2)·2^-149 ≥ |Ŵ|·ρ ≥ |W|·r` (the extra index covers the `f64` division). A value
+//! out of `f32`'s range, or not a number, makes the layer's radius run in `f64` for that batch.
 
-use gcert_core::ops::{wide, Scratch, Single};
+use gcert_core::ops::{wide, Scratch, Single, INPUT_FLOOR};
 use gcert_core::Layer;
 
 /// `f32`'s unit roundoff.
 const U: f64 = 1.0 / (1u64 << 24) as f64;
-
-/// The smallest `f32` radius: `2^-126` (the bottom of `f32`'s normal range) times `2^34`, divided by the
-/// smallest weight `Single` keeps (`2^-40`).
-const FLOOR: f64 = 1.0 / (1u64 << 60) as f64;
 
 fn gamma(k: usize) -> f64 {
     let ku = k as f64 * U;
@@ -63,12 +59,12 @@ impl Affine {
         // Rounding up: 4u above a value in f32's normal range covers its rounding to nearest.
         wide(
             #[inline(always)]
-            || r32.extend(rad.iter().map(|&r| (r.max(FLOOR) * (1.0 + 4.0 * U)) as f32)),
+            || r32.extend(rad.iter().map(|&r| (r.max(INPUT_FLOOR) * (1.0 + 4.0 * U)) as f32)),
         );
         if !r32.iter().all(|v| v.is_finite()) {
             return false;
         }
-        single.apply(r32, rows, &mut self.s32);
+        single.apply(r32, rows, &mut self.s32, &mut self.scratch);
         let s32 = &self.s32;
         if !s32.iter().all(|v| v.is_finite()) {
             return false;
@@ -94,7 +90,7 @@ mod tests {
     use super::*;
 
     /// The `f32` radius is never below `|W|·r` computed in `f64` (less that sum's own rounding, `2n·2^-53`),
-    /// nor above it by more than its rounding allowance, for radii of every magnitude (zero, below `FLOOR`,
+    /// nor above it by more than its rounding allowance, for radii of every magnitude (zero, below `INPUT_FLOOR`,
     /// `1e-30` to `1e30`, mixed in one point) through convolutions of both row strides and linear layers; the
     /// centres are the `f64` layer's, bit for bit. Radii beyond `f32`'s range, or not numbers, take the `f64` pass
     /// (same bits).
@@ -146,7 +142,7 @@ mod tests {
                         "{} {scale} output {i}: {got} < {want}",
                         layer.name()
                     );
-                    // Above: the rounding allowance, and FLOOR times the layer's largest row of |W|.
+                    // Above: the rounding allowance, and INPUT_FLOOR times the layer's largest row of |W|.
                     let cap = want * allowance + 1e-12;
                     assert!(got <= cap, "{} {scale} output {i}: {got} > {cap}", layer.name());
                 }

@@ -13,18 +13,16 @@
 //! A layer gets a single-precision form only on a CPU with AVX-512F, for `conv2d` (row stride 1 or 2, kernels
 //! up to 8 wide) and `linear`, and only where every weight is zero or of magnitude in `[2^-40, 2^40]`: then
 //! rounding `|w|` to `f32` (upward) loses nothing the caller has to account for, and with inputs of at least
-//! `2^-60` (the caller raises smaller radii to that) no product is subnormal, where every operation would cost
-//! about a hundred cycles. Anywhere else [`super::Layer::single`] is `None` and the radius runs in `f64`.
+//! [`INPUT_FLOOR`] (`2^-60`; the caller raises smaller non-zero radii to it) no product is subnormal, where every
+//! operation would cost about a hundred cycles. Anywhere else [`super::Layer::single`] is `None` and the radius runs in `f64`.
 
-use super::ConvGeom;
+use super::{ConvGeom, Scratch};
 
 /// A layer's `|W|` in `f32` (each weight's magnitude rounded up), packed for the AVX-512 kernels.
 #[derive(Debug, Clone)]
 pub struct Single {
     kernel: Kernel,
     taps: usize,
-    in_len: usize,
-    out_len: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +31,8 @@ enum Kernel {
     Conv(ConvPack),
 }
 
-/// Whether a weight keeps a layer in single precision: zero, or of magnitude in `[2^-40, 2^40]` (module notes).
+/// Whether a weight keeps a layer in single precision: zero, or of magnitude in `[2^-40, 2^40]` (module notes,
+/// [`INPUT_FLOOR`]).
 fn representable(v: f64) -> bool {
     v == 0.0 || (v.abs() >= 2f64.powi(-40) && v.abs() <= 2f64.powi(40))
 }
@@ -60,6 +59,11 @@ fn cpu_fits() -> bool {
     }
 }
 
+/// The smallest `f32` input the kernels are meant for: the caller raises smaller radii to it. Times the smallest
+/// weight kept ([`representable`]: `2^-40`) it is `2^-100`, far above the bottom of `f32`'s normal range
+/// (`2^-126`), so no product is subnormal.
+pub const INPUT_FLOOR: f64 = 1.0 / (1u64 << 60) as f64;
+
 /// Products per output beyond which a layer stays in `f64` (the caller's `γ_n` needs `n·2^-24` well below 1).
 const MAX_TAPS: usize = 1 << 20;
 
@@ -73,12 +77,7 @@ impl Single {
         if !weight[..inputs * outputs].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single {
-            kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs)),
-            taps: inputs,
-            in_len: inputs,
-            out_len: outputs,
-        })
+        Some(Single { kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs)), taps: inputs })
     }
 
     /// The single-precision form of a convolution (`weight` is `[cout][cin][kh][kw]`), where this CPU, the
@@ -92,12 +91,7 @@ impl Single {
         if !weight[..g.cout * taps].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single {
-            kernel: Kernel::Conv(ConvPack::new(weight, g)),
-            taps,
-            in_len: g.cin * g.h * g.w,
-            out_len: g.cout * g.oh * g.ow,
-        })
+        Some(Single { kernel: Kernel::Conv(ConvPack::new(weight, g)), taps })
     }
 
     /// The most products summed into one output.
@@ -107,19 +101,26 @@ impl Single {
 
     /// Values per input point.
     pub fn in_len(&self) -> usize {
-        self.in_len
+        match &self.kernel {
+            Kernel::Linear(p) => p.inputs,
+            Kernel::Conv(p) => p.g.cin * p.g.h * p.g.w,
+        }
     }
 
     /// Values per output point.
     pub fn out_len(&self) -> usize {
-        self.out_len
+        match &self.kernel {
+            Kernel::Linear(p) => p.outputs,
+            Kernel::Conv(p) => p.g.cout * p.g.oh * p.g.ow,
+        }
     }
 
     /// `out[p] = |W|·x[p]` for the `n` points of `x` (`[n][in_len]`), `|W|` rounded up to `f32`.
-    pub fn apply(&self, x: &[f32], n: usize, out: &mut Vec<f32>) {
-        assert!(x.len() >= n * self.in_len, "single: short input");
+    pub fn apply(&self, x: &[f32], n: usize, out: &mut Vec<f32>, scratch: &mut Scratch) {
+        let (in_len, out_len) = (self.in_len(), self.out_len());
+        assert!(x.len() >= n * in_len, "single: short input");
         out.clear();
-        out.resize(n * self.out_len, 0.0);
+        out.resize(n * out_len, 0.0);
         if n == 0 {
             return;
         }
@@ -129,11 +130,9 @@ impl Single {
             #[allow(unsafe_code)]
             match &self.kernel {
                 // SAFETY: the CPU supports AVX-512F (asserted); the buffers are sized above.
-                Kernel::Linear(p) => unsafe { x86::linear(p, x, n, out) },
+                Kernel::Linear(p) => unsafe { x86::linear(p, x, n, out, &mut scratch.single) },
                 Kernel::Conv(p) => {
-                    for (xp, op) in
-                        x.chunks_exact(self.in_len).zip(out.chunks_exact_mut(self.out_len)).take(n)
-                    {
+                    for (xp, op) in x.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)).take(n) {
                         // SAFETY: as above; one point's input and output.
                         unsafe { x86::conv(p, xp, op) };
                     }
@@ -249,9 +248,9 @@ mod x86 {
     /// # Safety
     /// The CPU must support AVX-512F; `x` holds `n·inputs` values and `out` `n·outputs`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn linear(p: &LinearPack, x: &[f32], n: usize, out: &mut [f32]) {
+    pub(super) unsafe fn linear(p: &LinearPack, x: &[f32], n: usize, out: &mut [f32], xp: &mut Vec<f32>) {
         let inputs = p.inputs;
-        let mut xp = vec![0.0f32; inputs * POINTS];
+        xp.resize(inputs * POINTS, 0.0);
         for p0 in (0..n).step_by(POINTS) {
             let pts = (n - p0).min(POINTS);
             xp.fill(0.0);
@@ -264,11 +263,11 @@ mod x86 {
             while panel < p.panels {
                 if panel + 1 < p.panels {
                     // SAFETY: the CPU supports AVX-512F; panels `panel` and `panel + 1` exist.
-                    unsafe { block::<2>(p, &xp, panel, p0, pts, out) };
+                    unsafe { block::<2>(p, xp, panel, p0, pts, out) };
                     panel += 2;
                 } else {
                     // SAFETY: as above, one panel.
-                    unsafe { block::<1>(p, &xp, panel, p0, pts, out) };
+                    unsafe { block::<1>(p, xp, panel, p0, pts, out) };
                     panel += 1;
                 }
             }
@@ -476,7 +475,7 @@ mod tests {
             let single = Single::linear(&weight, inputs, outputs).expect("an f32 form");
             assert_eq!((single.taps(), single.in_len(), single.out_len()), (inputs, inputs, outputs));
             let mut out = vec![f32::NAN; 3];
-            single.apply(&x, n, &mut out);
+            single.apply(&x, n, &mut out, &mut Scratch::default());
             assert_eq!(out.len(), n * outputs);
             for p in 0..n {
                 for o in 0..outputs {
@@ -523,7 +522,7 @@ mod tests {
             let n = 3;
             let x: Vec<f32> = values(&mut seed, n * cin * h * w).iter().map(|&v| v.abs() as f32).collect();
             let mut out = Vec::new();
-            single.apply(&x, n, &mut out);
+            single.apply(&x, n, &mut out, &mut Scratch::default());
             assert_eq!(out.len(), n * cout * oh * ow);
             for p in 0..n {
                 let xs = &x[p * cin * h * w..];
