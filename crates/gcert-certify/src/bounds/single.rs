@@ -3,12 +3,14 @@
 //! the radius (docs/mathematics.md §5.4).
 //!
 //! With `u = 2^-24`, `γ_k = k·u / (1 − k·u)`, `n` the layer's taps (products per output) and `|Ŵ| ≥ |W|` the
-//! weights' magnitudes rounded up to `f32`, an input radius `r ≥ 0` is rounded up to `ρ ≥ r` in `f32` (raised
-//! to at least `INPUT_FLOOR` = `2^-60`, so that no product is subnormal) and the kernel computes
-//! `ŝ = f32(|Ŵ|·ρ)`. A sum of `n` non-negative products by fused multiply-adds is at least `(1 − γ_n)` times its
-//! exact value, less `2^-150` per operation that underflows, so the output radius
-//! `R = ŝ / (1 − γ_{n+1}) + (n + 2)·2^-149 ≥ |Ŵ|·ρ ≥ |W|·r` (the extra index covers the `f64` division). A value
-//! out of `f32`'s range, or not a number, makes the layer's radius run in `f64` for that batch.
+//! weights' magnitudes rounded up to `f32`, an input radius `r ≥ 0` is rounded up to `ρ ≥ r` in `f32` (a zero
+//! stays zero, anything else is raised to at least `INPUT_FLOOR` = `2^-60`) and the kernel computes
+//! `ŝ = f32(|Ŵ|·ρ)`. Every product is then zero or at least `2^-100` (the weights are zero or at least `2^-40`),
+//! and every partial sum of these non-negative products at least as large, so no operation underflows and each
+//! rounds by at most `u` relative: `ŝ ≥ (1 − γ_n)·|Ŵ|·ρ`, and the output radius
+//! `R = ŝ / (1 − γ_{n+1}) ≥ |Ŵ|·ρ ≥ |W|·r` (the extra index covers the `f64` division). A zero radius stays
+//! exactly zero, as through `|A|` in `f64`. A value out of `f32`'s range, or not a number, makes the layer's
+//! radius run in `f64` for that batch.
 
 use gcert_core::ops::{wide, Scratch, Single, INPUT_FLOOR};
 use gcert_core::Layer;
@@ -48,18 +50,29 @@ impl Affine {
     }
 
     /// The `f32` radius (module notes); `false`, with `rad` untouched, where a value is out of `f32`'s range or
-    /// not a number (`max` below would turn a NaN into the floor, where the `f64` pass carries it on).
+    /// not a number (the `f64` pass carries a NaN on).
     fn single(&mut self, single: &Single, rad: &mut Vec<f64>, rows: usize) -> bool {
-        if !rad.iter().all(|r| r.is_finite()) {
-            return false;
-        }
         let n = single.taps();
         let r32 = &mut self.r32;
         r32.clear();
-        // Rounding up: 4u above a value in f32's normal range covers its rounding to nearest.
+        // Rounding up: 4u above a value in f32's normal range covers its rounding to nearest. Zeros stay zero;
+        // a NaN stays a NaN (caught below), where `max` would have turned it into the floor.
         wide(
             #[inline(always)]
-            || r32.extend(rad.iter().map(|&r| (r.max(INPUT_FLOOR) * (1.0 + 4.0 * U)) as f32)),
+            || {
+                r32.extend(rad.iter().map(|&r| {
+                    let r = if r < INPUT_FLOOR {
+                        if r == 0.0 {
+                            0.0
+                        } else {
+                            INPUT_FLOOR
+                        }
+                    } else {
+                        r
+                    };
+                    (r * (1.0 + 4.0 * U)) as f32
+                }))
+            },
         );
         if !r32.iter().all(|v| v.is_finite()) {
             return false;
@@ -70,11 +83,10 @@ impl Affine {
             return false;
         }
         let inv = 1.0 / (1.0 - gamma(n + 1));
-        let floor = (n + 2) as f64 * f64::from(f32::from_bits(1));
         rad.clear();
         wide(
             #[inline(always)]
-            || rad.extend(s32.iter().map(|&s| f64::from(s) * inv + floor)),
+            || rad.extend(s32.iter().map(|&s| f64::from(s) * inv)),
         );
         true
     }
@@ -137,6 +149,9 @@ mod tests {
                 let f64_rounding = 1.0 - 2.0 * n as f64 * f64::EPSILON;
                 let allowance = (1.0 + gamma(n + 1)) / (1.0 - gamma(n + 1)) * (1.0 + 4.0 * U);
                 for (i, (&got, &want)) in r.iter().zip(&want_r).enumerate() {
+                    if want == 0.0 {
+                        assert_eq!(got, 0.0, "{} {scale} output {i}: a zero radius stays zero", layer.name());
+                    }
                     assert!(
                         got >= want * f64_rounding,
                         "{} {scale} output {i}: {got} < {want}",
