@@ -957,7 +957,7 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use proptest::prelude::*;
 
     use crate::builder::CardBuilder;
@@ -1057,6 +1057,44 @@ mod tests {
         }
     }
 
+    /// A square-kernel geometry: `(cin, cout, k, padding, stride, h, w)`.
+    pub(in crate::ops) type Square = (usize, usize, usize, usize, [usize; 2], usize, usize);
+
+    /// Square-kernel geometries for the kernels' tests (here and in
+    /// `single`): channel counts on both sides of every blocking, kernels wider than the padding reaches,
+    /// padding past the kernel's reach, rows shorter than a vector, exactly one or between, and strides above 1.
+    pub(in crate::ops) const GEOMETRIES: [Square; 23] = [
+        (1, 8, 3, 1, [1, 1], 32, 32),
+        (3, 5, 5, 2, [2, 1], 9, 21),
+        (2, 1, 1, 0, [1, 1], 4, 9),
+        (16, 16, 3, 1, [1, 1], 16, 16),
+        (4, 3, 7, 4, [3, 1], 11, 17),
+        (2, 9, 4, 0, [1, 1], 5, 40),
+        (8, 16, 4, 1, [2, 2], 32, 32),
+        (16, 32, 4, 1, [2, 2], 16, 16),
+        (3, 4, 5, 2, [1, 2], 7, 23),
+        (1, 2, 2, 0, [2, 2], 6, 5),
+        (5, 9, 3, 1, [3, 2], 10, 39),
+        (4, 16, 3, 1, [1, 1], 6, 8),
+        (3, 32, 2, 0, [1, 2], 5, 16),
+        (64, 10, 4, 0, [1, 1], 4, 4),
+        (32, 64, 4, 1, [2, 2], 8, 8),
+        (2, 5, 2, 3, [1, 1], 4, 10),
+        (3, 8, 3, 4, [1, 2], 6, 21),
+        (1, 2, 3, 1, [1, 1], 5, 13),
+        (2, 4, 3, 0, [1, 2], 4, 12),
+        (1, 8, 3, 1, [1, 1], 3, 4),
+        (2, 16, 3, 1, [1, 2], 4, 8),
+        (1, 1, 4, 1, [2, 2], 8, 20),
+        (3, 2, 2, 1, [1, 2], 5, 11),
+    ];
+
+    /// The convolution geometry of one entry of [`GEOMETRIES`].
+    pub(in crate::ops) fn geometry((cin, cout, k, pad, stride, h, w): Square) -> super::ConvGeom {
+        let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
+        super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow }
+    }
+
     /// Both direct kernels (AVX-512 and AVX2 + FMA, where the CPU has them) give the gather kernel's bits, for
     /// channel counts on both sides of every blocking, kernels wider than the padding reaches, padding past the
     /// kernel's reach (pixels with no tap keep a bias of −0), rows that are not a multiple of a vector, and a
@@ -1065,36 +1103,10 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn the_direct_kernel_gives_the_gather_kernels_bits() {
         use std::arch::is_x86_feature_detected as has;
-        let geoms = [
-            (1, 8, 3, 1, [1, 1], 32, 32),
-            (3, 5, 5, 2, [2, 1], 9, 21),
-            (2, 1, 1, 0, [1, 1], 4, 9),
-            (16, 16, 3, 1, [1, 1], 16, 16),
-            (4, 3, 7, 4, [3, 1], 11, 17),
-            (2, 9, 4, 0, [1, 1], 5, 40),
-            (8, 16, 4, 1, [2, 2], 32, 32),
-            (16, 32, 4, 1, [2, 2], 16, 16),
-            (3, 4, 5, 2, [1, 2], 7, 23),
-            (1, 2, 2, 0, [2, 2], 6, 5),
-            (5, 9, 3, 1, [3, 2], 10, 39),
-            (4, 16, 3, 1, [1, 1], 6, 8),
-            (3, 32, 2, 0, [1, 2], 5, 16),
-            (64, 10, 4, 0, [1, 1], 4, 4),
-            (32, 64, 4, 1, [2, 2], 8, 8),
-            (2, 5, 2, 3, [1, 1], 4, 10),
-            (3, 8, 3, 4, [1, 2], 6, 21),
-            (1, 2, 3, 1, [1, 1], 5, 13),
-            (2, 4, 3, 0, [1, 2], 4, 12),
-            (1, 8, 3, 1, [1, 1], 3, 4),
-            (2, 16, 3, 1, [1, 2], 4, 8),
-            (1, 1, 4, 1, [2, 2], 8, 20),
-            (3, 2, 2, 1, [1, 2], 5, 11),
-        ];
         let mut avx2_ran = 0;
         let avx512 = has!("avx512f");
-        for (cin, cout, k, pad, stride, h, w) in geoms {
-            let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
-            let g = super::ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
+        for g in GEOMETRIES.into_iter().map(geometry) {
+            let super::ConvGeom { cin, cout, kh: k, h, w, oh, ow, .. } = g;
             // Only the geometries with rows shorter than a vector run in the gather kernel.
             assert_eq!(super::direct_avx512_fits(&g), ow >= 8, "{g:?}");
             // Each kernel the CPU has: AVX-512 (`true`) and AVX2 + FMA (`false`).

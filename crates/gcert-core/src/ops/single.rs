@@ -429,6 +429,7 @@ mod x86 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv::tests::{geometry, GEOMETRIES};
     use super::*;
 
     /// Values in `[-1, 1)` from a fixed seed (xorshift), with a few exact zeros.
@@ -493,27 +494,12 @@ mod tests {
     /// on both sides of a block of 8; numbers of halves that do not fill the last group.
     #[test]
     fn the_convolution_kernel_sums_every_tap() {
-        let geoms = [
-            (1, 8, 3, 1, [1, 1], 32, 32),
-            (8, 16, 4, 1, [2, 2], 32, 32),
-            (16, 16, 3, 1, [1, 1], 16, 16),
-            (16, 32, 4, 1, [2, 2], 16, 16),
-            (3, 5, 5, 2, [2, 1], 9, 21),
-            (2, 1, 1, 0, [1, 1], 4, 9),
-            (4, 3, 7, 4, [3, 1], 11, 17),
-            (3, 4, 5, 2, [1, 2], 7, 23),
-            (5, 9, 3, 1, [3, 2], 10, 39),
-            (64, 10, 4, 0, [1, 1], 4, 4),
-            (1, 2, 2, 0, [2, 2], 6, 5),
-            (2, 5, 2, 3, [1, 1], 4, 10),
-            (3, 17, 3, 1, [1, 2], 9, 31),
-            (2, 3, 1, 0, [1, 1], 3, 3),
-            (2, 3, 8, 3, [1, 1], 12, 12),
-        ];
+        // Beyond the convolution tests' geometries: an odd number of halves with 17 channels, a 1 × 1 output
+        // row, a kernel 8 wide.
+        let extra = [(3, 17, 3, 1, [1, 2], 9, 31), (2, 3, 1, 0, [1, 1], 3, 3), (2, 3, 8, 3, [1, 1], 12, 12)];
         let mut seed = 0x2545_f491_4f6c_dd1d;
-        for (cin, cout, k, pad, stride, h, w) in geoms {
-            let (oh, ow) = ((h + 2 * pad - k) / stride[0] + 1, (w + 2 * pad - k) / stride[1] + 1);
-            let g = ConvGeom { cin, cout, kh: k, kw: k, stride, padding: [pad, pad], h, w, oh, ow };
+        for g in GEOMETRIES.into_iter().chain(extra).map(geometry) {
+            let ConvGeom { cin, cout, kh: k, stride, padding: [pad, _], h, w, oh, ow, .. } = g;
             let weight = values(&mut seed, cout * cin * k * k);
             let Some(single) = Single::conv2d(&weight, &g) else {
                 assert!(!cpu_fits(), "{g:?}");
