@@ -160,6 +160,33 @@ fn values_that_overflow_inside_the_network_are_an_error_naming_the_layer() {
 }
 
 #[test]
+fn a_batch_evaluated_in_chunks_names_the_overflowing_sample_and_keeps_every_bit() {
+    // 40,000 values at the widest layer: `forward_layers` runs 3 points per chunk, so a batch of 8 spans three
+    // chunks, and the sample that overflows (6) is the first of the last one.
+    let wide = 40_000;
+    let dir = TempDir::new().unwrap();
+    let a: Vec<f64> =
+        (0..wide).flat_map(|k| [if k == 0 { 1e200 } else { 0.0 }, 1.0 + k as f64 * 1e-3]).collect();
+    let b: Vec<f64> = (0..2 * wide).map(|k| if k == 0 { 1e200 } else { (k % 7) as f64 - 3.0 }).collect();
+    let path = write(
+        dir.path(),
+        "input_shape = [2]\n[[layers]]\nop = \"linear\"\nweight = \"a\"\n[[layers]]\nop = \"relu\"\n[[layers]]\nop = \"linear\"\nweight = \"b\"\n",
+        &[("a", vec![wide, 2], a), ("b", vec![2, wide], b)],
+    );
+    let net = Network::load(&path).unwrap();
+    let layers: Vec<&gcert_core::Layer> = net.layers().iter().collect();
+    assert_eq!(gcert_core::network::chunk_points(&layers, 2), 3);
+    let mut batch: Vec<f64> = (0..8).flat_map(|k| [0.0, k as f64 - 3.5]).collect();
+    let whole = net.forward(&batch, 8).unwrap();
+    for k in 0..8 {
+        assert_eq!(net.forward(&batch[2 * k..2 * k + 2], 1).unwrap(), whole[2 * k..2 * k + 2], "point {k}");
+    }
+    batch[12] = 1.0;
+    let e = net.forward(&batch, 8).unwrap_err().to_string();
+    assert!(e.starts_with("layer 2 (linear)") && e.contains("of sample 6"), "{e}");
+}
+
+#[test]
 fn unreadable_kinds_of_file_are_refused_without_blocking() {
     let e = Network::load("/dev/zero").unwrap_err().to_string();
     assert!(e.contains("/dev/zero: a model card must be a regular file, found a device"), "{e}");
