@@ -1,25 +1,30 @@
 //! Hybrid complete certification: linear bounds decide what they can, the exact chain runs on the rest, and
 //! every answer is the one the full chain gives (docs/mathematics.md §3.1).
 //!
-//! Each side is first chained from `r = 0` for a few points: a short side needs nothing else, and the prefix of
-//! a long one tells how densely its pieces lie. The rest is cut into regions of a few dozen pieces at that
-//! density, and every region is bounded by forward lines in `r` (many regions per batch through the kernels).
-//! The margins that would keep a region open (or below the best exact margin) get their lower lines tightened
-//! by back-substitution through the network's last, cheap layers. A region on which every margin's lower line
-//! is positive at both ends keeps the label everywhere; one on which, at every point, some margin's upper line
-//! is not positive is violated everywhere. Open regions are halved and re-bounded a few times, then chained.
-//! The kept length, the violated intervals and the first crossing (hence `E_max`) follow exactly from these
-//! three kinds of region. The smallest margin needs more: a region decided by bounds only has a lower bound of
-//! its smallest margin, so regions whose lower bound is below the best exact margin found are halved and
-//! chained the same way, until no region could hide a smaller one (branch and bound). Exact margins at every
-//! region end and midpoint tighten the best value early.
+//! Each side is first probed at a few evenly spaced points by exact forward passes: the smallest margin there,
+//! and which side of each activation face every neuron lies on. The faces that flip between two neighbouring
+//! probes estimate the pieces between them, so a side of few pieces is chained whole, and the others are cut
+//! (by more probes) into cells whose bounds can be expected to decide them: cells where a margin changes sign,
+//! or that hold the best margin found, are cut small and chained; the others are cut until their size, in
+//! crossed faces, is small enough for their margins. Every such region is bounded by forward lines in `r`
+//! (many regions per batch through the kernels); the margins that would keep a region open (or below the best
+//! exact margin) get their lower lines tightened by back-substitution through the network's last, cheap
+//! layers. A region on which every margin's lower line is positive at both ends keeps the label everywhere;
+//! one on which, at every point, some margin's upper line is not positive is violated everywhere. Open
+//! regions are halved and re-bounded a few times, then chained. The kept length, the violated intervals and
+//! the first crossing (hence `E_max`) follow exactly from these three kinds of region. The smallest margin
+//! needs more: a region decided by bounds only has a lower bound of its smallest margin, so regions whose
+//! lower bound is below the best exact margin found are halved and chained the same way, until no region
+//! could hide a smaller one (branch and bound). Exact margins at every probe and midpoint tighten the best
+//! value early.
 
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Method, Problem};
-use gcert_core::network::forward_layers;
+use gcert_core::network::{check_finite, check_layer_output, chunk_points};
+use gcert_core::ops::Scratch;
 use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rayon::prelude::*;
@@ -27,7 +32,7 @@ use rayon::prelude::*;
 use crate::bounds::{Bounder, Relaxation};
 use crate::complete::{combine, definite};
 use crate::margin::{positive_interval, push_interval, SideScan};
-use crate::sides::{side_segment, signs};
+use crate::sides::signs;
 use crate::Certifier;
 
 /// What one region contributes, in ratio units of its side.
@@ -94,18 +99,35 @@ impl Best {
     }
 }
 
-/// Each side first runs the exact chain from `r = 0` for this many points: a side whose chain is that short needs
-/// nothing else, and the prefix of a longer one tells how densely its pieces lie. On the trained MNIST models at
-/// ε = 3, 64 made the hybrid 2.48× the whole chain on one core, 128 2.17× (the prefix's small chunks cost more
-/// per point than the bounded regions do); 32 also gave 2.48×.
-const CHAIN_FIRST: usize = 64;
+/// The first probes of a side: this many cells of equal length.
+const GRID: usize = 8;
 
-/// The rest of a longer side is cut into regions meant to hold about this many pieces each (at the prefix's
-/// density), halved up to [`MAX_HALVINGS`] times where the bounds decide nothing. Forward lines decide most
-/// regions of about 40 pieces and almost none of about 300: on the trained MNIST models at ε = 3, 64 regions per
-/// side left 0–15 open, 8 regions all of them. Regions of 40, 80, 120 or 160 pieces with one to three halvings
-/// gave 1.5–1.7× the whole chain's speed, within the noise of one another (docs/performance.md).
-const PIECES_PER_REGION: f64 = 80.0;
+/// A side whose first probes cross fewer activation faces than this is chained whole: about as many pieces,
+/// cheaper to chain than to bound.
+const SHORT: usize = 64;
+
+/// Cells where a margin changes sign, or whose end holds the best margin found, are halved down to this many
+/// crossed faces and chained: bounds cannot decide the first, and the second is where the smallest margin
+/// is sought.
+const CHAIN_CELL: usize = 8;
+
+/// Other cells are halved while larger than this many crossed faces and their margins are below the bounds'
+/// expected looseness ([`LOOSENESS`]) ...
+const MIN_CELL: usize = 48;
+
+/// ... and always while larger than this.
+const MAX_CELL: usize = 160;
+
+/// The looseness a region's bounds are expected to afford, in margin units, is `LOOSENESS · f^1.5` for `f`
+/// crossed faces: on the trained MNIST models at ε = 3, the lower bound of the smallest margin of a region
+/// fell below the smaller of its end margins by a median of 0.0037 · f^1.5 and a 90th percentile of
+/// 0.013 · f^1.5. Set below the median (with [`MIN_CELL`] and [`MAX_CELL`]): fewer, larger regions, some of
+/// which the settling halves, cost less in all than cells cut until nearly every bound decides
+/// (docs/performance.md).
+const LOOSENESS: f64 = 0.002;
+
+/// Rounds of halving at most: cells reach their sizes in about log2(faces / 8) rounds.
+const MAX_ROUNDS: usize = 24;
 
 /// Regions bounded in one batch: their 2 ends × centre and radius fill the kernels' 16-point blocks.
 const BOUND_BATCH: usize = 8;
@@ -122,30 +144,62 @@ const TAIL_SHARE: f64 = 0.25;
 /// the exact chain takes it.
 const MAX_HALVINGS: u32 = 2;
 
-/// Stops the walk once `left` points have been delivered, remembering the last ratio.
-struct Budgeted<'s> {
-    inner: Mapped<'s>,
-    left: usize,
-    last: f64,
+/// An exact probe of a side: the smallest margin there and, for the estimate of the pieces between probes,
+/// which side of each activation face every neuron lies on (a bit per neuron and face; empty unless asked for).
+struct Probe {
+    best: Best,
+    signs: Vec<u64>,
 }
 
-impl Sink for Budgeted<'_> {
-    fn push(&mut self, ratios: &[f64], values: &[f64]) -> ControlFlow<()> {
-        self.inner.push(ratios, values)?;
-        self.last = ratios.last().copied().unwrap_or(self.last);
-        self.left = self.left.saturating_sub(ratios.len());
-        if self.left == 0 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+/// Appends bits to a bit set, starting a new word.
+fn push_bits(bits: &mut Vec<u64>, values: impl Iterator<Item = bool>) {
+    let (mut word, mut k) = (0u64, 0);
+    for v in values {
+        word |= u64::from(v) << k;
+        k += 1;
+        if k == 64 {
+            bits.push(word);
+            (word, k) = (0, 0);
         }
+    }
+    if k > 0 {
+        bits.push(word);
+    }
+}
+
+/// The activation faces crossed between two probes: a lower estimate of the breakpoints between them.
+fn crossed(a: &[u64], b: &[u64]) -> usize {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones() as usize).sum()
+}
+
+/// How far a cell with end margins `m0`, `m1` is from needing the exact chain, given the best margin found:
+/// where both are positive, the room above `max(best, 0)` (a region is settled by bounds once its lower bound
+/// clears both); where both are negative, the room below zero, and above `best`; zero where the sign changes.
+fn slack(m0: f64, m1: f64, best: f64) -> f64 {
+    if m0 > 0.0 && m1 > 0.0 {
+        m0.min(m1) - best.max(0.0)
+    } else if m0 < 0.0 && m1 < 0.0 {
+        (-m0.max(m1)).min(m0.min(m1) - best)
+    } else {
+        0.0
+    }
+}
+
+/// Whether a cell of `faces` crossed faces is halved before it is bounded or chained.
+fn split(faces: usize, m0: f64, m1: f64, best: f64) -> bool {
+    let room = slack(m0, m1, best);
+    if faces <= CHAIN_CELL {
+        false
+    } else if room <= 0.0 {
+        true
+    } else {
+        faces > MAX_CELL || (faces > MIN_CELL && LOOSENESS * (faces as f64).powf(1.5) > room)
     }
 }
 
 struct Side<'p, 'a> {
     problem: &'p Problem<'a>,
-    /// On one thread: the prefix must stop soon after its budget (a parallel walk computes a wave of groups
-    /// before the first point arrives), and regions are chained in parallel with each other.
+    /// On one thread: regions are chained in parallel with each other, each of them short.
     engine: &'p ExactLine<'a>,
     /// Built on first use: a side whose chain is cheap never needs it.
     bounder: &'p OnceLock<Bounder<'a>>,
@@ -158,19 +212,53 @@ impl Side<'_, '_> {
         self.problem.point(self.sign * r)
     }
 
-    /// The exact smallest margins at ratios `rs`, by one batched forward pass.
+    /// The exact smallest margins at ratios `rs`, by batched forward passes (chunks on rayon's threads).
     fn probes(&self, rs: &[f64]) -> Result<Vec<Best>> {
-        let points: Vec<f64> = rs.iter().flat_map(|&r| self.point(r)).collect();
-        let outputs = forward_layers(self.problem.layers(), self.problem.input_len(), &points, rs.len())?;
-        let w = self.problem.output_len();
-        Ok(rs
-            .iter()
-            .zip(outputs.chunks_exact(w))
-            .map(|(&r, out)| Best {
-                margin: self.problem.decision().min_margin(self.problem.label(), out),
-                at: r,
+        Ok(self.probe(rs, false)?.into_iter().map(|p| p.best).collect())
+    }
+
+    /// Probes at ratios `rs`: the exact smallest margin and, if `faces`, the side of every activation face
+    /// each neuron lies on, by batched forward passes (chunks of [`chunk_points`] on rayon's threads).
+    fn probe(&self, rs: &[f64], faces: bool) -> Result<Vec<Probe>> {
+        let layers = self.problem.layers();
+        let chunk = chunk_points(&layers, self.problem.input_len());
+        let chunks = rs
+            .par_chunks(chunk)
+            .map(|rs| {
+                let n = rs.len();
+                let mut cur: Vec<f64> = rs.iter().flat_map(|&r| self.point(r)).collect();
+                check_finite("a point of the segment", &cur)?;
+                let mut next = Vec::new();
+                let mut scratch = Scratch::default();
+                let mut signs = vec![Vec::new(); if faces { n } else { 0 }];
+                for (index, layer) in layers.iter().enumerate() {
+                    let m = layer.in_len();
+                    for face in layer.faces().iter().filter(|_| faces) {
+                        let at = layer.face_value(*face);
+                        for (k, bits) in signs.iter_mut().enumerate() {
+                            push_bits(bits, cur[k * m..(k + 1) * m].iter().map(|&v| v > at));
+                        }
+                    }
+                    layer.apply(&cur, n, &mut next, &mut scratch);
+                    check_layer_output(index, layer, &next)?;
+                    std::mem::swap(&mut cur, &mut next);
+                }
+                let w = self.problem.output_len();
+                Ok(rs
+                    .iter()
+                    .zip(cur.chunks_exact(w))
+                    .enumerate()
+                    .map(|(k, (&r, out))| Probe {
+                        best: Best {
+                            margin: self.problem.decision().min_margin(self.problem.label(), out),
+                            at: r,
+                        },
+                        signs: std::mem::take(signs.get_mut(k).unwrap_or(&mut Vec::new())),
+                    })
+                    .collect::<Vec<Probe>>())
             })
-            .collect())
+            .collect::<Result<Vec<Vec<Probe>>>>()?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     /// The exact chain of `[r0, r1]` (its end points recomputed: the same bits as wherever else they are).
@@ -220,45 +308,66 @@ impl Side<'_, '_> {
     /// The side's scan, exactly as a scan of the whole side's chain would end; its `pieces` are the chained
     /// pieces plus one per region the bounds decided.
     ///
-    /// The chain runs first from `r = 0` for [`CHAIN_FIRST`] points. If the side is longer, the rest is cut into
-    /// regions of about [`PIECES_PER_REGION`] pieces at the prefix's density and bounded in batches; the exact
-    /// margins at every region end start the smallest margin, and [`Self::settle`] does the rest.
+    /// The side is probed at [`GRID`] + 1 evenly spaced points. The activation faces crossed between two
+    /// neighbouring probes estimate the pieces between them (every crossed face is at least one breakpoint; on
+    /// the trained MNIST models the estimate was 95% of the pieces, docs/performance.md), and the exact margins
+    /// at the probes tell how much looseness a region's bounds can afford. A side of fewer than [`SHORT`]
+    /// crossed faces is chained whole. Otherwise a cell is halved at a new probe while [`split`] says so:
+    /// where a margin changes sign or the best margin lies at its end, down to [`CHAIN_CELL`] faces, which are
+    /// then chained; elsewhere until the bounds' expected looseness at its size is below its margins. The
+    /// other cells are bounded, and [`Self::settle`] does the rest.
     fn scan(&self) -> Result<SideScan> {
-        let mut prefix = SideScan::new(self.problem.decision(), self.problem.label());
-        let mapped = Mapped { scan: &mut prefix, r0: 0.0, r1: 1.0, buf: Vec::new() };
-        let mut sink = Budgeted { inner: mapped, left: CHAIN_FIRST, last: 0.0 };
-        // Small chunks: a walk computes a chunk at every level before the first point reaches the sink.
-        let engine = self.engine.clone().with_chunk(CHAIN_FIRST / 4);
-        let flow = engine.run(&side_segment(self.problem, self.sign)?, &mut sink)?;
-        let stop = sink.last;
-        if flow.is_continue() || stop >= 1.0 {
-            return Ok(prefix);
+        let mut rs: Vec<f64> = (0..=GRID).map(|k| k as f64 / GRID as f64).collect();
+        let mut probes = self.probe(&rs, true)?;
+        let mut best = probes.iter().fold(Best { margin: f64::INFINITY, at: 0.0 }, |b, p| b.min(p.best));
+        let faces = |probes: &[Probe], k: usize| crossed(&probes[k].signs, &probes[k + 1].signs);
+        if (0..GRID).map(|k| faces(&probes, k)).sum::<usize>() < SHORT {
+            let (state, _) = self.chain(0.0, 1.0)?;
+            let State::Exact(scan) = state else { unreachable!("a chain is exact") };
+            return Ok(*scan);
         }
-        let expected = CHAIN_FIRST as f64 * (1.0 - stop) / stop.max(f64::MIN_POSITIVE);
-        let regions = (expected / PIECES_PER_REGION).ceil().clamp(1.0, 1e5) as usize;
-        let ratios: Vec<f64> = (0..=regions)
-            .map(|k| if k == regions { 1.0 } else { stop + (1.0 - stop) * k as f64 / regions as f64 })
-            .collect();
-        let mut best = Best { margin: prefix.min_margin, at: prefix.min_at };
-        for b in self.probes(&ratios)? {
+        for _ in 0..MAX_ROUNDS {
+            let mids: Vec<f64> = (0..rs.len() - 1)
+                .filter(|&k| {
+                    split(faces(&probes, k), probes[k].best.margin, probes[k + 1].best.margin, best.margin)
+                })
+                .map(|k| 0.5 * (rs[k] + rs[k + 1]))
+                .collect();
+            if mids.is_empty() {
+                break;
+            }
+            let new = self.probe(&mids, true)?;
+            best = new.iter().fold(best, |b, p| b.min(p.best));
+            let (old_rs, old) = (std::mem::take(&mut rs), std::mem::take(&mut probes));
+            let mut new = mids.into_iter().zip(new).peekable();
+            for (r, p) in old_rs.into_iter().zip(old) {
+                while let Some((m, q)) = new.next_if(|(m, _)| *m < r) {
+                    rs.push(m);
+                    probes.push(q);
+                }
+                rs.push(r);
+                probes.push(p);
+            }
+        }
+        let (chain, bound): (Vec<usize>, Vec<usize>) = (0..rs.len() - 1)
+            .partition(|&k| slack(probes[k].best.margin, probes[k + 1].best.margin, best.margin) <= 0.0);
+        let chained = chain
+            .par_iter()
+            .map(|&k| {
+                let (state, b) = self.chain(rs[k], rs[k + 1])?;
+                Ok((Part { r0: rs[k], r1: rs[k + 1], depth: MAX_HALVINGS, state }, b))
+            })
+            .collect::<Result<Vec<(Part, Best)>>>()?;
+        let mut parts = Vec::with_capacity(rs.len());
+        for (p, b) in chained {
             best = best.min(b);
+            parts.push(p);
         }
-        let mut parts = vec![Part { r0: 0.0, r1: stop, depth: 0, state: State::Exact(Box::new(prefix)) }];
-        let states = self.bound_all(&ratios, best.margin);
-        parts.extend(states.into_iter().enumerate().map(|(k, state)| Part {
-            r0: ratios[k],
-            r1: ratios[k + 1],
-            depth: 0,
-            state,
-        }));
+        let pairs: Vec<(f64, f64)> = bound.iter().map(|&k| (rs[k], rs[k + 1])).collect();
+        let states = self.bound_batches(&pairs, best.margin);
+        parts.extend(pairs.iter().zip(states).map(|(&(r0, r1), state)| Part { r0, r1, depth: 0, state }));
         let (parts, best) = self.settle(parts, best)?;
         Ok(total(self.problem, &parts, best))
-    }
-
-    /// Bounds the consecutive regions between `ratios`, in batches on rayon's threads.
-    fn bound_all(&self, ratios: &[f64], best: f64) -> Vec<State> {
-        let pairs: Vec<(f64, f64)> = ratios.windows(2).map(|w| (w[0], w[1])).collect();
-        self.bound_batches(&pairs, best)
     }
 
     /// Bounds regions in batches of [`BOUND_BATCH`] on rayon's threads.
