@@ -5,12 +5,14 @@
 //! of the hybrid certifier's arithmetic. The centre stays in `f64`. The radius only has to be an upper bound, and
 //! `|W|·ρ` is a sum of non-negative terms, so in `f32` its rounding error is at most `γ_n` times the computed
 //! value: the caller (`gcert-certify`'s `bounds`) rounds `ρ` up, divides the result by `1 − γ_n` and has a sound
-//! radius, from a pass that holds 16 values per AVX-512 vector against 8. What the caller needs for that is
+//! radius, from a pass that holds twice as many values per vector as `f64` (16 per AVX-512 vector, 8 per AVX2
+//! one). What the caller needs for that is
 //! [`Single::taps`], the most products summed into one output. The kernels only promise the usual
 //! floating-point model: each output is the sum of its products, by at most `taps` fused multiply-adds in some
 //! order, starting from zero; taps outside the input add exact zeros.
 //!
-//! A layer gets a single-precision form only on a CPU with AVX-512F, for `conv2d` (row stride 1 or 2, kernels
+//! A layer gets a single-precision form only on a CPU with AVX-512F, or with AVX2 and FMA (the same packing,
+//! one half of an AVX-512 vector per AVX2 vector), for `conv2d` (row stride 1 or 2, kernels
 //! up to 8 wide) and `linear`, and only where every weight is zero or of magnitude in `[2^-40, 2^40]`: then
 //! rounding `|w|` to `f32` (upward) loses nothing the caller has to account for, and with inputs of at least
 //! [`INPUT_FLOOR`] (`2^-60`; the caller raises smaller non-zero radii to it) no product is subnormal, where every
@@ -18,11 +20,21 @@
 
 use super::{ConvGeom, Scratch};
 
-/// A layer's `|W|` in `f32` (each weight's magnitude rounded up), packed for the AVX-512 kernels.
+/// A layer's `|W|` in `f32` (each weight's magnitude rounded up), packed for the AVX-512 or AVX2 kernels.
 #[derive(Debug, Clone)]
 pub struct Single {
     kernel: Kernel,
     taps: usize,
+    isa: Isa,
+}
+
+/// The instruction set a layer's kernels run on: the widest this CPU has (both need FMA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// 16 values per vector, masked loads and stores.
+    Avx512,
+    /// 8 values per vector (one half of the AVX-512 layout), masked through `vmaskmovps`.
+    Avx2,
 }
 
 #[derive(Debug, Clone)]
@@ -47,16 +59,29 @@ fn abs_up(v: f64) -> f32 {
     }
 }
 
-/// Whether this CPU runs the single-precision kernels.
-fn cpu_fits() -> bool {
+/// The instruction sets of the single-precision kernels this CPU runs, the widest first.
+fn isas() -> Vec<Isa> {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        use std::arch::is_x86_feature_detected as has;
+        let mut isas = Vec::new();
+        if has!("avx512f") {
+            isas.push(Isa::Avx512);
+        }
+        if has!("avx2") && has!("fma") {
+            isas.push(Isa::Avx2);
+        }
+        isas
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Vec::new()
     }
+}
+
+/// The kernels' instruction set on this CPU, if it runs them.
+fn cpu_isa() -> Option<Isa> {
+    isas().first().copied()
 }
 
 /// The smallest `f32` input the kernels are meant for: the caller raises smaller radii to it. Times the smallest
@@ -71,27 +96,35 @@ impl Single {
     /// The single-precision form of a linear layer (`weight` is `[outputs][inputs]`), where this CPU and the
     /// weights allow one.
     pub(super) fn linear(weight: &[f64], inputs: usize, outputs: usize) -> Option<Single> {
-        if !cpu_fits() || inputs == 0 || outputs == 0 || inputs > MAX_TAPS {
+        Single::linear_on(cpu_isa()?, weight, inputs, outputs)
+    }
+
+    fn linear_on(isa: Isa, weight: &[f64], inputs: usize, outputs: usize) -> Option<Single> {
+        if inputs == 0 || outputs == 0 || inputs > MAX_TAPS {
             return None;
         }
         if !weight[..inputs * outputs].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single { kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs)), taps: inputs })
+        Some(Single { kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs)), taps: inputs, isa })
     }
 
     /// The single-precision form of a convolution (`weight` is `[cout][cin][kh][kw]`), where this CPU, the
     /// geometry and the weights allow one.
     pub(super) fn conv2d(weight: &[f64], g: &ConvGeom) -> Option<Single> {
+        Single::conv2d_on(cpu_isa()?, weight, g)
+    }
+
+    fn conv2d_on(isa: Isa, weight: &[f64], g: &ConvGeom) -> Option<Single> {
         let taps = g.cin * g.kh * g.kw;
         let shape = matches!(g.stride[1], 1 | 2) && g.kw <= 8 && g.cout > 0 && g.oh > 0 && g.ow > 0;
-        if !cpu_fits() || !shape || taps == 0 || taps > MAX_TAPS {
+        if !shape || taps == 0 || taps > MAX_TAPS {
             return None;
         }
         if !weight[..g.cout * taps].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single { kernel: Kernel::Conv(ConvPack::new(weight, g)), taps })
+        Some(Single { kernel: Kernel::Conv(ConvPack::new(weight, g)), taps, isa })
     }
 
     /// The most products summed into one output.
@@ -126,15 +159,22 @@ impl Single {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            assert!(cpu_fits(), "single-precision kernels need AVX-512F");
+            assert!(isas().contains(&self.isa), "single-precision kernels need {:?}", self.isa);
             #[allow(unsafe_code)]
-            match &self.kernel {
-                // SAFETY: the CPU supports AVX-512F (asserted); the buffers are sized above.
-                Kernel::Linear(p) => unsafe { x86::linear(p, x, n, out, &mut scratch.single) },
-                Kernel::Conv(p) => {
+            match (&self.kernel, self.isa) {
+                // SAFETY: the CPU supports the instruction set (asserted); the buffers are sized above.
+                (Kernel::Linear(p), Isa::Avx512) => unsafe { x86::linear(p, x, n, out, &mut scratch.single) },
+                // SAFETY: as above.
+                (Kernel::Linear(p), Isa::Avx2) => unsafe { avx2::linear(p, x, n, out, &mut scratch.single) },
+                (Kernel::Conv(p), isa) => {
                     for (xp, op) in x.chunks_exact(in_len).zip(out.chunks_exact_mut(out_len)).take(n) {
                         // SAFETY: as above; one point's input and output.
-                        unsafe { x86::conv(p, xp, op) };
+                        unsafe {
+                            match isa {
+                                Isa::Avx512 => x86::conv(p, xp, op),
+                                Isa::Avx2 => avx2::conv(p, xp, op),
+                            }
+                        };
                     }
                 }
             }
@@ -427,6 +467,202 @@ mod x86 {
     }
 }
 
+/// The AVX2 kernels: the same packing and the same sums as [`x86`]'s, with 8 values per vector (one half of the
+/// AVX-512 layout) and `vmaskmovps` for its masked loads and stores (a lane the mask leaves out is neither read
+/// nor written).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{ConvPack, LinearPack, PANEL, POINTS};
+
+    /// The lanes of an 8-bit mask as a vector mask (all ones where the bit is set).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(m: u8) -> __m256i {
+        let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(i32::from(m)), bits), bits)
+    }
+
+    /// Points per pass over a panel: with its two vectors, 8 accumulators.
+    const PASS: usize = 4;
+
+    /// The linear kernel over `n` points (as [`super::x86`]'s: blocks of [`POINTS`] points packed as
+    /// `[input][point]`, each panel's accumulators starting at zero and taking one fused multiply-add per input).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `x` holds `n·inputs` values and `out` `n·outputs`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn linear(p: &LinearPack, x: &[f32], n: usize, out: &mut [f32], xp: &mut Vec<f32>) {
+        let inputs = p.inputs;
+        xp.resize(inputs * POINTS, 0.0);
+        for p0 in (0..n).step_by(POINTS) {
+            let pts = (n - p0).min(POINTS);
+            xp.fill(0.0);
+            for (q, row) in x[p0 * inputs..(p0 + pts) * inputs].chunks_exact(inputs).enumerate() {
+                for (i, &v) in row.iter().enumerate() {
+                    xp[i * POINTS + q] = v;
+                }
+            }
+            for panel in 0..p.panels {
+                for q0 in (0..pts).step_by(PASS) {
+                    // SAFETY: the CPU supports AVX2 and FMA; the panel and the points exist.
+                    unsafe { block(p, xp, panel, p0 + q0, q0, (pts - q0).min(PASS), out) };
+                }
+            }
+        }
+    }
+
+    /// One panel over the points `q0 .. q0 + PASS` of a block (`pts` of them real, the first at `p`).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block(
+        lp: &LinearPack,
+        xp: &[f32],
+        panel: usize,
+        p: usize,
+        q0: usize,
+        pts: usize,
+        out: &mut [f32],
+    ) {
+        let (inputs, w) = (lp.inputs, &lp.w);
+        let mut acc = [[_mm256_setzero_ps(); 2]; PASS];
+        let wbase = panel * inputs * PANEL;
+        assert!(w.len() >= wbase + inputs * PANEL && xp.len() >= inputs * POINTS && q0 + PASS <= POINTS);
+        for i in 0..inputs {
+            // SAFETY: inside the panel's weights (asserted above).
+            let wv = unsafe {
+                let at = w.as_ptr().add(wbase + i * PANEL);
+                [_mm256_loadu_ps(at), _mm256_loadu_ps(at.add(8))]
+            };
+            for (q, a) in acc.iter_mut().enumerate() {
+                // SAFETY: inside the packed block (asserted above).
+                let xb = _mm256_set1_ps(unsafe { *xp.get_unchecked(i * POINTS + q0 + q) });
+                for (av, wq) in a.iter_mut().zip(&wv) {
+                    *av = _mm256_fmadd_ps(xb, *wq, *av);
+                }
+            }
+        }
+        let outputs = lp.outputs;
+        for (q, a) in acc.iter().enumerate().take(pts) {
+            let row = &mut out[(p + q) * outputs..(p + q + 1) * outputs];
+            for (v, av) in a.iter().enumerate() {
+                let o0 = panel * PANEL + 8 * v;
+                let n = outputs.saturating_sub(o0).min(8);
+                let keep: u8 = if n == 8 { 0xff } else { (1u16 << n) as u8 - 1 };
+                // SAFETY: the kept lanes are outputs `o0 ..` of the row that exist.
+                unsafe { _mm256_maskstore_ps(row.as_mut_ptr().wrapping_add(o0), lanes(keep), *av) };
+            }
+        }
+    }
+
+    /// The convolution of one point (module notes of `ConvPack`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `x` holds `cin·h·w` values and `o` `cout·oh·ow`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn conv(p: &ConvPack, x: &[f32], o: &mut [f32]) {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe {
+            if p.g.stride[1] == 1 {
+                conv_s::<1>(p, x, o)
+            } else {
+                conv_s::<2>(p, x, o)
+            }
+        }
+    }
+
+    /// Halves (one vector each) per group and output channels per block: 8 accumulators.
+    const V: usize = 2;
+    const C: usize = 4;
+
+    /// For each pair of halves and block of [`C`] output channels, the accumulators start at zero and take
+    /// every tap (kernel row, input channel, kernel column), loaded by masked loads: zeros outside the input;
+    /// with a row stride of 2, 16 values per half in two loads, the even ones kept.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn conv_s<const S: usize>(p: &ConvPack, x: &[f32], o: &mut [f32]) {
+        let g = &p.g;
+        assert!(x.len() >= g.cin * g.h * g.w && o.len() >= g.cout * g.oh * g.ow && g.kw <= 8);
+        assert!(p.wk.len() >= g.cin * g.kh * g.kw * p.coutp && p.coutp.is_multiple_of(8));
+        let (coutp, kw, plane, chan) = (p.coutp, g.kw, g.oh * g.ow, g.h * g.w);
+        // The lanes of a stride-2 half that read the low and the high 8 of its 16 values (at `2j`).
+        let split = |m: u8| {
+            let spread = (0..8).fold(0u16, |bits, j| bits | (u16::from((m >> j) & 1) << (2 * j)));
+            [spread as u8, (spread >> 8) as u8]
+        };
+        let wk = p.wk.as_ptr();
+        for group in p.halves.chunks_exact(V) {
+            for cb in (0..g.cout).step_by(C) {
+                let mut acc = [[_mm256_setzero_ps(); V]; C];
+                for ky in 0..g.kh {
+                    // Per half: the input offset of lane 0 at kernel column 0, and per kernel column the lanes
+                    // to load (none where the input row does not exist), for the low and the high load.
+                    let mut base = [0isize; V];
+                    let mut masks = [[[_mm256_setzero_si256(); 2]; 8]; V];
+                    for (h, half) in group.iter().enumerate() {
+                        let iy = (half.oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                        let live = iy >= 0 && iy < g.h as isize;
+                        base[h] = iy * g.w as isize + (S * half.ox0) as isize - g.padding[1] as isize;
+                        for kx in 0..kw {
+                            let m = if live { half.cols[kx] } else { 0 };
+                            let [lo, hi] = if S == 1 { [m, 0] } else { split(m) };
+                            masks[h][kx] = [lanes(lo), lanes(hi)];
+                        }
+                    }
+                    for ci in 0..g.cin {
+                        let xc = x.as_ptr().wrapping_add(ci * chan);
+                        let wrow0 = (ci * g.kh + ky) * kw;
+                        for kx in 0..kw {
+                            let mut xv = [_mm256_setzero_ps(); V];
+                            for (h, xq) in xv.iter_mut().enumerate() {
+                                let at = xc.wrapping_offset(base[h] + kx as isize);
+                                let [lo, hi] = masks[h][kx];
+                                // SAFETY: the lanes the masks keep read input columns inside an existing input
+                                // row, so inside `x`; the others are not read.
+                                *xq = unsafe {
+                                    if S == 1 {
+                                        _mm256_maskload_ps(at, lo)
+                                    } else {
+                                        let a = _mm256_maskload_ps(at, lo);
+                                        let b = _mm256_maskload_ps(at.wrapping_add(8), hi);
+                                        // [a0 a2 b0 b2 | a4 a6 b4 b6] → [a0 a2 a4 a6 b0 b2 b4 b6]
+                                        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
+                                            _mm256_castps_pd(e),
+                                        ))
+                                    }
+                                };
+                            }
+                            let wrow = wk.wrapping_add((wrow0 + kx) * coutp + cb);
+                            for (c, a) in acc.iter_mut().enumerate() {
+                                // SAFETY: tap `wrow0 + kx`, channel `cb + c < coutp` (`cb` is a multiple of 4
+                                // below `cout`, `coutp` one of 8 at least `cout`): inside the weights.
+                                let wc = _mm256_set1_ps(unsafe { *wrow.add(c) });
+                                for (aq, xq) in a.iter_mut().zip(&xv) {
+                                    *aq = _mm256_fmadd_ps(wc, *xq, *aq);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (c, a) in acc.iter().enumerate().take(g.cout - cb) {
+                    let dst = o[(cb + c) * plane..(cb + c + 1) * plane].as_mut_ptr();
+                    for (half, aq) in group.iter().zip(a) {
+                        // SAFETY: the kept lanes are pixels of the plane that exist.
+                        unsafe {
+                            _mm256_maskstore_ps(
+                                dst.wrapping_add(half.oy * g.ow + half.ox0),
+                                lanes(half.store),
+                                *aq,
+                            )
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::conv::tests::{geometry, GEOMETRIES};
@@ -461,19 +697,22 @@ mod tests {
         assert!(got / (1.0 - taps as f64 * U / (1.0 - taps as f64 * U)) >= exact, "{what}: {got} < {exact}");
     }
 
+    /// Every instruction set this CPU runs, not only the one layers get (the AVX2 kernels on an AVX-512 CPU).
     #[test]
     fn the_linear_kernel_sums_every_input() {
-        if !cpu_fits() {
+        if cpu_isa().is_none() {
             assert!(Single::linear(&[1.0], 1, 1).is_none());
             return;
         }
         let mut seed = 0x9e37_79b9_7f4a_7c15;
-        for (inputs, outputs, n) in
-            [(1, 1, 1), (7, 3, 2), (33, 16, 8), (100, 10, 17), (2048, 100, 16), (5, 47, 9)]
+        let shapes =
+            [(1, 1, 1), (7, 3, 2), (33, 16, 8), (100, 10, 17), (2048, 100, 16), (5, 47, 9), (9, 24, 5)];
+        for ((inputs, outputs, n), isa) in
+            shapes.into_iter().flat_map(|s| isas().into_iter().map(move |i| (s, i)))
         {
             let weight = values(&mut seed, inputs * outputs);
             let x: Vec<f32> = values(&mut seed, n * inputs).iter().map(|&v| v.abs() as f32).collect();
-            let single = Single::linear(&weight, inputs, outputs).expect("an f32 form");
+            let single = Single::linear_on(isa, &weight, inputs, outputs).expect("an f32 form");
             assert_eq!((single.taps(), single.in_len(), single.out_len()), (inputs, inputs, outputs));
             let mut out = vec![f32::NAN; 3];
             single.apply(&x, n, &mut out, &mut Scratch::default());
@@ -483,7 +722,12 @@ mod tests {
                     let row = &weight[o * inputs..(o + 1) * inputs];
                     let xs = &x[p * inputs..(p + 1) * inputs];
                     let exact = row.iter().zip(xs).map(|(&a, &v)| a.abs() * f64::from(v)).sum::<f64>();
-                    close(out[p * outputs + o], exact, inputs, &format!("{inputs}→{outputs} p{p} o{o}"));
+                    close(
+                        out[p * outputs + o],
+                        exact,
+                        inputs,
+                        &format!("{isa:?} {inputs}→{outputs} p{p} o{o}"),
+                    );
                 }
             }
         }
@@ -498,13 +742,12 @@ mod tests {
         // row, a kernel 8 wide.
         let extra = [(3, 17, 3, 1, [1, 2], 9, 31), (2, 3, 1, 0, [1, 1], 3, 3), (2, 3, 8, 3, [1, 1], 12, 12)];
         let mut seed = 0x2545_f491_4f6c_dd1d;
-        for g in GEOMETRIES.into_iter().chain(extra).map(geometry) {
+        let geometries: Vec<ConvGeom> = GEOMETRIES.into_iter().chain(extra).map(geometry).collect();
+        assert!(cpu_isa().is_some() || geometries.iter().all(|g| Single::conv2d(&[0.5; 4096], g).is_none()));
+        for (g, isa) in geometries.into_iter().flat_map(|g| isas().into_iter().map(move |i| (g, i))) {
             let ConvGeom { cin, cout, kh: k, stride, padding: [pad, _], h, w, oh, ow, .. } = g;
             let weight = values(&mut seed, cout * cin * k * k);
-            let Some(single) = Single::conv2d(&weight, &g) else {
-                assert!(!cpu_fits(), "{g:?}");
-                continue;
-            };
+            let single = Single::conv2d_on(isa, &weight, &g).expect("an f32 form");
             let n = 3;
             let x: Vec<f32> = values(&mut seed, n * cin * h * w).iter().map(|&v| v.abs() as f32).collect();
             let mut out = Vec::new();
@@ -531,7 +774,7 @@ mod tests {
                                 }
                             }
                             let got = out[((p * cout + co) * oh + oy) * ow + ox];
-                            close(got, exact, cin * k * k, &format!("{g:?} p{p} c{co} ({oy},{ox})"));
+                            close(got, exact, cin * k * k, &format!("{isa:?} {g:?} p{p} c{co} ({oy},{ox})"));
                         }
                     }
                 }
@@ -544,7 +787,7 @@ mod tests {
         for v in [1e-13, 2e12, 1e-40, 1e35, f64::MIN_POSITIVE] {
             assert!(Single::linear(&[1.0, v], 2, 1).is_none(), "{v}");
         }
-        assert_eq!(Single::linear(&[1.0, 0.0], 2, 1).is_some(), cpu_fits());
+        assert_eq!(Single::linear(&[1.0, 0.0], 2, 1).is_some(), cpu_isa().is_some());
         assert!(f64::from(abs_up(-0.1)) >= 0.1 && f64::from(abs_up(0.3)) >= 0.3);
     }
 }
