@@ -12,7 +12,8 @@
 //! The register blocking follows the layer's output channels ([`Blocking`]): 8 channels × 16 points for wide
 //! layers, and for the narrow ones (a generator's last layers have 4 channels or 1) fewer channels × more points,
 //! so that no accumulator is spent on a padding channel and enough of them stay in flight to keep the
-//! multiply-add units busy. The transposes into and out of a block move 8 × 8 tiles through vector registers.
+//! multiply-add units busy. The transposes into and out of a block move 8 × 8 tiles through AVX-512 registers,
+//! or 4 × 4 tiles through AVX2 ones.
 //!
 //! The kernel is written with explicit AVX-512 and AVX2 + FMA instructions (the same fused products in the same
 //! order, so both give the same bits) and chosen per call from the CPU's features; elsewhere a plain version
@@ -411,9 +412,57 @@ fn pixel_chunk(coutp: usize, lanes: usize) -> usize {
 }
 
 /// `dst[c·dst_stride + r] = src[r·src_stride + c]` for `r < rows`, `c < cols`: 8 × 8 tiles through vector
-/// registers where the CPU has AVX-512, the edges (and every tile elsewhere) one value at a time. A copy, so
-/// the values have the same bits either way.
+/// registers where the CPU has AVX-512, 4 × 4 tiles where it has AVX2, the edges (and every tile elsewhere) one
+/// value at a time. A copy, so the values have the same bits either way. Without the AVX2 tiles, the transposes
+/// took a third of the transposed convolutions' time on an AVX2-only CPU (docs/performance.md).
 pub(super) fn transpose(
+    src: &[f64],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f64],
+    dst_stride: usize,
+) {
+    transpose_in(Tiles::cpu(), src, src_stride, rows, cols, dst, dst_stride);
+}
+
+/// The vector tiles [`transpose`] moves: 8 × 8 through AVX-512 registers, 4 × 4 through AVX2 ones, or none
+/// (one value at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tiles {
+    Avx512,
+    Avx2,
+    Scalar,
+}
+
+impl Tiles {
+    /// The widest tiles this CPU runs.
+    fn cpu() -> Tiles {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Tiles::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Tiles::Avx2;
+            }
+        }
+        Tiles::Scalar
+    }
+
+    /// The side of a tile (1: no tiles).
+    fn side(self) -> usize {
+        match self {
+            Tiles::Avx512 => 8,
+            Tiles::Avx2 => 4,
+            Tiles::Scalar => 1,
+        }
+    }
+}
+
+/// [`transpose`] with the given tiles, which the CPU must run.
+fn transpose_in(
+    tiles: Tiles,
     src: &[f64],
     src_stride: usize,
     rows: usize,
@@ -429,21 +478,42 @@ pub(super) fn transpose(
         rows <= dst_stride && (cols - 1) * dst_stride + rows <= dst.len(),
         "the destination is too short"
     );
-    let (mut r8, mut c8) = (0, 0);
+    // The rows and columns the tiles cover (none without tiles).
+    let (rt, ct) = match tiles.side() {
+        1 => (0, 0),
+        side => (rows - rows % side, cols - cols % side),
+    };
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        (r8, c8) = (rows - rows % 8, cols - cols % 8);
-        #[allow(unsafe_code)]
-        // SAFETY: the CPU supports AVX-512F (checked just above). The tiles read rows below r8 ≤ rows at columns
-        // below c8 ≤ cols, inside `src` by the first assertion, and write rows below c8 at columns below r8,
-        // inside `dst` by the second.
-        unsafe {
-            x86::tiles(src.as_ptr(), src_stride, (r8, c8), dst.as_mut_ptr(), dst_stride);
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        match tiles {
+            Tiles::Avx512 => {
+                assert!(has!("avx512f"), "AVX-512 tiles on a CPU without AVX-512F");
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU supports AVX-512F (asserted just above). The tiles read rows below rt ≤ rows
+                // at columns below ct ≤ cols, inside `src` by the first assertion, and write rows below ct at
+                // columns below rt, inside `dst` by the second; both are multiples of 8.
+                unsafe {
+                    x86::tiles(s, src_stride, (rt, ct), d, dst_stride)
+                }
+            }
+            Tiles::Avx2 => {
+                assert!(has!("avx2"), "AVX2 tiles on a CPU without AVX2");
+                #[allow(unsafe_code)]
+                // SAFETY: as above, with AVX and multiples of 4.
+                unsafe {
+                    x86::tiles_avx2(s, src_stride, (rt, ct), d, dst_stride)
+                }
+            }
+            Tiles::Scalar => {}
         }
     }
-    // What the tiles left: the columns past c8 of the tiled rows, and every column of the rows past r8.
+    #[cfg(not(target_arch = "x86_64"))]
+    assert_eq!(tiles, Tiles::Scalar, "vector tiles off x86-64");
+    // What the tiles left: the columns past ct of the tiled rows, and every column of the rows past rt.
     for r in 0..rows {
-        let from = if r < r8 { c8 } else { 0 };
+        let from = if r < rt { ct } else { 0 };
         for (c, v) in src[r * src_stride + from..r * src_stride + cols].iter().enumerate() {
             dst[(from + c) * dst_stride + r] = *v;
         }
@@ -478,13 +548,24 @@ fn wide_kernel(channels: usize) -> (Kernel, usize) {
             };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return match channels {
-                1 => (wide_avx2::<1, 8>, 32),
-                _ => (wide_avx2::<2, 4>, 16),
-            };
+            return wide_avx2_kernel(channels);
         }
     }
     (block_portable, 1)
+}
+
+/// The AVX2 + FMA wide kernel for groups of `channels` output channels, and the multiple of points its blocks
+/// must have. Each keeps 8 to 12 of the 16 vector registers as accumulators: on wide layers 4 channels × 3
+/// vectors of points (12 lanes; 3 loads and 4 broadcasts per 12 multiply-adds, enough in flight to cover
+/// their latency), the lanes past the last group of 12 in groups of 4 over 8 channels.
+#[cfg(target_arch = "x86_64")]
+fn wide_avx2_kernel(channels: usize) -> (Kernel, usize) {
+    match channels {
+        1 => (wide_avx2::<1, 8, 1>, 32),
+        2 => (wide_avx2::<2, 4, 2>, 16),
+        4 => (wide_avx2::<4, 2, 4>, 8),
+        _ => (wide_avx2::<4, 3, 8>, 4),
+    }
 }
 
 /// The kernel for blocks of at most [`NN`] points, when one gives the same bits as the wide kernel on this CPU:
@@ -496,10 +577,10 @@ fn narrow_kernel(channels: usize) -> Option<Kernel> {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // The AVX2 kernel over one vector of points: its lanes are the wide kernels' lanes, product by product.
             return Some(match channels {
-                1 => wide_avx2::<1, 1>,
-                2 => wide_avx2::<2, 1>,
-                4 => wide_avx2::<4, 1>,
-                _ => wide_avx2::<8, 1>,
+                1 => wide_avx2::<1, 1, 1>,
+                2 => wide_avx2::<2, 1, 2>,
+                4 => wide_avx2::<4, 1, 4>,
+                _ => wide_avx2::<8, 1, 8>,
             });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -539,16 +620,18 @@ fn wide_avx512<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
     }
 }
 
-/// The AVX2 + FMA kernel over groups of `C` channels and `4·V` lanes.
+/// The AVX2 + FMA kernel over groups of `C` channels and `4·V` lanes, the lanes past the last whole group in
+/// groups of `T` channels and 4 lanes.
 #[cfg(target_arch = "x86_64")]
-fn wide_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
-    check_block(b, ot, C, 4 * V);
+fn wide_avx2<const C: usize, const V: usize, const T: usize>(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, C, 4);
+    assert!(b.plan.coutp.is_multiple_of(T), "the block does not fit the kernel");
     assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
     #[allow(unsafe_code)]
     // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
     // offset `block_avx2` forms lies inside the block's slices and `ot`.
     unsafe {
-        x86::block_avx2::<C, V>(b, ot)
+        x86::block_avx2::<C, V, T>(b, ot)
     }
 }
 
@@ -836,46 +919,73 @@ mod x86 {
     }
 
     /// AVX2 with FMA: per tap and group of `4·V` lanes, `V` loads and `C·V` fused multiply-adds, the same
-    /// products in the same order as the AVX-512 kernel.
+    /// products in the same order as the AVX-512 kernel. Lanes past the last whole group of `4·V` run in groups
+    /// of 4 over `T` channels at a time (a lane's products do not depend on its group).
     ///
     /// # Safety
-    /// As [`block_avx512`] with `4·V` for `8·V`, and AVX2 and FMA instead of AVX-512F.
+    /// As [`block_avx512`] with 4 for 8 (the block's lanes a multiple of 4), AVX2 and FMA instead of
+    /// AVX-512F, and the plan's padded channels a multiple of `C` and of `T`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+    pub(super) unsafe fn block_avx2<const C: usize, const V: usize, const T: usize>(
+        b: &Block,
+        ot: &mut [f64],
+    ) {
+        let lanes = b.lanes;
+        let whole = lanes - lanes % (4 * V);
+        for pix in b.pixels.0..b.pixels.1 {
+            for lane0 in (0..whole).step_by(4 * V) {
+                // SAFETY: this function's contract.
+                unsafe { group_avx2::<C, V>(b, ot, pix, lane0) };
+            }
+            for lane0 in (whole..lanes).step_by(4) {
+                // SAFETY: this function's contract.
+                unsafe { group_avx2::<T, 1>(b, ot, pix, lane0) };
+            }
+        }
+    }
+
+    /// One output pixel's lanes `lane0..lane0 + 4·V`, every channel, `C` at a time (see [`block_avx2`]).
+    ///
+    /// # Safety
+    /// As [`block_avx2`], with `lane0 + 4·V` at most the block's lanes and `pix` among its pixels.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn group_avx2<const C: usize, const V: usize>(
+        b: &Block,
+        ot: &mut [f64],
+        pix: usize,
+        lane0: usize,
+    ) {
         let Plan { taps, coutp, wk, bias, .. } = b.plan;
-        let ((first, end), lanes) = (b.pixels, b.lanes);
-        let (coutp, np) = (*coutp, end - first);
+        let (first, lanes) = (b.pixels.0, b.lanes);
+        let (coutp, np) = (*coutp, b.pixels.1 - first);
         let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        for pix in first..end {
-            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
-            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-            for lane0 in (0..lanes).step_by(4 * V) {
-                for cb in (0..coutp).step_by(C) {
-                    let mut acc = [[_mm256_setzero_pd(); V]; C];
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        *a = [_mm256_set1_pd(bias[cb + c]); V];
+        let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
+        let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
+        for cb in (0..coutp).step_by(C) {
+            let mut acc = [[_mm256_setzero_pd(); V]; C];
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a = [_mm256_set1_pd(bias[cb + c]); V];
+            }
+            for (&k, &r) in ks.iter().zip(rows) {
+                // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                let xr = unsafe { x.add(r * lanes + lane0) };
+                let mut xv = [_mm256_setzero_pd(); V];
+                for (v, xq) in xv.iter_mut().enumerate() {
+                    *xq = unsafe { _mm256_loadu_pd(xr.add(4 * v)) };
+                }
+                let wrow = unsafe { w.add(k * coutp + cb) };
+                for (c, a) in acc.iter_mut().enumerate() {
+                    let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
+                    for (aq, xq) in a.iter_mut().zip(&xv) {
+                        *aq = _mm256_fmadd_pd(wc, *xq, *aq);
                     }
-                    for (&k, &r) in ks.iter().zip(rows) {
-                        // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-                        let xr = unsafe { x.add(r * lanes + lane0) };
-                        let mut xv = [_mm256_setzero_pd(); V];
-                        for (v, xq) in xv.iter_mut().enumerate() {
-                            *xq = unsafe { _mm256_loadu_pd(xr.add(4 * v)) };
-                        }
-                        let wrow = unsafe { w.add(k * coutp + cb) };
-                        for (c, a) in acc.iter_mut().enumerate() {
-                            let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
-                            for (aq, xq) in a.iter_mut().zip(&xv) {
-                                *aq = _mm256_fmadd_pd(wc, *xq, *aq);
-                            }
-                        }
-                    }
-                    for (c, a) in acc.iter().enumerate() {
-                        let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
-                        for (v, aq) in a.iter().enumerate() {
-                            unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
-                        }
-                    }
+                }
+            }
+            for (c, a) in acc.iter().enumerate() {
+                let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
+                for (v, aq) in a.iter().enumerate() {
+                    unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
                 }
             }
         }
@@ -909,6 +1019,61 @@ mod x86 {
                     unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
                 }
             }
+        }
+    }
+
+    /// [`tiles`] in 4 × 4 tiles through AVX registers.
+    ///
+    /// # Safety
+    /// The CPU must support AVX; `rows` and `cols` must be multiples of 4, `src` readable at `r·ss + c` and
+    /// `dst` writable at `c·ds + r` for every `r < rows`, `c < cols`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn tiles_avx2(
+        src: *const f64,
+        ss: usize,
+        (rows, cols): (usize, usize),
+        dst: *mut f64,
+        ds: usize,
+    ) {
+        // SAFETY (every tile): rows r0..r0 + 4 ≤ rows and columns c0..c0 + 4 ≤ cols, per this function's contract.
+        if rows <= cols {
+            for r0 in (0..rows).step_by(4) {
+                for c0 in (0..cols).step_by(4) {
+                    unsafe { tile4(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
+                }
+            }
+        } else {
+            for c0 in (0..cols).step_by(4) {
+                for r0 in (0..rows).step_by(4) {
+                    unsafe { tile4(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
+                }
+            }
+        }
+    }
+
+    /// One 4 × 4 tile: `dst[c·ds + r] = src[r·ss + c]` for `r, c < 4`: pairs of rows interleaved, then halves
+    /// exchanged.
+    ///
+    /// # Safety
+    /// The CPU must support AVX; `src` must be readable at `r·ss + c` and `dst` writable at `c·ds + r` for every
+    /// `r, c < 4`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn tile4(src: *const f64, ss: usize, dst: *mut f64, ds: usize) {
+        // SAFETY: rows 0–3 of the tile, readable per this function's contract.
+        let [a, b, c, d] = [0, 1, 2, 3].map(|i| unsafe { _mm256_loadu_pd(src.add(i * ss)) });
+        // [a0 b0 a2 b2], [a1 b1 a3 b3], [c0 d0 c2 d2], [c1 d1 c3 d3].
+        let (ab0, ab1) = (_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
+        let (cd0, cd1) = (_mm256_unpacklo_pd(c, d), _mm256_unpackhi_pd(c, d));
+        let columns = [
+            _mm256_permute2f128_pd::<0x20>(ab0, cd0),
+            _mm256_permute2f128_pd::<0x20>(ab1, cd1),
+            _mm256_permute2f128_pd::<0x31>(ab0, cd0),
+            _mm256_permute2f128_pd::<0x31>(ab1, cd1),
+        ];
+        for (i, col) in columns.into_iter().enumerate() {
+            // SAFETY: row i of the destination tile, writable per this function's contract.
+            unsafe { _mm256_storeu_pd(dst.add(i * ds), col) };
         }
     }
 
@@ -1039,13 +1204,8 @@ pub(super) mod tests {
             #[cfg(target_arch = "x86_64")]
             {
                 use std::arch::is_x86_feature_detected as has;
-                let avx2 = (has!("avx2") && has!("fma")).then(|| {
-                    run(
-                        if channels == 1 { super::wide_avx2::<1, 8> } else { super::wide_avx2::<2, 4> },
-                        lanes,
-                        all,
-                    )
-                });
+                let avx2 = (has!("avx2") && has!("fma"))
+                    .then(|| run(super::wide_avx2_kernel(channels).0, lanes, all));
                 let avx512 = has!("avx512f").then(|| chosen.clone());
                 if let (Some(a), Some(b)) = (&avx2, &avx512) {
                     assert_eq!(a, b, "{cout} channels: the AVX2 and AVX-512 kernels differ");
@@ -1144,18 +1304,25 @@ pub(super) mod tests {
     /// The tiled transpose is the transpose, for every shape around the tile size and any strides.
     #[test]
     fn transpose_is_the_transpose() {
-        for (rows, cols) in [(1, 1), (3, 17), (8, 8), (16, 9), (13, 40), (64, 1030), (9, 64)] {
+        use super::Tiles;
+        let cpu = Tiles::cpu();
+        let every = [Tiles::Avx512, Tiles::Avx2, Tiles::Scalar];
+        // The CPU's tiles and every narrower kind.
+        let kinds = &every[every.iter().position(|t| *t == cpu).expect("a kind")..];
+        for (tiles, (rows, cols)) in kinds.iter().flat_map(|t| {
+            [(1, 1), (3, 17), (4, 4), (8, 8), (16, 9), (13, 40), (64, 1030), (9, 64), (6, 7)].map(|s| (*t, s))
+        }) {
             for pad in [0, 3] {
                 let (ss, ds) = (cols + pad, rows + 2 * pad);
                 let src = inputs(rows * ss, 11);
                 let mut dst = vec![f64::NAN; cols * ds];
-                super::transpose(&src, ss, rows, cols, &mut dst, ds);
+                super::transpose_in(tiles, &src, ss, rows, cols, &mut dst, ds);
                 for r in 0..rows {
                     for c in 0..cols {
                         assert_eq!(
                             dst[c * ds + r].to_bits(),
                             src[r * ss + c].to_bits(),
-                            "{rows}×{cols} at ({r}, {c})"
+                            "{tiles:?} {rows}×{cols} at ({r}, {c})"
                         );
                     }
                 }
