@@ -4,9 +4,9 @@
 //! batches (16 rows per product in a batch of bounds) repacking a 2048 × 100 weight matrix cost more than the
 //! products themselves. Here the weights are packed on the layer's first use into panels of [`PANEL`] outputs, each
 //! panel `[inputs][PANEL]`, so that one input's weights for a panel are two AVX-512 vectors. The kernel keeps
-//! `points × PANEL` accumulators in registers over a block of [`KC`] inputs (one broadcast per point and input,
-//! one fused multiply-add per point and vector), so a panel's block of weights is reused by every point of the
-//! batch while it is in the cache.
+//! `points × PANEL` accumulators in registers (on AVX2, one half of the panel after the other) over a block of
+//! [`KC`] inputs (one broadcast per point and input, one fused multiply-add per point and vector), so a panel's
+//! block of weights is reused by every point of the batch while it is in the cache.
 //!
 //! Every output is its bias followed by one fused multiply-add per input, in input order, whatever the batch
 //! size, the block of points it shares, or the instruction set (AVX-512 or AVX2 + FMA): a point's output does
@@ -262,7 +262,10 @@ mod x86 {
         }
     }
 
-    /// AVX2 with FMA: 4 points × four vectors, the same products in the same order as [`avx512`].
+    /// AVX2 with FMA: 4 points × two vectors, one half of the panel after the other (8 accumulators, 2
+    /// weight loads and 4 broadcasts per 8 fused multiply-adds: 4 × 4 accumulators with the weights in
+    /// registers would need 21 of the 16 vector registers, and spilled), the same products in the same order as
+    /// [`avx512`].
     ///
     /// # Safety
     /// As [`avx512`], with 4 points for 8, and AVX2 and FMA instead of AVX-512F.
@@ -271,30 +274,32 @@ mod x86 {
         const P: usize = P256;
         let (x, w, y) = (t.xp.as_ptr(), t.w.as_ptr(), ys.as_mut_ptr());
         // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-        let mut acc = [[_mm256_setzero_pd(); 4]; P];
-        for (p, a) in acc.iter_mut().enumerate() {
-            let src = match t.bias {
-                Some(b) => b.as_ptr(),
-                None => unsafe { y.add(p * t.width + t.col) },
-            };
-            for (v, q) in a.iter_mut().enumerate() {
-                *q = unsafe { _mm256_loadu_pd(src.add(4 * v)) };
-            }
-        }
-        for i in 0..t.kc {
-            let (wi, xi) = unsafe { (w.add(i * PANEL), x.add(i * P)) };
-            let wv: [__m256d; 4] = std::array::from_fn(|v| unsafe { _mm256_loadu_pd(wi.add(4 * v)) });
+        for half in [0, PANEL / 2] {
+            let mut acc = [[_mm256_setzero_pd(); 2]; P];
             for (p, a) in acc.iter_mut().enumerate() {
-                let xv = _mm256_set1_pd(unsafe { *xi.add(p) });
-                for (q, wq) in a.iter_mut().zip(&wv) {
-                    *q = _mm256_fmadd_pd(xv, *wq, *q);
+                let src = match t.bias {
+                    Some(b) => b.as_ptr(),
+                    None => unsafe { y.add(p * t.width + t.col) },
+                };
+                for (v, q) in a.iter_mut().enumerate() {
+                    *q = unsafe { _mm256_loadu_pd(src.add(half + 4 * v)) };
                 }
             }
-        }
-        for (p, a) in acc.iter().enumerate() {
-            let dst = unsafe { y.add(p * t.width + t.col) };
-            for (v, q) in a.iter().enumerate() {
-                unsafe { _mm256_storeu_pd(dst.add(4 * v), *q) };
+            for i in 0..t.kc {
+                let (wi, xi) = unsafe { (w.add(i * PANEL + half), x.add(i * P)) };
+                let wv: [__m256d; 2] = std::array::from_fn(|v| unsafe { _mm256_loadu_pd(wi.add(4 * v)) });
+                for (p, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_pd(unsafe { *xi.add(p) });
+                    for (q, wq) in a.iter_mut().zip(&wv) {
+                        *q = _mm256_fmadd_pd(xv, *wq, *q);
+                    }
+                }
+            }
+            for (p, a) in acc.iter().enumerate() {
+                let dst = unsafe { y.add(p * t.width + t.col + half) };
+                for (v, q) in a.iter().enumerate() {
+                    unsafe { _mm256_storeu_pd(dst.add(4 * v), *q) };
+                }
             }
         }
     }
