@@ -555,16 +555,15 @@ fn wide_kernel(channels: usize) -> (Kernel, usize) {
 }
 
 /// The AVX2 + FMA wide kernel for groups of `channels` output channels, and the multiple of points its blocks
-/// must have. Each keeps 8 to 12 of the 16 vector registers as accumulators: on wide layers 4 channels × 3
-/// vectors of points (12 lanes; 3 loads and 4 broadcasts per 12 multiply-adds, enough in flight to cover
-/// their latency), the lanes past the last group of 12 in groups of 4 over 8 channels.
+/// must have: 8 accumulators of the 16 vector registers. On wide layers, 4 channels × 8 points were 5–13%
+/// faster than 2 × 16 on the target case (AVX2-only EPYC, `hybrid_only`), and 4 × 12 (12 accumulators) with
+/// the rest of a 16-point block in 8 × 4 slower than either: the rest ran at half the speed per point.
 #[cfg(target_arch = "x86_64")]
 fn wide_avx2_kernel(channels: usize) -> (Kernel, usize) {
     match channels {
-        1 => (wide_avx2::<1, 8, 1>, 32),
-        2 => (wide_avx2::<2, 4, 2>, 16),
-        4 => (wide_avx2::<4, 2, 4>, 8),
-        _ => (wide_avx2::<4, 3, 8>, 4),
+        1 => (wide_avx2::<1, 8>, 32),
+        2 => (wide_avx2::<2, 4>, 16),
+        _ => (wide_avx2::<4, 2>, 8),
     }
 }
 
@@ -577,10 +576,10 @@ fn narrow_kernel(channels: usize) -> Option<Kernel> {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // The AVX2 kernel over one vector of points: its lanes are the wide kernels' lanes, product by product.
             return Some(match channels {
-                1 => wide_avx2::<1, 1, 1>,
-                2 => wide_avx2::<2, 1, 2>,
-                4 => wide_avx2::<4, 1, 4>,
-                _ => wide_avx2::<8, 1, 8>,
+                1 => wide_avx2::<1, 1>,
+                2 => wide_avx2::<2, 1>,
+                4 => wide_avx2::<4, 1>,
+                _ => wide_avx2::<8, 1>,
             });
         }
         if std::arch::is_x86_feature_detected!("avx512f") {
@@ -620,18 +619,16 @@ fn wide_avx512<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
     }
 }
 
-/// The AVX2 + FMA kernel over groups of `C` channels and `4·V` lanes, the lanes past the last whole group in
-/// groups of `T` channels and 4 lanes.
+/// The AVX2 + FMA kernel over groups of `C` channels and `4·V` lanes.
 #[cfg(target_arch = "x86_64")]
-fn wide_avx2<const C: usize, const V: usize, const T: usize>(b: &Block, ot: &mut [f64]) {
-    check_block(b, ot, C, 4);
-    assert!(b.plan.coutp.is_multiple_of(T), "the block does not fit the kernel");
+fn wide_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
+    check_block(b, ot, C, 4 * V);
     assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
     #[allow(unsafe_code)]
     // SAFETY: the CPU supports AVX2 and FMA (asserted just above), and `check_block` proves every pointer
     // offset `block_avx2` forms lies inside the block's slices and `ot`.
     unsafe {
-        x86::block_avx2::<C, V, T>(b, ot)
+        x86::block_avx2::<C, V>(b, ot)
     }
 }
 
@@ -919,73 +916,46 @@ mod x86 {
     }
 
     /// AVX2 with FMA: per tap and group of `4·V` lanes, `V` loads and `C·V` fused multiply-adds, the same
-    /// products in the same order as the AVX-512 kernel. Lanes past the last whole group of `4·V` run in groups
-    /// of 4 over `T` channels at a time (a lane's products do not depend on its group).
+    /// products in the same order as the AVX-512 kernel.
     ///
     /// # Safety
-    /// As [`block_avx512`] with 4 for 8 (the block's lanes a multiple of 4), AVX2 and FMA instead of
-    /// AVX-512F, and the plan's padded channels a multiple of `C` and of `T`.
+    /// As [`block_avx512`] with `4·V` for `8·V`, and AVX2 and FMA instead of AVX-512F.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn block_avx2<const C: usize, const V: usize, const T: usize>(
-        b: &Block,
-        ot: &mut [f64],
-    ) {
-        let lanes = b.lanes;
-        let whole = lanes - lanes % (4 * V);
-        for pix in b.pixels.0..b.pixels.1 {
-            for lane0 in (0..whole).step_by(4 * V) {
-                // SAFETY: this function's contract.
-                unsafe { group_avx2::<C, V>(b, ot, pix, lane0) };
-            }
-            for lane0 in (whole..lanes).step_by(4) {
-                // SAFETY: this function's contract.
-                unsafe { group_avx2::<T, 1>(b, ot, pix, lane0) };
-            }
-        }
-    }
-
-    /// One output pixel's lanes `lane0..lane0 + 4·V`, every channel, `C` at a time (see [`block_avx2`]).
-    ///
-    /// # Safety
-    /// As [`block_avx2`], with `lane0 + 4·V` at most the block's lanes and `pix` among its pixels.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn group_avx2<const C: usize, const V: usize>(
-        b: &Block,
-        ot: &mut [f64],
-        pix: usize,
-        lane0: usize,
-    ) {
+    pub(super) unsafe fn block_avx2<const C: usize, const V: usize>(b: &Block, ot: &mut [f64]) {
         let Plan { taps, coutp, wk, bias, .. } = b.plan;
-        let (first, lanes) = (b.pixels.0, b.lanes);
-        let (coutp, np) = (*coutp, b.pixels.1 - first);
+        let ((first, end), lanes) = (b.pixels, b.lanes);
+        let (coutp, np) = (*coutp, end - first);
         let (x, w, o) = (b.xt.as_ptr(), wk.as_ptr(), ot.as_mut_ptr());
-        let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
-        let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
-        for cb in (0..coutp).step_by(C) {
-            let mut acc = [[_mm256_setzero_pd(); V]; C];
-            for (c, a) in acc.iter_mut().enumerate() {
-                *a = [_mm256_set1_pd(bias[cb + c]); V];
-            }
-            for (&k, &r) in ks.iter().zip(rows) {
-                // SAFETY (all pointer arithmetic here): bounds per this function's contract.
-                let xr = unsafe { x.add(r * lanes + lane0) };
-                let mut xv = [_mm256_setzero_pd(); V];
-                for (v, xq) in xv.iter_mut().enumerate() {
-                    *xq = unsafe { _mm256_loadu_pd(xr.add(4 * v)) };
-                }
-                let wrow = unsafe { w.add(k * coutp + cb) };
-                for (c, a) in acc.iter_mut().enumerate() {
-                    let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
-                    for (aq, xq) in a.iter_mut().zip(&xv) {
-                        *aq = _mm256_fmadd_pd(wc, *xq, *aq);
+        for pix in first..end {
+            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
+            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
+            for lane0 in (0..lanes).step_by(4 * V) {
+                for cb in (0..coutp).step_by(C) {
+                    let mut acc = [[_mm256_setzero_pd(); V]; C];
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        *a = [_mm256_set1_pd(bias[cb + c]); V];
                     }
-                }
-            }
-            for (c, a) in acc.iter().enumerate() {
-                let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
-                for (v, aq) in a.iter().enumerate() {
-                    unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
+                    for (&k, &r) in ks.iter().zip(rows) {
+                        // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                        let xr = unsafe { x.add(r * lanes + lane0) };
+                        let mut xv = [_mm256_setzero_pd(); V];
+                        for (v, xq) in xv.iter_mut().enumerate() {
+                            *xq = unsafe { _mm256_loadu_pd(xr.add(4 * v)) };
+                        }
+                        let wrow = unsafe { w.add(k * coutp + cb) };
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            let wc = _mm256_set1_pd(unsafe { *wrow.add(c) });
+                            for (aq, xq) in a.iter_mut().zip(&xv) {
+                                *aq = _mm256_fmadd_pd(wc, *xq, *aq);
+                            }
+                        }
+                    }
+                    for (c, a) in acc.iter().enumerate() {
+                        let dst = unsafe { o.add(((cb + c) * np + pix - first) * lanes + lane0) };
+                        for (v, aq) in a.iter().enumerate() {
+                            unsafe { _mm256_storeu_pd(dst.add(4 * v), *aq) };
+                        }
+                    }
                 }
             }
         }
