@@ -382,26 +382,34 @@ fn gather(
             _ => (m.next_multiple_of(step), wide),
         };
         let (input, out) = (&input[first * in_len..], &mut out[first * out_len..][..m * out_len]);
-        // The block's points, transposed into `xt[row][lane]`; lanes past `m` are zero.
-        s.xt.resize(in_len * l, 0.0);
-        transpose(&input[..m * in_len], in_len, m, in_len, &mut s.xt[..in_len * l], l);
+        // The block's points, transposed into `xt[row][lane]`; lanes past `m` are zero. Both buffers start on a
+        // 64-byte line, so that a kernel's loads and stores of a row's lanes do not straddle lines.
+        let xt = aligned(&mut s.xt, in_len * l);
+        transpose(&input[..m * in_len], in_len, m, in_len, xt, l);
         if m < l {
-            for row in s.xt[..in_len * l].chunks_exact_mut(l) {
+            for row in xt.chunks_exact_mut(l) {
                 row[m..].fill(0.0);
             }
         }
         let chunk = pixel_chunk(plan.coutp, l);
-        s.ot.resize(plan.coutp * chunk.min(pixels) * l, 0.0);
+        let ot = aligned(&mut s.ot, plan.coutp * chunk.min(pixels) * l);
         for p0 in (0..pixels).step_by(chunk) {
             let np = chunk.min(pixels - p0);
-            let ot = &mut s.ot[..plan.coutp * np * l];
-            kernel(&Block { xt: &s.xt[..in_len * l], plan, pixels: (p0, p0 + np), lanes: l }, ot);
+            let ot = &mut ot[..plan.coutp * np * l];
+            kernel(&Block { xt, plan, pixels: (p0, p0 + np), lanes: l }, ot);
             // `ot[(co·np + pixel − p0)·l + j]`: channel `co`'s rows go to `out[j][co·pixels + p0..]`.
             for (co, rows) in ot.chunks_exact(np * l).take(cout).enumerate() {
                 transpose(rows, l, np, m, &mut out[co * pixels + p0..], out_len);
             }
         }
     }
+}
+
+/// `len` values of `buf` that start on a 64-byte line (the buffer grows by up to 7 values to hold them).
+fn aligned(buf: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    buf.resize(len + 7, 0.0);
+    let skip = buf.as_ptr().align_offset(64).min(7);
+    &mut buf[skip..skip + len]
 }
 
 /// Pixels per chunk of a block: a multiple of 8 (the transposes' tile) whose `coutp × lanes` outputs take about
