@@ -172,7 +172,7 @@ impl Single {
                         unsafe {
                             match isa {
                                 Isa::Avx512 => x86::conv(p, xp, op),
-                                Isa::Avx2 => avx2::conv(p, xp, op),
+                                Isa::Avx2 => avx2::conv(p, xp, op, &mut scratch.single),
                             }
                         };
                     }
@@ -556,19 +556,42 @@ mod avx2 {
         }
     }
 
-    /// The convolution of one point (module notes of `ConvPack`).
+    /// The convolution of one point (module notes of `ConvPack`); `xd` is scratch for a stride-2 layer's
+    /// input, deinterleaved.
     ///
     /// # Safety
     /// The CPU must support AVX2 and FMA; `x` holds `cin·h·w` values and `o` `cout·oh·ow`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn conv(p: &ConvPack, x: &[f32], o: &mut [f32]) {
-        // SAFETY: the CPU supports AVX2 and FMA.
-        unsafe {
-            if p.g.stride[1] == 1 {
-                conv_s::<1>(p, x, o)
-            } else {
-                conv_s::<2>(p, x, o)
+    pub(super) unsafe fn conv(p: &ConvPack, x: &[f32], o: &mut [f32], xd: &mut Vec<f32>) {
+        let g = &p.g;
+        assert!(x.len() >= g.cin * g.h * g.w && o.len() >= g.cout * g.oh * g.ow && g.kw <= 8);
+        assert!(p.wk.len() >= g.cin * g.kh * g.kw * p.coutp && p.coutp.is_multiple_of(8));
+        if g.stride[1] == 1 {
+            // SAFETY: the CPU supports AVX2 and FMA; a row of `w` values is a row of the input.
+            unsafe { conv_rows(p, x, g.w, |kx| (kx as isize - g.padding[1] as isize, 0), o) }
+        } else {
+            // Each input row as its even columns then its odd ones, `half = ⌈w/2⌉` each (the last odd one
+            // is padding where `w` is odd, never read): lane j of a half reads column `2·(ox0 + j) + kx − p`,
+            // that is `(2·ox0 + kx − p) div 2 + j` of one of the two, consecutive values as with stride 1.
+            let half = g.w.div_ceil(2);
+            xd.clear();
+            xd.resize(g.cin * g.h * 2 * half, 0.0);
+            for (row, d) in x[..g.cin * g.h * g.w].chunks_exact(g.w).zip(xd.chunks_exact_mut(2 * half)) {
+                let (even, odd) = d.split_at_mut(half);
+                for (c, &v) in row.iter().enumerate() {
+                    if c % 2 == 0 {
+                        even[c / 2] = v
+                    } else {
+                        odd[c / 2] = v
+                    }
+                }
             }
+            let column = |kx: usize| {
+                let c = kx as isize - g.padding[1] as isize;
+                (c.div_euclid(2), c.rem_euclid(2) as usize * half)
+            };
+            // SAFETY: as above, with rows of `2·half` values.
+            unsafe { conv_rows(p, xd, 2 * half, column, o) }
         }
     }
 
@@ -577,36 +600,38 @@ mod avx2 {
     const C: usize = 4;
 
     /// For each pair of halves and block of [`C`] output channels, the accumulators start at zero and take
-    /// every tap (kernel row, input channel, kernel column), loaded by masked loads: zeros outside the input;
-    /// with a row stride of 2, 16 values per half in two loads, the even ones kept.
+    /// every tap (kernel row, input channel, kernel column), loaded by masked loads: zeros outside the input.
+    /// `x` holds the input as rows of `row` values; lane j of the half at `(oy, ox0)` reads, for kernel column
+    /// `kx` with `column(kx) = (d, e)`, the value at `e + (ox0 + d) + j` of input row `oy·stride + ky − p`
+    /// (stride 1: `d = kx − p`, `e = 0`; stride 2, deinterleaved rows: see [`conv`]).
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn conv_s<const S: usize>(p: &ConvPack, x: &[f32], o: &mut [f32]) {
+    unsafe fn conv_rows(
+        p: &ConvPack,
+        x: &[f32],
+        row: usize,
+        column: impl Fn(usize) -> (isize, usize),
+        o: &mut [f32],
+    ) {
         let g = &p.g;
-        assert!(x.len() >= g.cin * g.h * g.w && o.len() >= g.cout * g.oh * g.ow && g.kw <= 8);
-        assert!(p.wk.len() >= g.cin * g.kh * g.kw * p.coutp && p.coutp.is_multiple_of(8));
-        let (coutp, kw, plane, chan) = (p.coutp, g.kw, g.oh * g.ow, g.h * g.w);
-        // The lanes of a stride-2 half that read the low and the high 8 of its 16 values (at `2j`).
-        let split = |m: u8| {
-            let spread = (0..8).fold(0u16, |bits, j| bits | (u16::from((m >> j) & 1) << (2 * j)));
-            [spread as u8, (spread >> 8) as u8]
-        };
+        let (coutp, kw, plane, chan) = (p.coutp, g.kw, g.oh * g.ow, g.h * row);
+        assert!(x.len() >= g.cin * chan);
+        let cols: [(isize, usize); 8] = std::array::from_fn(|kx| if kx < kw { column(kx) } else { (0, 0) });
         let wk = p.wk.as_ptr();
         for group in p.halves.chunks_exact(V) {
             for cb in (0..g.cout).step_by(C) {
                 let mut acc = [[_mm256_setzero_ps(); V]; C];
                 for ky in 0..g.kh {
-                    // Per half: the input offset of lane 0 at kernel column 0, and per kernel column the lanes
-                    // to load (none where the input row does not exist), for the low and the high load.
-                    let mut base = [0isize; V];
-                    let mut masks = [[[_mm256_setzero_si256(); 2]; 8]; V];
+                    // Per half and kernel column: the input offset of lane 0 and the lanes to load (none where
+                    // the input row does not exist).
+                    let mut at = [[0isize; 8]; V];
+                    let mut masks = [[_mm256_setzero_si256(); 8]; V];
                     for (h, half) in group.iter().enumerate() {
                         let iy = (half.oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
                         let live = iy >= 0 && iy < g.h as isize;
-                        base[h] = iy * g.w as isize + (S * half.ox0) as isize - g.padding[1] as isize;
                         for kx in 0..kw {
-                            let m = if live { half.cols[kx] } else { 0 };
-                            let [lo, hi] = if S == 1 { [m, 0] } else { split(m) };
-                            masks[h][kx] = [lanes(lo), lanes(hi)];
+                            let (d, e) = cols[kx];
+                            at[h][kx] = iy * row as isize + e as isize + half.ox0 as isize + d;
+                            masks[h][kx] = lanes(if live { half.cols[kx] } else { 0 });
                         }
                     }
                     for ci in 0..g.cin {
@@ -615,22 +640,10 @@ mod avx2 {
                         for kx in 0..kw {
                             let mut xv = [_mm256_setzero_ps(); V];
                             for (h, xq) in xv.iter_mut().enumerate() {
-                                let at = xc.wrapping_offset(base[h] + kx as isize);
-                                let [lo, hi] = masks[h][kx];
-                                // SAFETY: the lanes the masks keep read input columns inside an existing input
+                                // SAFETY: the lanes the mask keeps read input columns inside an existing input
                                 // row, so inside `x`; the others are not read.
                                 *xq = unsafe {
-                                    if S == 1 {
-                                        _mm256_maskload_ps(at, lo)
-                                    } else {
-                                        let a = _mm256_maskload_ps(at, lo);
-                                        let b = _mm256_maskload_ps(at.wrapping_add(8), hi);
-                                        // [a0 a2 b0 b2 | a4 a6 b4 b6] → [a0 a2 a4 a6 b0 b2 b4 b6]
-                                        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-                                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(
-                                            _mm256_castps_pd(e),
-                                        ))
-                                    }
+                                    _mm256_maskload_ps(xc.wrapping_offset(at[h][kx]), masks[h][kx])
                                 };
                             }
                             let wrow = wk.wrapping_add((wrow0 + kx) * coutp + cb);
