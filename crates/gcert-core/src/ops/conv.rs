@@ -876,7 +876,10 @@ mod x86 {
                                         x.as_ptr().wrapping_add(row + S * 4 * v + kx).wrapping_offset(-pw);
                                     // SAFETY: the lanes the masks keep read input columns inside the row, so
                                     // inside `x`.
-                                    *xq = if S == 1 {
+                                    *xq = if S == 1 && full[v][kx] {
+                                        // Every lane inside the row: a plain load reads the same values.
+                                        unsafe { _mm256_loadu_pd(p) }
+                                    } else if S == 1 {
                                         unsafe { _mm256_maskload_pd(p, masks[v][kx]) }
                                     } else {
                                         let (lo, hi) = halves[v][kx];
