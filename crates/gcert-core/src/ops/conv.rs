@@ -972,9 +972,8 @@ mod x86 {
         }
     }
 
-    /// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`, both multiples of 8, in 8 × 8 tiles. The
-    /// outer loop runs over the short side (a block's points), so that the long side is read and written as 8
-    /// sequential streams.
+    /// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`, both multiples of 8, in 8 × 8 tiles, in the
+    /// order of [`tile_origins`].
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `src` must be readable at `r·ss + c` and `dst` writable at `c·ds + r` for
@@ -987,20 +986,20 @@ mod x86 {
         dst: *mut f64,
         ds: usize,
     ) {
-        // SAFETY (every tile): rows r0..r0 + 8 ≤ rows and columns c0..c0 + 8 ≤ cols, per this function's contract.
-        if rows <= cols {
-            for r0 in (0..rows).step_by(8) {
-                for c0 in (0..cols).step_by(8) {
-                    unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
-                }
-            }
-        } else {
-            for c0 in (0..cols).step_by(8) {
-                for r0 in (0..rows).step_by(8) {
-                    unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
-                }
-            }
+        for (r0, c0) in tile_origins(rows, cols, 8) {
+            // SAFETY: rows r0..r0 + 8 ≤ rows and columns c0..c0 + 8 ≤ cols, per this function's contract.
+            unsafe { tile8(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
         }
+    }
+
+    /// The first row and column of every `side × side` tile of a `rows × cols` block, the outer loop over the
+    /// short side (a block's points), so that the long side is read and written as `side` sequential streams.
+    fn tile_origins(rows: usize, cols: usize, side: usize) -> impl Iterator<Item = (usize, usize)> {
+        let by_row = rows <= cols;
+        let (outer, inner) = if by_row { (rows, cols) } else { (cols, rows) };
+        (0..outer)
+            .step_by(side)
+            .flat_map(move |a| (0..inner).step_by(side).map(move |b| if by_row { (a, b) } else { (b, a) }))
     }
 
     /// [`tiles`] in 4 × 4 tiles through AVX registers.
@@ -1016,19 +1015,9 @@ mod x86 {
         dst: *mut f64,
         ds: usize,
     ) {
-        // SAFETY (every tile): rows r0..r0 + 4 ≤ rows and columns c0..c0 + 4 ≤ cols, per this function's contract.
-        if rows <= cols {
-            for r0 in (0..rows).step_by(4) {
-                for c0 in (0..cols).step_by(4) {
-                    unsafe { tile4(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
-                }
-            }
-        } else {
-            for c0 in (0..cols).step_by(4) {
-                for r0 in (0..rows).step_by(4) {
-                    unsafe { tile4(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
-                }
-            }
+        for (r0, c0) in tile_origins(rows, cols, 4) {
+            // SAFETY: rows r0..r0 + 4 ≤ rows and columns c0..c0 + 4 ≤ cols, per this function's contract.
+            unsafe { tile4(src.add(r0 * ss + c0), ss, dst.add(c0 * ds + r0), ds) };
         }
     }
 
