@@ -6,10 +6,13 @@
 //! probes estimate the pieces between them, so a side of few pieces is chained whole, and the others are cut
 //! (by more probes) into cells whose bounds can be expected to decide them: cells where a margin changes sign,
 //! or that hold the best margin found, are cut small and chained; the others are cut until their size, in
-//! crossed faces, is small enough for their margins. Every such region is bounded by forward lines in `r`
-//! (many regions per batch through the kernels); the margins that would keep a region open (or below the best
-//! exact margin) get their lower lines tightened by back-substitution through the network's last, cheap
-//! layers. A region on which every margin's lower line is positive at both ends keeps the label everywhere;
+//! crossed faces, is small enough for their margins. Every such region is bounded from its two ends' probes:
+//! each probe keeps the exact values the bounds read (its trace), and every neuron of the region lies in a band
+//! around the chord between its exact values at the ends, propagated by one pass of each layer and one of its
+//! absolute value per region ([`Bounder::chord_margins`], mathematics §5.7; networks with max-pooling or smooth
+//! activations take forward lines in `r` instead, [`Bounder::forward_margins`]). Many regions go through the
+//! kernels per batch; the margins that would keep a region open (or below the best exact margin) get their
+//! lower lines tightened by back-substitution through the network's last, cheap layers. A region on which every margin's lower line is positive at both ends keeps the label everywhere;
 //! one on which, at every point, some margin's upper line is not positive is violated everywhere. Open
 //! regions are halved and re-bounded a few times, then chained. The kept length, the violated intervals and
 //! the first crossing (hence `E_max`) follow exactly from these three kinds of region. The smallest margin
@@ -19,7 +22,7 @@
 //! value early.
 
 use std::ops::ControlFlow;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Method, Problem};
@@ -29,7 +32,7 @@ use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rayon::prelude::*;
 
-use crate::bounds::{Bounder, Relaxation};
+use crate::bounds::{Bounder, Relaxation, Trace};
 use crate::complete::{combine, definite};
 use crate::margin::{positive_interval, push_interval, SideScan};
 use crate::sides::signs;
@@ -43,6 +46,20 @@ struct Part {
     /// Halvings since the side was cut into regions.
     depth: u32,
     state: State,
+    /// The probes' traces at the two ends, where the bounds read them ([`Bounder::chord_margins`]) and the
+    /// region may be bounded again; dropped once it is chained.
+    ends: Ends,
+}
+
+/// The traces of a region's two ends, where the bounder reads traces.
+type Ends = Option<[Arc<Trace>; 2]>;
+
+/// A region to bound: its ends in the side's ratio and their traces.
+type Region = (f64, f64, Ends);
+
+/// The ends of the region between two probes.
+fn ends_of(a: &Probe, b: &Probe) -> Ends {
+    Some([a.trace.clone()?, b.trace.clone()?])
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +167,8 @@ const MAX_HALVINGS: u32 = 2;
 struct Probe {
     best: Best,
     signs: Vec<u64>,
+    /// The exact values the bounds read ([`Bounder::traced`]), where the network admits chord bounds.
+    trace: Option<Arc<Trace>>,
 }
 
 /// Appends bits to a bit set, starting a new word.
@@ -202,7 +221,7 @@ struct Side<'p, 'a> {
     problem: &'p Problem<'a>,
     /// On one thread: regions are chained in parallel with each other, each of them short.
     engine: &'p ExactLine<'a>,
-    /// Built on first use: a side whose chain is cheap never needs it.
+    /// Built by the first probe, which records what the bounder's traces hold; shared by the two sides.
     bounder: &'p OnceLock<Bounder<'a>>,
     /// The side's ratio `r` is `t = sign·r`.
     sign: f64,
@@ -214,8 +233,18 @@ impl Side<'_, '_> {
     }
 
     /// The exact smallest margins at ratios `rs`, by batched forward passes (chunks on rayon's threads).
-    fn probes(&self, rs: &[f64]) -> Result<Vec<Best>> {
-        Ok(self.probe(rs, false)?.into_iter().map(|p| p.best).collect())
+    fn probes(&self, rs: &[f64]) -> Result<Vec<Probe>> {
+        self.probe(rs, false)
+    }
+
+    /// The bounder, built on first use.
+    fn bounder(&self) -> &Bounder<'_> {
+        self.bounder.get_or_init(|| {
+            let (rows, offsets) =
+                self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
+            Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear)
+                .with_tail_share(TAIL_SHARE)
+        })
     }
 
     /// Probes at ratios `rs`: the exact smallest margin and, if `faces`, the side of every activation face
@@ -223,6 +252,8 @@ impl Side<'_, '_> {
     fn probe(&self, rs: &[f64], faces: bool) -> Result<Vec<Probe>> {
         let layers = self.problem.layers();
         let chunk = chunk_points(&layers, self.problem.input_len());
+        let bounder = self.bounder();
+        let traced = if bounder.chords() { bounder.traced() } else { Vec::new() };
         let chunks = rs
             .par_chunks(chunk)
             .map(|rs| {
@@ -232,8 +263,19 @@ impl Side<'_, '_> {
                 let mut next = Vec::new();
                 let mut scratch = Scratch::default();
                 let mut signs = vec![Vec::new(); if faces { n } else { 0 }];
+                let mut traces =
+                    vec![Vec::with_capacity(traced.len()); if traced.is_empty() { 0 } else { n }];
+                let mut record = |cur: &[f64], index: usize| {
+                    let m = cur.len() / n;
+                    for (k, t) in traces.iter_mut().enumerate() {
+                        t.push(if traced[index] { cur[k * m..(k + 1) * m].to_vec() } else { Vec::new() });
+                    }
+                };
                 for (index, layer) in layers.iter().enumerate() {
                     let m = layer.in_len();
+                    if !traced.is_empty() {
+                        record(&cur, index);
+                    }
                     for face in layer.faces().iter().filter(|_| faces) {
                         let at = layer.face_value(*face);
                         for (k, bits) in signs.iter_mut().enumerate() {
@@ -244,6 +286,10 @@ impl Side<'_, '_> {
                     check_layer_output(index, layer, &next)?;
                     std::mem::swap(&mut cur, &mut next);
                 }
+                if !traced.is_empty() {
+                    record(&cur, layers.len());
+                }
+                let mut traces = traces.into_iter();
                 let w = self.problem.output_len();
                 Ok(rs
                     .iter()
@@ -255,6 +301,7 @@ impl Side<'_, '_> {
                             at: r,
                         },
                         signs: std::mem::take(signs.get_mut(k).unwrap_or(&mut Vec::new())),
+                        trace: traces.next().map(|t| Arc::new(Trace::new(t))),
                     })
                     .collect::<Vec<Probe>>())
             })
@@ -273,23 +320,25 @@ impl Side<'_, '_> {
     }
 
     /// Bounds regions `[r0, r1]` in one batch: kept, violated, or open where the bounds decide nothing. The
-    /// margins whose forward lower line reaches `max(best, 0)` (those that keep a region open or below the
-    /// best exact margin) are tightened through the network's last layers ([`TAIL_SHARE`]).
-    fn bound(&self, regions: &[(f64, f64)], best: f64) -> Vec<State> {
-        let bounder = self.bounder.get_or_init(|| {
-            let (rows, offsets) =
-                self.problem.decision().margin_rows(self.problem.label(), self.problem.output_len());
-            Bounder::new(self.problem.layers(), &rows, &offsets, Relaxation::Linear)
-                .with_tail_share(TAIL_SHARE)
-        });
-        let mut batch = Vec::with_capacity(2 * regions.len() * self.problem.input_len());
-        for &(r0, r1) in regions {
-            batch.extend(self.point(r0));
-            batch.extend(self.point(r1));
-        }
-        let regions = regions.len();
-        bounder
-            .forward_margins(&batch, regions, best.max(0.0))
+    /// bands around the chords between the ends' traces where the probes recorded them, forward lines from the
+    /// end points otherwise. The margins whose lower line reaches `max(best, 0)` (those that keep a region open
+    /// or below the best exact margin) are tightened through the network's last layers ([`TAIL_SHARE`]).
+    fn bound(&self, regions: &[Region], best: f64) -> Vec<State> {
+        let bounder = self.bounder();
+        let chords: Option<Vec<[&Trace; 2]>> =
+            regions.iter().map(|(_, _, ends)| ends.as_ref().map(|[a, b]| [&**a, &**b])).collect();
+        let lines = match chords {
+            Some(ends) => bounder.chord_margins(&ends, best.max(0.0)),
+            None => {
+                let mut batch = Vec::with_capacity(2 * regions.len() * self.problem.input_len());
+                for &(r0, r1, _) in regions {
+                    batch.extend(self.point(r0));
+                    batch.extend(self.point(r1));
+                }
+                bounder.forward_margins(&batch, regions.len(), best.max(0.0))
+            }
+        };
+        lines
             .into_iter()
             .map(|lines| {
                 let lower =
@@ -356,7 +405,7 @@ impl Side<'_, '_> {
             .par_iter()
             .map(|&k| {
                 let (state, b) = self.chain(rs[k], rs[k + 1])?;
-                Ok((Part { r0: rs[k], r1: rs[k + 1], depth: MAX_HALVINGS, state }, b))
+                Ok((Part { r0: rs[k], r1: rs[k + 1], depth: MAX_HALVINGS, state, ends: None }, b))
             })
             .collect::<Result<Vec<(Part, Best)>>>()?;
         let mut parts = Vec::with_capacity(rs.len());
@@ -364,16 +413,24 @@ impl Side<'_, '_> {
             best = best.min(b);
             parts.push(p);
         }
-        let pairs: Vec<(f64, f64)> = bound.iter().map(|&k| (rs[k], rs[k + 1])).collect();
-        let states = self.bound_batches(&pairs, best.margin);
-        parts.extend(pairs.iter().zip(states).map(|(&(r0, r1), state)| Part { r0, r1, depth: 0, state }));
+        let regions: Vec<Region> =
+            bound.iter().map(|&k| (rs[k], rs[k + 1], ends_of(&probes[k], &probes[k + 1]))).collect();
+        drop(probes);
+        let states = self.bound_batches(&regions, best.margin);
+        parts.extend(regions.into_iter().zip(states).map(|((r0, r1, ends), state)| Part {
+            r0,
+            r1,
+            depth: 0,
+            state,
+            ends,
+        }));
         let (parts, best) = self.settle(parts, best)?;
         Ok(total(self.problem, &parts, best))
     }
 
     /// Bounds regions in batches of [`BOUND_BATCH`] on rayon's threads.
-    fn bound_batches(&self, pairs: &[(f64, f64)], best: f64) -> Vec<State> {
-        pairs.par_chunks(BOUND_BATCH).flat_map_iter(|batch| self.bound(batch, best)).collect()
+    fn bound_batches(&self, regions: &[Region], best: f64) -> Vec<State> {
+        regions.par_chunks(BOUND_BATCH).flat_map_iter(|batch| self.bound(batch, best)).collect()
     }
 
     /// Works, in rounds, on the regions that are open or whose lower bound is below the best exact margin
@@ -398,7 +455,7 @@ impl Side<'_, '_> {
                 .into_par_iter()
                 .map(|p| {
                     let (state, b) = self.chain(p.r0, p.r1)?;
-                    Ok((Part { state, ..p }, b))
+                    Ok((Part { state, ends: None, ..p }, b))
                 })
                 .collect::<Result<Vec<(Part, Best)>>>()?;
             for (p, b) in chained {
@@ -407,16 +464,29 @@ impl Side<'_, '_> {
             }
             if !halve.is_empty() {
                 let mids: Vec<f64> = halve.iter().map(|p| 0.5 * (p.r0 + p.r1)).collect();
-                for b in self.probes(&mids)? {
-                    best = best.min(b);
+                let probes = self.probes(&mids)?;
+                for q in &probes {
+                    best = best.min(q.best);
                 }
-                let pairs: Vec<(f64, f64)> =
-                    halve.iter().zip(&mids).flat_map(|(p, &m)| [(p.r0, m), (m, p.r1)]).collect();
-                let states = self.bound_batches(&pairs, best.margin);
-                for ((p, &m), halves) in halve.iter().zip(&mids).zip(states.chunks(2)) {
-                    let depth = p.depth + 1;
-                    next.push(Part { r0: p.r0, r1: m, depth, state: halves[0].clone() });
-                    next.push(Part { r0: m, r1: p.r1, depth, state: halves[1].clone() });
+                let regions: Vec<Region> = halve
+                    .iter()
+                    .zip(&mids)
+                    .zip(&probes)
+                    .flat_map(|((p, &m), q)| {
+                        let [a, b] = match (&p.ends, &q.trace) {
+                            (Some([a, b]), Some(t)) => {
+                                [Some([a.clone(), t.clone()]), Some([t.clone(), b.clone()])]
+                            }
+                            _ => [None, None],
+                        };
+                        [(p.r0, m, a), (m, p.r1, b)]
+                    })
+                    .collect();
+                let states = self.bound_batches(&regions, best.margin);
+                for (((r0, r1, ends), state), p) in
+                    regions.into_iter().zip(states).zip(halve.iter().flat_map(|p| [p, p]))
+                {
+                    next.push(Part { r0, r1, depth: p.depth + 1, state, ends });
                 }
             }
             parts = next;

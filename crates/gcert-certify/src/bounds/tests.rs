@@ -42,6 +42,29 @@ fn random_net(arch: usize, seed: u64) -> Network {
             .linear(5)
             .sigmoid()
             .linear(3),
+        // Chord bounds take the next two (and the first): increasing piecewise-linear activations only.
+        4 => CardBuilder::new("chords", &[1, 6, 6], seed)
+            .gain(2.0)
+            .conv2d(3, 3, 1, 1)
+            .batch_norm()
+            .relu()
+            .conv_transpose2d(2, 2, 2, 0, 0)
+            .leaky_relu(1.5)
+            .avg_pool2d(2, 2, 0)
+            .clamp(-0.2, 0.3)
+            .flatten()
+            .linear(5)
+            .relu()
+            .linear(3),
+        5 => CardBuilder::new("deep", &[4], seed)
+            .gain(2.5)
+            .linear(9)
+            .relu()
+            .linear(9)
+            .leaky_relu(0.2)
+            .linear(9)
+            .relu()
+            .linear(3),
         _ => CardBuilder::new("pool", &[2, 5, 5], seed)
             .gain(2.0)
             .conv2d(2, 3, 1, 1)
@@ -315,4 +338,127 @@ fn linear_bounds_are_exact_on_one_piece() {
         assert!((lines.lower[0][j] - exact[j]).abs() < 1e-7, "{} vs {}", lines.lower[0][j], exact[j]);
         assert!((lines.upper[0][j] - exact[j]).abs() < 1e-7);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The bands around the chords between the ends' exact values ([`Bounder::chord_margins`]) are sound on
+    /// every region (at samples, and at the chain's points, where the exact extremes are), with or without the
+    /// lower lines tightened through a tail of any length; a region's lines are the same bits whichever regions
+    /// are batched with it.
+    #[test]
+    fn chord_margins_are_sound(pick in 0usize..3, seed in 0u64..1000, scale in 0.05f64..3.0,
+                               label in 0usize..3, regions in 1usize..6, tail in 0usize..14,
+                               tighten in any::<bool>()) {
+        let net = random_net([0, 4, 5][pick], seed);
+        let seg = random_segment(net.input_len(), seed + 13, scale);
+        let layers: Vec<&Layer> = net.layers().iter().collect();
+        let decision = Decision::ArgMax { classes: 3 };
+        let (rows, offsets) = decision.margin_rows(label, 3);
+        let bounder = Bounder::new(layers.clone(), &rows, &offsets, Relaxation::Linear).with_tail(tail);
+        prop_assert!(bounder.chords());
+        let below = if tighten { f64::INFINITY } else { f64::NEG_INFINITY };
+        let cuts: Vec<f64> = (0..=regions).map(|k| k as f64 / regions as f64).collect();
+        let traces: Vec<Trace> = cuts.iter().map(|&s| bounder.trace(&seg.point(s))).collect();
+        let ends: Vec<[&Trace; 2]> = traces.windows(2).map(|w| [&w[0], &w[1]]).collect();
+        let all = bounder.chord_margins(&ends, below);
+        prop_assert_eq!(all.len(), regions);
+        let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
+        let mut m = Vec::new();
+        for (k, lines) in all.iter().enumerate() {
+            let bits = |l: &MarginLines| {
+                l.lower.iter().chain(&l.upper).flatten().map(|x| x.to_bits()).collect::<Vec<u64>>()
+            };
+            let alone = bounder.chord_margins(&ends[k..k + 1], below);
+            prop_assert_eq!(bits(&alone[0]), bits(lines));
+            let (s0, s1) = (cuts[k], cuts[k + 1]);
+            let mut points = sampled(&layers, &seg, s0, s1, 24);
+            points.extend((0..chain.ratios.len()).filter(|&i| chain.ratios[i] >= s0 && chain.ratios[i] <= s1)
+                .map(|i| ((chain.ratios[i] - s0) / (s1 - s0), chain.value(i).to_vec())));
+            for (local, y) in points {
+                decision.margins_of(label, &y, &mut m);
+                for (j, v) in m.iter().enumerate() {
+                    let lo = at(lines.lower[0][j], lines.lower[1][j], local);
+                    let hi = at(lines.upper[0][j], lines.upper[1][j], local);
+                    prop_assert!(lo <= *v && *v <= hi, "region {k}, margin {j} at {local}: {v} not in [{lo}, {hi}]");
+                }
+            }
+        }
+    }
+
+    /// One neuron through an activation in band form: for any input inside `chord(s) + d ± r` (the band's
+    /// extremes and points between, at samples of `s` and at the kinks' crossings), the output lies in
+    /// `chord'(s) + d' ± r'` with `r' ≥ |d'|`; the relu's vectorized step gives the generic step's band.
+    #[test]
+    fn a_chord_step_keeps_the_activation_in_its_band(act in 0usize..5, z0 in -3.0f64..3.0, z1 in -3.0f64..3.0,
+                                                      d in -1.0f64..1.0, extra in 0.0f64..1.0, wide in any::<bool>()) {
+        let act = [Activation::Leaky(0.0), Activation::Leaky(0.1), Activation::Leaky(1.5),
+                   Activation::Clamp(-0.3, 0.4), Activation::Clamp(0.0, 1.0)][act];
+        let (d, r) = if wide { (d, d.abs() + extra) } else { (0.0, 0.0) };
+        let (nd, nr) = chord_step(act, z0, z1, d, r);
+        prop_assert!(nr >= nd.abs() - 1e-15, "r' = {nr} < |d'| = {}", nd.abs());
+        if act == Activation::Leaky(0.0) {
+            let (mut vd, mut vr) = ([d], [r]);
+            chord_steps(act, &[z0], &[z1], &mut vd, &mut vr);
+            prop_assert!((vd[0] - nd).abs() <= 1e-12 * (1.0 + nd.abs()), "d': {} vs {nd}", vd[0]);
+            prop_assert!((vr[0] - nr).abs() <= 1e-12 * (1.0 + nr.abs()), "r': {} vs {nr}", vr[0]);
+        }
+        let (x0, x1) = (act.value(z0), act.value(z1));
+        let mut ss: Vec<f64> = (0..=64).map(|i| i as f64 / 64.0).collect();
+        for k in [0.0, -0.3, 0.4, 1.0] {
+            if z0 != z1 {
+                let s = (k - z0) / (z1 - z0);
+                if (0.0..=1.0).contains(&s) {
+                    ss.push(s);
+                }
+            }
+        }
+        for s in ss {
+            for e in [d - r, d + r, d, d - 0.5 * r, d + 0.3 * r] {
+                let x = act.value(at(z0, z1, s) + e);
+                let c = at(x0, x1, s);
+                let tol = 1e-12 * (1.0 + x.abs() + c.abs());
+                prop_assert!(c + nd - nr - tol <= x && x <= c + nd + nr + tol,
+                    "{act:?} z {z0}..{z1} band {d}±{r}, s {s}, e {e}: {x} not in {c} + {nd} ± {nr}");
+            }
+        }
+    }
+}
+
+/// On a sub-segment where no neuron changes face the network is affine, the bands stay empty and the chord
+/// bounds are the exact margins at the ends (up to the widening); across one piece's boundary they are not.
+#[test]
+fn chord_bounds_are_exact_on_one_piece() {
+    let mut checked = 0;
+    for seed in 0..10 {
+        // No clamp: a clamp saturated on both sides of a breakpoint would make the margins constant there.
+        let net = random_net(5, seed);
+        let seg = random_segment(4, seed + 4, 1.0);
+        let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
+        if chain.ratios.len() < 3 {
+            continue;
+        }
+        let layers: Vec<&Layer> = net.layers().iter().collect();
+        let decision = Decision::ArgMax { classes: 3 };
+        let (rows, offsets) = decision.margin_rows(0, 3);
+        let bounder = Bounder::new(layers, &rows, &offsets, Relaxation::Linear);
+        let [a, b, c] = [0, 1, 2].map(|i| bounder.trace(&seg.point(chain.ratios[i])));
+        let one = &bounder.chord_margins(&[[&a, &b]], f64::NEG_INFINITY)[0];
+        let mut exact = Vec::new();
+        for (e, i) in [0, 1].into_iter().enumerate() {
+            decision.margins_of(0, chain.value(i), &mut exact);
+            for j in 0..2 {
+                let tol = 1e-8 * (1.0 + exact[j].abs());
+                assert!((one.lower[e][j] - exact[j]).abs() < tol, "{} vs {}", one.lower[e][j], exact[j]);
+                assert!((one.upper[e][j] - exact[j]).abs() < tol, "{} vs {}", one.upper[e][j], exact[j]);
+            }
+        }
+        // Two pieces: some neuron bends between the ends, and its band reaches the margins.
+        let two = &bounder.chord_margins(&[[&a, &c]], f64::NEG_INFINITY)[0];
+        let width = |l: &MarginLines| (0..2).map(|j| l.upper[0][j] - l.lower[0][j]).fold(0.0, f64::max);
+        assert!(width(two) > width(one), "seed {seed}: no band across a breakpoint");
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} segments of several pieces");
 }
