@@ -515,14 +515,8 @@ impl<'a> Bounder<'a> {
             match layer.kind() {
                 Kind::Affine => {
                     if !exact {
-                        affine.apply(layer, &mut d, &mut r, regions);
                         // The band moves by the linear part alone.
-                        let m = layer.out_len();
-                        for dg in d.chunks_exact_mut(m) {
-                            for (v, c) in dg.iter_mut().zip(&self.constant[i]) {
-                                *v -= c;
-                            }
-                        }
+                        affine.band(layer, &self.constant[i], &mut d, &mut r, regions);
                     }
                 }
                 Kind::Elementwise | Kind::NonLinear => {
@@ -953,8 +947,9 @@ fn chord_steps(act: Activation, z0: &[f64], z1: &[f64], d: &mut [f64], r: &mut [
                     let (xmin, xmax) = (zmin.max(0.0), zmax.max(0.0));
                     // The chord of the relu between the ends lies above it by at most this, at its kink.
                     let gap = if zmin < 0.0 && zmax > 0.0 { xmax * (-zmin) / (zmax - zmin) } else { 0.0 };
-                    let up = hi.min(b.max(0.0) - xmin);
-                    let dn = (lo + gap).min(xmax - a.max(0.0));
+                    // (The widths are never negative while `r ≥ |d|`; rounding must not make them so.)
+                    let up = hi.max(0.0).min(b.max(0.0) - xmin);
+                    let dn = (lo.max(0.0) + gap).min(xmax - a.max(0.0));
                     let (nd, nr) = (0.5 * (up - dn), 0.5 * (up + dn));
                     let off = b <= 0.0;
                     let on = a >= 0.0;
@@ -1013,8 +1008,8 @@ fn chord_step(act: Activation, z0: f64, z1: f64, d: f64, r: f64) -> (f64, f64) {
             below = below.max(-dev);
         }
     }
-    let up = (slope * hi + above).min(act.value(b) - x0.min(x1)).max(0.0);
-    let dn = (slope * lo + below).min(x0.max(x1) - act.value(a)).max(0.0);
+    let up = (slope * hi.max(0.0) + above).min(act.value(b) - x0.min(x1)).max(0.0);
+    let dn = (slope * lo.max(0.0) + below).min(x0.max(x1) - act.value(a)).max(0.0);
     (0.5 * (up - dn), 0.5 * (up + dn))
 }
 

@@ -226,6 +226,8 @@ pub(crate) struct Plans {
     adjoint: OnceLock<Option<Box<Layer>>>,
     /// [`Single`]: `|W|` in `f32`, for the bounds.
     single: OnceLock<Option<Box<Single>>>,
+    /// [`Single`] of `W` itself (rounded to nearest), for the hybrid's chord bands.
+    signed: OnceLock<Option<Box<Single>>>,
 }
 
 /// Equal whatever they hold, so that layers compare by their ops.
@@ -361,6 +363,25 @@ impl Layer {
                 match &self.op {
                     Op::Linear { weight, inputs, outputs, .. } => Single::linear(weight, *inputs, *outputs),
                     Op::Conv2d { weight, geom, .. } => Single::conv2d(weight, geom),
+                    _ => None,
+                }
+                .map(Box::new)
+            })
+            .as_deref()
+    }
+
+    /// The layer's linear part `W` in single precision, each weight rounded to the nearest `f32`, for the offset
+    /// pass of the hybrid's chord bands: where [`Self::single`] exists, on the same kernels; built on first use
+    /// and kept with the layer.
+    pub fn single_signed(&self) -> Option<&Single> {
+        self.plan
+            .signed
+            .get_or_init(|| {
+                match &self.op {
+                    Op::Linear { weight, inputs, outputs, .. } => {
+                        Single::linear_signed(weight, *inputs, *outputs)
+                    }
+                    Op::Conv2d { weight, geom, .. } => Single::conv2d_signed(weight, geom),
                     _ => None,
                 }
                 .map(Box::new)

@@ -17,6 +17,10 @@
 //! rounding `|w|` to `f32` (upward) loses nothing the caller has to account for, and with inputs of at least
 //! [`INPUT_FLOOR`] (`2^-60`; the caller raises smaller non-zero radii to it) no product is subnormal, where every
 //! operation would cost about a hundred cycles. Anywhere else [`super::Layer::single`] is `None` and the radius runs in `f64`.
+//!
+//! The same kernels also apply `W` itself, each weight rounded to the nearest `f32` ([`Single::signed`],
+//! [`super::Layer::single_signed`]): the offset pass of the hybrid's chord bands, whose rounding the caller
+//! bounds by `γ`-multiples of the `|W|` pass it runs next to it.
 
 use super::{ConvGeom, Scratch};
 
@@ -47,6 +51,23 @@ enum Kernel {
 /// [`INPUT_FLOOR`]).
 fn representable(v: f64) -> bool {
     v == 0.0 || (v.abs() >= 2f64.powi(-40) && v.abs() <= 2f64.powi(40))
+}
+
+/// How a weight is packed: its magnitude rounded up (the radius pass) or itself rounded to nearest (the offset
+/// pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Weights {
+    AbsUp,
+    Nearest,
+}
+
+impl Weights {
+    fn round(self, v: f64) -> f32 {
+        match self {
+            Weights::AbsUp => abs_up(v),
+            Weights::Nearest => v as f32,
+        }
+    }
 }
 
 /// `|v|` rounded up to `f32`.
@@ -96,26 +117,40 @@ impl Single {
     /// The single-precision form of a linear layer (`weight` is `[outputs][inputs]`), where this CPU and the
     /// weights allow one.
     pub(super) fn linear(weight: &[f64], inputs: usize, outputs: usize) -> Option<Single> {
-        Single::linear_on(cpu_isa()?, weight, inputs, outputs)
+        Single::linear_on(cpu_isa()?, weight, inputs, outputs, Weights::AbsUp)
     }
 
-    fn linear_on(isa: Isa, weight: &[f64], inputs: usize, outputs: usize) -> Option<Single> {
+    /// [`Self::linear`] with `W` itself, each weight rounded to the nearest `f32` (module notes).
+    pub(super) fn linear_signed(weight: &[f64], inputs: usize, outputs: usize) -> Option<Single> {
+        Single::linear_on(cpu_isa()?, weight, inputs, outputs, Weights::Nearest)
+    }
+
+    fn linear_on(isa: Isa, weight: &[f64], inputs: usize, outputs: usize, form: Weights) -> Option<Single> {
         if inputs == 0 || outputs == 0 || inputs > MAX_TAPS {
             return None;
         }
         if !weight[..inputs * outputs].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single { kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs)), taps: inputs, isa })
+        Some(Single {
+            kernel: Kernel::Linear(LinearPack::new(weight, inputs, outputs, form)),
+            taps: inputs,
+            isa,
+        })
     }
 
     /// The single-precision form of a convolution (`weight` is `[cout][cin][kh][kw]`), where this CPU, the
     /// geometry and the weights allow one.
     pub(super) fn conv2d(weight: &[f64], g: &ConvGeom) -> Option<Single> {
-        Single::conv2d_on(cpu_isa()?, weight, g)
+        Single::conv2d_on(cpu_isa()?, weight, g, Weights::AbsUp)
     }
 
-    fn conv2d_on(isa: Isa, weight: &[f64], g: &ConvGeom) -> Option<Single> {
+    /// [`Self::conv2d`] with `W` itself, each weight rounded to the nearest `f32` (module notes).
+    pub(super) fn conv2d_signed(weight: &[f64], g: &ConvGeom) -> Option<Single> {
+        Single::conv2d_on(cpu_isa()?, weight, g, Weights::Nearest)
+    }
+
+    fn conv2d_on(isa: Isa, weight: &[f64], g: &ConvGeom, form: Weights) -> Option<Single> {
         let taps = g.cin * g.kh * g.kw;
         let shape = matches!(g.stride[1], 1 | 2) && g.kw <= 8 && g.cout > 0 && g.oh > 0 && g.ow > 0;
         if !shape || taps == 0 || taps > MAX_TAPS {
@@ -124,7 +159,7 @@ impl Single {
         if !weight[..g.cout * taps].iter().all(|&v| representable(v)) {
             return None;
         }
-        Some(Single { kernel: Kernel::Conv(ConvPack::new(weight, g)), taps, isa })
+        Some(Single { kernel: Kernel::Conv(ConvPack::new(weight, g, form)), taps, isa })
     }
 
     /// The most products summed into one output.
@@ -203,13 +238,13 @@ struct LinearPack {
 }
 
 impl LinearPack {
-    fn new(weight: &[f64], inputs: usize, outputs: usize) -> LinearPack {
+    fn new(weight: &[f64], inputs: usize, outputs: usize, form: Weights) -> LinearPack {
         let panels = outputs.div_ceil(PANEL);
         let mut w = vec![0.0f32; panels * inputs * PANEL];
         for (o, row) in weight.chunks_exact(inputs).take(outputs).enumerate() {
             let (panel, lane) = (o / PANEL, o % PANEL);
             for (i, &v) in row.iter().enumerate() {
-                w[(panel * inputs + i) * PANEL + lane] = abs_up(v);
+                w[(panel * inputs + i) * PANEL + lane] = form.round(v);
             }
         }
         LinearPack { inputs, outputs, panels, w }
@@ -240,14 +275,14 @@ struct Half {
 }
 
 impl ConvPack {
-    fn new(weight: &[f64], g: &ConvGeom) -> ConvPack {
+    fn new(weight: &[f64], g: &ConvGeom, form: Weights) -> ConvPack {
         let coutp = g.cout.div_ceil(8) * 8;
         let kk = g.kh * g.kw;
         let mut wk = vec![0.0f32; g.cin * kk * coutp];
         for co in 0..g.cout {
             for ci in 0..g.cin {
                 for t in 0..kk {
-                    wk[(ci * kk + t) * coutp + co] = abs_up(weight[(co * g.cin + ci) * kk + t]);
+                    wk[(ci * kk + t) * coutp + co] = form.round(weight[(co * g.cin + ci) * kk + t]);
                 }
             }
         }
@@ -736,6 +771,14 @@ mod tests {
         assert!(got / (1.0 - taps as f64 * U / (1.0 - taps as f64 * U)) >= exact, "{what}: {got} < {exact}");
     }
 
+    /// The signed form ([`Weights::Nearest`]): the kernel's sum of the `f32` weights times signed inputs is
+    /// within `γ_n` of the sum of their magnitudes from the exact sum of the same products.
+    fn close_signed(got: f32, exact: f64, magnitude: f64, taps: usize, what: &str) {
+        let k = taps as f64 * U;
+        let err = (f64::from(got) - exact).abs();
+        assert!(err <= k / (1.0 - k) * magnitude, "{what}: {got} against {exact} (magnitude {magnitude})");
+    }
+
     /// Every instruction set this CPU runs, not only the one layers get (the AVX2 kernels on an AVX-512 CPU).
     #[test]
     fn the_linear_kernel_sums_every_input() {
@@ -746,12 +789,18 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         let shapes =
             [(1, 1, 1), (7, 3, 2), (33, 16, 8), (100, 10, 17), (2048, 100, 16), (5, 47, 9), (9, 24, 5)];
-        for ((inputs, outputs, n), isa) in
-            shapes.into_iter().flat_map(|s| isas().into_iter().map(move |i| (s, i)))
+        let forms = [Weights::AbsUp, Weights::Nearest];
+        for (((inputs, outputs, n), isa), form) in shapes
+            .into_iter()
+            .flat_map(|s| isas().into_iter().map(move |i| (s, i)))
+            .flat_map(|c| forms.into_iter().map(move |f| (c, f)))
         {
             let weight = values(&mut seed, inputs * outputs);
-            let x: Vec<f32> = values(&mut seed, n * inputs).iter().map(|&v| v.abs() as f32).collect();
-            let single = Single::linear_on(isa, &weight, inputs, outputs).expect("an f32 form");
+            let x: Vec<f32> = values(&mut seed, n * inputs)
+                .iter()
+                .map(|&v| if form == Weights::AbsUp { v.abs() } else { v } as f32)
+                .collect();
+            let single = Single::linear_on(isa, &weight, inputs, outputs, form).expect("an f32 form");
             assert_eq!((single.taps(), single.in_len(), single.out_len()), (inputs, inputs, outputs));
             let mut out = vec![f32::NAN; 3];
             single.apply(&x, n, &mut out, &mut Scratch::default());
@@ -760,13 +809,17 @@ mod tests {
                 for o in 0..outputs {
                     let row = &weight[o * inputs..(o + 1) * inputs];
                     let xs = &x[p * inputs..(p + 1) * inputs];
+                    let what = format!("{isa:?} {form:?} {inputs}→{outputs} p{p} o{o}");
+                    if form == Weights::Nearest {
+                        let w32 = |a: f64| f64::from(a as f32);
+                        let exact = row.iter().zip(xs).map(|(&a, &v)| w32(a) * f64::from(v)).sum::<f64>();
+                        let mag =
+                            row.iter().zip(xs).map(|(&a, &v)| (w32(a) * f64::from(v)).abs()).sum::<f64>();
+                        close_signed(out[p * outputs + o], exact, mag, inputs, &what);
+                        continue;
+                    }
                     let exact = row.iter().zip(xs).map(|(&a, &v)| a.abs() * f64::from(v)).sum::<f64>();
-                    close(
-                        out[p * outputs + o],
-                        exact,
-                        inputs,
-                        &format!("{isa:?} {inputs}→{outputs} p{p} o{o}"),
-                    );
+                    close(out[p * outputs + o], exact, inputs, &what);
                 }
             }
         }
@@ -783,12 +836,20 @@ mod tests {
         let mut seed = 0x2545_f491_4f6c_dd1d;
         let geometries: Vec<ConvGeom> = GEOMETRIES.into_iter().chain(extra).map(geometry).collect();
         assert!(cpu_isa().is_some() || geometries.iter().all(|g| Single::conv2d(&[0.5; 4096], g).is_none()));
-        for (g, isa) in geometries.into_iter().flat_map(|g| isas().into_iter().map(move |i| (g, i))) {
+        let forms = [Weights::AbsUp, Weights::Nearest];
+        for ((g, isa), form) in geometries
+            .into_iter()
+            .flat_map(|g| isas().into_iter().map(move |i| (g, i)))
+            .flat_map(|c| forms.into_iter().map(move |f| (c, f)))
+        {
             let ConvGeom { cin, cout, kh: k, stride, padding: [pad, _], h, w, oh, ow, .. } = g;
             let weight = values(&mut seed, cout * cin * k * k);
-            let single = Single::conv2d_on(isa, &weight, &g).expect("an f32 form");
+            let single = Single::conv2d_on(isa, &weight, &g, form).expect("an f32 form");
             let n = 3;
-            let x: Vec<f32> = values(&mut seed, n * cin * h * w).iter().map(|&v| v.abs() as f32).collect();
+            let x: Vec<f32> = values(&mut seed, n * cin * h * w)
+                .iter()
+                .map(|&v| if form == Weights::AbsUp { v.abs() } else { v } as f32)
+                .collect();
             let mut out = Vec::new();
             single.apply(&x, n, &mut out, &mut Scratch::default());
             assert_eq!(out.len(), n * cout * oh * ow);
@@ -797,7 +858,7 @@ mod tests {
                 for co in 0..cout {
                     for oy in 0..oh {
                         for ox in 0..ow {
-                            let mut exact = 0.0;
+                            let (mut exact, mut signed, mut mag) = (0.0, 0.0, 0.0);
                             for ci in 0..cin {
                                 for ky in 0..k {
                                     for kx in 0..k {
@@ -807,13 +868,20 @@ mod tests {
                                             continue;
                                         }
                                         let a = weight[((co * cin + ci) * k + ky) * k + kx];
-                                        exact +=
-                                            a.abs() * f64::from(xs[(ci * h + iy as usize) * w + ix as usize]);
+                                        let v = f64::from(xs[(ci * h + iy as usize) * w + ix as usize]);
+                                        exact += a.abs() * v;
+                                        signed += f64::from(a as f32) * v;
+                                        mag += (f64::from(a as f32) * v).abs();
                                     }
                                 }
                             }
                             let got = out[((p * cout + co) * oh + oy) * ow + ox];
-                            close(got, exact, cin * k * k, &format!("{isa:?} {g:?} p{p} c{co} ({oy},{ox})"));
+                            let what = format!("{isa:?} {form:?} {g:?} p{p} c{co} ({oy},{ox})");
+                            if form == Weights::Nearest {
+                                close_signed(got, signed, mag, cin * k * k, &what);
+                            } else {
+                                close(got, exact, cin * k * k, &what);
+                            }
                         }
                     }
                 }
