@@ -375,8 +375,21 @@ fn gather(
     let (wide, step) = wide_kernel(channels);
     let narrow = narrow_kernel(channels);
     let out_len = cout * pixels;
+    let few = point_kernel(plan.coutp);
     for first in (0..n).step_by(lanes) {
         let m = lanes.min(n - first);
+        if let Some(kernel) = few.filter(|_| m <= FEW) {
+            // A point at a time, its channels in the vectors: no transposes, no idle lanes.
+            for j in first..first + m {
+                kernel(
+                    &input[j * in_len..][..in_len],
+                    plan,
+                    (cout, pixels),
+                    &mut out[j * out_len..][..out_len],
+                );
+            }
+            continue;
+        }
         let (l, kernel) = match narrow {
             Some(kernel) if m <= NN => (NN, kernel),
             _ => (m.next_multiple_of(step), wide),
@@ -572,6 +585,48 @@ fn wide_avx2_kernel(channels: usize) -> (Kernel, usize) {
         1 => (wide_avx2::<1, 8>, 32),
         2 => (wide_avx2::<2, 4>, 16),
         _ => (wide_avx2::<4, 2>, 8),
+    }
+}
+
+/// Blocks of at most this many points run a point at a time in [`point_kernel`] where there is one: with 1–3
+/// points the narrow kernel's vectors of 4 lanes are mostly idle.
+const FEW: usize = 3;
+
+/// A kernel over one point's input, writing its `cout × pixels` outputs.
+type PointKernel = fn(&[f64], &Plan, (usize, usize), &mut [f64]);
+
+/// The kernel over one point with its output channels in the vectors (AVX2 + FMA, `coutp` a multiple of 4),
+/// for blocks of at most [`FEW`] points: each output starts at the bias and takes its taps in the plan's order
+/// by fused multiply-adds, exactly as a lane of the block kernels does, so it gives their bits.
+fn point_kernel(coutp: usize) -> Option<PointKernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return match coutp {
+                c if c.is_multiple_of(32) => Some(point_avx2::<8>),
+                c if c.is_multiple_of(16) => Some(point_avx2::<4>),
+                c if c.is_multiple_of(8) => Some(point_avx2::<2>),
+                c if c.is_multiple_of(4) => Some(point_avx2::<1>),
+                _ => None,
+            };
+        }
+    }
+    let _ = coutp;
+    None
+}
+
+/// [`point_kernel`]'s AVX2 kernel over groups of `4·G` channels, after checking every index it reads or writes.
+#[cfg(target_arch = "x86_64")]
+fn point_avx2<const G: usize>(x: &[f64], plan: &Plan, (cout, pixels): (usize, usize), out: &mut [f64]) {
+    let Plan { taps, coutp, wk, bias, .. } = plan;
+    assert!(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"));
+    assert!(coutp.is_multiple_of(4 * G) && cout <= *coutp && bias.len() >= *coutp, "the plan does not fit");
+    assert!(pixels < taps.start.len() && out.len() >= cout * pixels, "the output is outside the layer");
+    assert!(taps.max_row < x.len() && (taps.max_k + 1) * coutp <= wk.len(), "a tap reads outside");
+    #[allow(unsafe_code)]
+    // SAFETY: the CPU supports AVX2 and FMA, and the checks above bound every offset `point_avx2` forms.
+    unsafe {
+        x86::point_avx2::<G>(x, plan, (cout, pixels), out)
     }
 }
 
@@ -972,6 +1027,53 @@ mod x86 {
         }
     }
 
+    /// One point, `4·G` output channels per group in `G` vectors: per pixel and group, the accumulators start at
+    /// the bias and each tap adds its weights times the broadcast input by fused multiply-adds, in the plan's
+    /// order (the block kernels' products, in their order).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `coutp` must be a multiple of `4·G` and the bias hold `coutp` values;
+    /// every tap's row must lie in `x` and its weights in the plan's; `pixels` must be the plan's and `out`
+    /// hold `cout·pixels` values.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn point_avx2<const G: usize>(
+        x: &[f64],
+        plan: &Plan,
+        (cout, pixels): (usize, usize),
+        out: &mut [f64],
+    ) {
+        let Plan { taps, coutp, wk, bias, .. } = plan;
+        let (coutp, xp, w) = (*coutp, x.as_ptr(), wk.as_ptr());
+        let mut lanes = [0.0f64; 4];
+        for pix in 0..pixels {
+            let (lo, hi) = (taps.start[pix], taps.start[pix + 1]);
+            let (ks, rows) = (&taps.k[lo..hi], &taps.row[lo..hi]);
+            for cb in (0..coutp).step_by(4 * G) {
+                let mut acc = [_mm256_setzero_pd(); G];
+                for (g, a) in acc.iter_mut().enumerate() {
+                    // SAFETY (all pointer arithmetic here): bounds per this function's contract.
+                    *a = unsafe { _mm256_loadu_pd(bias.as_ptr().add(cb + 4 * g)) };
+                }
+                for (&k, &r) in ks.iter().zip(rows) {
+                    let xb = _mm256_set1_pd(unsafe { *xp.add(r) });
+                    let wrow = unsafe { w.add(k * coutp + cb) };
+                    for (g, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_pd(unsafe { _mm256_loadu_pd(wrow.add(4 * g)) }, xb, *a);
+                    }
+                }
+                for (g, a) in acc.iter().enumerate() {
+                    unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), *a) };
+                    for (l, &v) in lanes.iter().enumerate() {
+                        let co = cb + 4 * g + l;
+                        if co < cout {
+                            out[co * pixels + pix] = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// `dst[c·ds + r] = src[r·ss + c]` for `r < rows`, `c < cols`, both multiples of 8, in 8 × 8 tiles, in the
     /// order of [`tile_origins`].
     ///
@@ -1112,7 +1214,7 @@ pub(super) mod tests {
     /// lane has the same bits in every block width and in the narrow kernel.
     #[test]
     fn every_kernel_agrees() {
-        for cout in [1, 2, 4, 16] {
+        for cout in [1, 2, 4, 8, 16, 32] {
             let blocking = super::Blocking::for_channels(cout);
             let super::Blocking { channels, lanes } = blocking;
             let (in_len, coutp, pixels) = (37, cout, 11);
@@ -1160,6 +1262,18 @@ pub(super) mod tests {
                     first(&chosen, l),
                     "{cout} channels: {l} lanes differ from {lanes}"
                 );
+            }
+            // One point at a time, channels in the vectors: every lane's bits.
+            if let Some(point) = super::point_kernel(coutp) {
+                for j in 0..lanes {
+                    let x: Vec<f64> = xt.chunks(lanes).map(|row| row[j]).collect();
+                    let mut out = vec![f64::NAN; cout * pixels];
+                    point(&x, &plan, (cout, pixels), &mut out);
+                    for (i, got) in out.iter().enumerate() {
+                        let want = chosen[i * lanes + j];
+                        assert_eq!(got.to_bits(), want.to_bits(), "{cout} channels, point {j}, output {i}");
+                    }
+                }
             }
             // A range of pixels gives those pixels' rows of every channel.
             let (p0, p1) = (3, 8);
