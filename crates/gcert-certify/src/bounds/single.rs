@@ -70,19 +70,27 @@ impl Affine {
         if let Some(signed) = layer.single_signed() {
             let d32 = &mut self.d32;
             d32.clear();
-            for (dv, rv) in d.iter().zip(r.iter_mut()) {
-                if dv.abs() < INPUT_FLOOR {
-                    *rv += dv.abs();
-                    d32.push(0.0);
-                } else {
-                    d32.push(*dv as f32);
-                }
-            }
+            d32.resize(d.len(), 0.0);
+            // Branch-free, so that the loop is vectorized; a NaN stays a NaN (caught below).
+            wide(
+                #[inline(always)]
+                || {
+                    for ((dv, rv), o) in d.iter().zip(r.iter_mut()).zip(d32.iter_mut()) {
+                        let tiny = dv.abs() < INPUT_FLOOR;
+                        *rv += if tiny { dv.abs() } else { 0.0 };
+                        *o = if tiny { 0.0 } else { *dv as f32 };
+                    }
+                },
+            );
             if d32.iter().all(|v| v.is_finite()) {
                 signed.apply(d32, rows, &mut self.s32, &mut self.scratch);
                 if self.s32.iter().all(|v| v.is_finite()) {
                     d.clear();
-                    d.extend(self.s32.iter().map(|&v| f64::from(v)));
+                    let s32 = &self.s32;
+                    wide(
+                        #[inline(always)]
+                        || d.extend(s32.iter().map(|&v| f64::from(v))),
+                    );
                     let single = layer.single().expect("a layer with a signed f32 form has an |W| one");
                     if !self.single(single, r, rows) {
                         let abs = layer.abs().expect("affine layers have an absolute part");
@@ -90,9 +98,10 @@ impl Affine {
                         std::mem::swap(r, &mut self.r);
                     }
                     let widen = 1.0 + 2.0 * gamma(signed.taps() + 3);
-                    for v in r.iter_mut() {
-                        *v *= widen;
-                    }
+                    wide(
+                        #[inline(always)]
+                        || r.iter_mut().for_each(|v| *v *= widen),
+                    );
                     return;
                 }
             }
