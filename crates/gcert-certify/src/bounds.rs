@@ -405,7 +405,7 @@ impl<'a> Bounder<'a> {
             })
             .collect();
         if tail > 0 {
-            self.tighten_tail(tail, &saved, tighten_below, &mut all);
+            self.tighten_tail(tail, &saved, tighten_below, f64::NEG_INFINITY, &mut all);
         }
         for lines in &mut all {
             widen(lines);
@@ -474,8 +474,16 @@ impl<'a> Bounder<'a> {
     /// activation bends away from its chord between the ends ([`chord_step`]). Per region this is one pass of
     /// `A` and one of `|A|` over one point, where [`Self::forward_margins`] passes both over both ends: the
     /// ends' exact values are the hybrid's probes, computed anyway. The margins' lower lines that reach
-    /// `tighten_below` are tightened through the tail as there, and every line is widened the same way.
-    pub fn chord_margins(&self, ends: &[[&Trace; 2]], tighten_below: f64) -> Vec<MarginLines> {
+    /// `tighten_below` are tightened through the tail as there, except in a region where some margin's upper
+    /// line is below `open_below` at an end (the hybrid's best exact margin: such a region's smallest margin is
+    /// below it whatever its lower lines, so the hybrid works on it again in any case); every line is widened the
+    /// same way as there.
+    pub fn chord_margins(
+        &self,
+        ends: &[[&Trace; 2]],
+        tighten_below: f64,
+        open_below: f64,
+    ) -> Vec<MarginLines> {
         let regions = ends.len();
         let tail = if tighten_below == f64::NEG_INFINITY { 0 } else { self.chord_tail() };
         let first_tail = self.layers.len() - tail;
@@ -569,7 +577,7 @@ impl<'a> Bounder<'a> {
             })
             .collect();
         if tail > 0 {
-            self.tighten_tail(tail, &saved, tighten_below, &mut all);
+            self.tighten_tail(tail, &saved, tighten_below, open_below, &mut all);
         }
         for lines in &mut all {
             widen(lines);
@@ -581,11 +589,13 @@ impl<'a> Bounder<'a> {
     /// last [`Self::with_tail`] layers, with the activations relaxed over each region's forward range, down to
     /// the forward lines at the tail's input (`saved[0]`; `saved[t]` holds the lines at the input of the tail's
     /// `t`-th layer where it is an activation), and keeps a back-substituted lower line where its mean is higher.
+    /// Regions with an upper line below `open_below` at an end are left as they are.
     fn tighten_tail(
         &self,
         tail: usize,
         saved: &[(Vec<f64>, Vec<f64>)],
         tighten_below: f64,
+        open_below: f64,
         all: &mut [MarginLines],
     ) {
         let first = self.layers.len() - tail;
@@ -594,6 +604,7 @@ impl<'a> Bounder<'a> {
         let picked: Vec<(usize, usize)> = all
             .iter()
             .enumerate()
+            .filter(|(_, lines)| lines.upper.iter().flatten().all(|&u| u >= open_below))
             .flat_map(|(g, lines)| {
                 (0..self.k)
                     .filter(move |&j| lines.lower[0][j].min(lines.lower[1][j]) <= tighten_below)

@@ -328,7 +328,7 @@ impl Side<'_, '_> {
         let chords: Option<Vec<[&Trace; 2]>> =
             regions.iter().map(|(_, _, ends)| ends.as_ref().map(|[a, b]| [&**a, &**b])).collect();
         let lines = match chords {
-            Some(ends) => bounder.chord_margins(&ends, best.max(0.0)),
+            Some(ends) => bounder.chord_margins(&ends, best.max(0.0), best),
             None => {
                 let mut batch = Vec::with_capacity(2 * regions.len() * self.problem.input_len());
                 for &(r0, r1, _) in regions {

@@ -362,7 +362,7 @@ proptest! {
         let cuts: Vec<f64> = (0..=regions).map(|k| k as f64 / regions as f64).collect();
         let traces: Vec<Trace> = cuts.iter().map(|&s| bounder.trace(&seg.point(s))).collect();
         let ends: Vec<[&Trace; 2]> = traces.windows(2).map(|w| [&w[0], &w[1]]).collect();
-        let all = bounder.chord_margins(&ends, below);
+        let all = bounder.chord_margins(&ends, below, f64::NEG_INFINITY);
         prop_assert_eq!(all.len(), regions);
         let chain = ExactLine::for_networks(&[&net]).unwrap().chain(&seg).unwrap();
         let mut m = Vec::new();
@@ -370,7 +370,7 @@ proptest! {
             let bits = |l: &MarginLines| {
                 l.lower.iter().chain(&l.upper).flatten().map(|x| x.to_bits()).collect::<Vec<u64>>()
             };
-            let alone = bounder.chord_margins(&ends[k..k + 1], below);
+            let alone = bounder.chord_margins(&ends[k..k + 1], below, f64::NEG_INFINITY);
             prop_assert_eq!(bits(&alone[0]), bits(lines));
             let (s0, s1) = (cuts[k], cuts[k + 1]);
             let mut points = sampled(&layers, &seg, s0, s1, 24);
@@ -444,7 +444,7 @@ fn chord_bounds_are_exact_on_one_piece() {
         let (rows, offsets) = decision.margin_rows(0, 3);
         let bounder = Bounder::new(layers, &rows, &offsets, Relaxation::Linear);
         let [a, b, c] = [0, 1, 2].map(|i| bounder.trace(&seg.point(chain.ratios[i])));
-        let one = &bounder.chord_margins(&[[&a, &b]], f64::NEG_INFINITY)[0];
+        let one = &bounder.chord_margins(&[[&a, &b]], f64::NEG_INFINITY, f64::NEG_INFINITY)[0];
         let mut exact = Vec::new();
         for (e, i) in [0, 1].into_iter().enumerate() {
             decision.margins_of(0, chain.value(i), &mut exact);
@@ -455,7 +455,7 @@ fn chord_bounds_are_exact_on_one_piece() {
             }
         }
         // Two pieces: some neuron bends between the ends, and its band reaches the margins.
-        let two = &bounder.chord_margins(&[[&a, &c]], f64::NEG_INFINITY)[0];
+        let two = &bounder.chord_margins(&[[&a, &c]], f64::NEG_INFINITY, f64::NEG_INFINITY)[0];
         let width = |l: &MarginLines| (0..2).map(|j| l.upper[0][j] - l.lower[0][j]).fold(0.0, f64::max);
         assert!(width(two) > width(one), "seed {seed}: no band across a breakpoint");
         checked += 1;
