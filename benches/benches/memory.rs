@@ -3,9 +3,16 @@
 //! Not a timing: one run each, measured with a counting allocator. The streamed run hands the chain to a sink
 //! that keeps only the logits' bounds, on one thread and split over the cores; the baseline keeps the whole chain (ratios and logits). Both are far
 //! below what keeping every layer's values at every breakpoint would take (printed for comparison).
+//! Last, the complete certifiers on the issue-12 target case (trained generator ∘ classifier-conv4, ε = 3
+//! two-sided, one digit × 3 directions): the hybrid keeps every probe's trace (the exact values its bands
+//! read) while the side's regions may still be bounded, the exact-chain scan streams.
 //! Run with `cargo bench -p gcert-benches --bench memory`.
 
-use gcert_benches::{conv_classifier, dcgan_generator, latent_and_direction, segment};
+use gcert_benches::{
+    conv_classifier, dcgan_generator, digit_case, latent_and_direction, segment, target_problem, trained,
+};
+use gcert_certify::{Certifier, Complete, Hybrid};
+use gcert_core::Network;
 use gcert_exactline::{Bounds, ExactLine};
 use peak_alloc::PeakAlloc;
 
@@ -65,6 +72,23 @@ fn main() {
             rayon::current_num_threads(),
             mib(split_peak),
             mib(kept)
+        );
+    }
+    let g = Network::load(trained("generator.toml")).expect("generator");
+    let n = Network::load(trained("classifier-conv4.toml")).expect("classifier");
+    let (z, ds) = digit_case(&g, 3, 3);
+    for (k, d) in ds.iter().enumerate() {
+        let problem = target_problem(&g, &n, &z, d);
+        let (hybrid, hybrid_peak) = peak_of(|| Hybrid.certify(&problem).expect("hybrid"));
+        let (full, full_peak) = peak_of(|| Complete.certify(&problem).expect("exact chain"));
+        println!(
+            "memory: target case gan-z-3, direction {k} ({} threads): hybrid peak {:.1} MiB ({} pieces), \
+             exact-chain scan {:.1} MiB ({} pieces)",
+            rayon::current_num_threads(),
+            mib(hybrid_peak),
+            hybrid.pieces,
+            mib(full_peak),
+            full.pieces
         );
     }
 }
