@@ -1,3 +1,9 @@
+//! The cost of one forward pass of the trained generator ∘ classifier-conv4 per point, by batch size, and per
+//! layer: how much a probe of one or two points pays for running alone.
+//! `RAYON_NUM_THREADS=1 cargo run --release -p gcert-benches --example batchsize`
+//!
+//! Prints, per batch of 1 to 64 points, the microseconds per point of the whole pass and of each layer.
+
 use gcert_benches::trained;
 use gcert_core::ops::Scratch;
 use gcert_core::Network;
