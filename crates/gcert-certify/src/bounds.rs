@@ -945,20 +945,39 @@ impl Trace {
 fn chord_steps(act: Activation, z0: &[f64], z1: &[f64], d: &mut [f64], r: &mut [f64]) -> bool {
     let mut bent = false;
     if act == Activation::Leaky(0.0) {
-        // The relu, branch-free so that the loop is vectorized: the general step below, specialised.
+        // The relu, branch-free so that the loop is vectorized: the general step below, specialised. A width or
+        // offset that is not a number stays one (`pos` and `least` keep a NaN in their first operand, which is
+        // NaN whenever the second is), so that the region is left open (`Side::bound`) rather than decided.
+        #[inline(always)]
+        fn pos(x: f64) -> f64 {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        #[inline(always)]
+        fn least(a: f64, b: f64) -> f64 {
+            if b < a {
+                b
+            } else {
+                a
+            }
+        }
         wide(
             #[inline(always)]
             || {
                 for (((&z0, &z1), d), r) in z0.iter().zip(z1).zip(d.iter_mut()).zip(r.iter_mut()) {
                     let (hi, lo) = (*r + *d, *r - *d);
-                    let (zmin, zmax) = (z0.min(z1), z0.max(z1));
+                    // The ends' values are finite (the probes check every layer's output).
+                    let (zmin, zmax) = if z1 < z0 { (z1, z0) } else { (z0, z1) };
                     let (a, b) = (zmin - lo, zmax + hi);
-                    let (xmin, xmax) = (zmin.max(0.0), zmax.max(0.0));
+                    let (xmin, xmax) = (pos(zmin), pos(zmax));
                     // The chord of the relu between the ends lies above it by at most this, at its kink.
                     let gap = if zmin < 0.0 && zmax > 0.0 { xmax * (-zmin) / (zmax - zmin) } else { 0.0 };
                     // (The widths are never negative while `r ≥ |d|`; rounding must not make them so.)
-                    let up = hi.max(0.0).min(b.max(0.0) - xmin);
-                    let dn = (lo.max(0.0) + gap).min(xmax - a.max(0.0));
+                    let up = least(pos(hi), pos(b) - xmin);
+                    let dn = least(pos(lo) + gap, xmax - pos(a));
                     let (nd, nr) = (0.5 * (up - dn), 0.5 * (up + dn));
                     let off = b <= 0.0;
                     let on = a >= 0.0;
@@ -979,7 +998,11 @@ fn chord_steps(act: Activation, z0: &[f64], z1: &[f64], d: &mut [f64], r: &mut [
                 }
             },
         );
-        return r.iter().any(|&v| v != 0.0);
+        // Some width not zero (or not a number): an OR of the bits below the sign, branch-free.
+        return wide(
+            #[inline(always)]
+            || r.iter().fold(0u64, |acc, v| acc | (v.to_bits() << 1)) != 0,
+        );
     }
     for j in 0..d.len() {
         let (nd, nr) = chord_step(act, z0[j], z1[j], d[j], r[j]);
@@ -997,6 +1020,10 @@ fn chord_steps(act: Activation, z0: &[f64], z1: &[f64], d: &mut [f64], r: &mut [
 /// its chord and `L·lo + below` below; both are also capped by the output's whole range.
 fn chord_step(act: Activation, z0: f64, z1: f64, d: f64, r: f64) -> (f64, f64) {
     let (hi, lo) = (r + d, r - d);
+    if (hi + lo).is_nan() {
+        // An overflowed band stays one (the relu's step in `chord_steps` does the same).
+        return (f64::NAN, f64::NAN);
+    }
     let (zmin, zmax) = (z0.min(z1), z0.max(z1));
     let (a, b) = (zmin - lo, zmax + hi);
     let (kinks, slope): ([f64; 2], f64) = match act {

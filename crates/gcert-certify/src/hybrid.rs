@@ -343,7 +343,11 @@ impl Side<'_, '_> {
             .map(|lines| {
                 let lower =
                     lines.lower[0].iter().chain(&lines.lower[1]).copied().fold(f64::INFINITY, f64::min);
-                if lower > 0.0 {
+                let nan = lines.lower.iter().chain(&lines.upper).flatten().any(|v| v.is_nan());
+                if nan {
+                    // A bound that overflowed decides nothing.
+                    State::Open
+                } else if lower > 0.0 {
                     State::Kept { lower }
                 } else if positive_interval(&lines.upper[0], &lines.upper[1]).is_none() {
                     // Violated everywhere: no point where every upper line is positive.

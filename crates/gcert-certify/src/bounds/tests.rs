@@ -462,3 +462,25 @@ fn chord_bounds_are_exact_on_one_piece() {
     }
     assert!(checked >= 5, "only {checked} segments of several pieces");
 }
+
+/// A band that overflowed (an offset or width that is infinite or not a number) is never turned into a finite
+/// band by an activation step: it stays infinite or not a number, so that the hybrid leaves its region open.
+#[test]
+fn an_overflowed_band_stays_not_a_number() {
+    let acts = [Activation::Leaky(0.0), Activation::Leaky(0.1), Activation::Clamp(0.0, 1.0)];
+    for act in acts {
+        for (z0, z1) in [(-1.0, 2.0), (0.5, 1.5), (-2.0, -1.0)] {
+            for (d, r) in [(0.0, f64::NAN), (f64::NAN, 1.0), (f64::INFINITY, f64::INFINITY)] {
+                let (mut vd, mut vr) = ([d; 3], [r; 3]);
+                let bent = chord_steps(act, &[z0; 3], &[z1; 3], &mut vd, &mut vr);
+                assert!(bent, "{act:?} {z0}..{z1} band {d}±{r}: reported empty");
+                for (nd, nr) in vd.iter().zip(&vr) {
+                    assert!(
+                        !(nd.is_finite() && nr.is_finite()),
+                        "{act:?} {z0}..{z1} band {d}±{r}: became the finite band {nd}±{nr}"
+                    );
+                }
+            }
+        }
+    }
+}
