@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use gcert_core::certificate::{Certificate, Method, Problem};
 use gcert_core::network::{check_finite, check_layer_output, chunk_points};
-use gcert_core::ops::Scratch;
+use gcert_core::ops::{wide, Scratch};
 use gcert_core::{Result, Segment};
 use gcert_exactline::{ExactLine, Sink};
 use rayon::prelude::*;
@@ -171,20 +171,25 @@ struct Probe {
     trace: Option<Arc<Trace>>,
 }
 
-/// Appends bits to a bit set, starting a new word.
-fn push_bits(bits: &mut Vec<u64>, values: impl Iterator<Item = bool>) {
-    let (mut word, mut k) = (0u64, 0);
-    for v in values {
-        word |= u64::from(v) << k;
-        k += 1;
-        if k == 64 {
-            bits.push(word);
-            (word, k) = (0, 0);
-        }
+/// Appends to a bit set, starting a new word, one bit per value: whether it lies above `at`. A word of 64
+/// values is one branch-free fold, which the compiler vectorizes ([`wide`]): packing a bit at a time was 18 µs
+/// of a probe's 280 on the target case (docs/performance.md).
+fn push_bits(bits: &mut Vec<u64>, values: &[f64], at: f64) {
+    #[inline(always)]
+    fn word(values: &[f64], at: f64) -> u64 {
+        values.iter().enumerate().fold(0u64, |w, (i, &v)| w | (u64::from(v > at) << i))
     }
-    if k > 0 {
-        bits.push(word);
-    }
+    wide(
+        #[inline(always)]
+        || {
+            let chunks = values.chunks_exact(64);
+            let rest = chunks.remainder();
+            bits.extend(chunks.map(|c| word(c, at)));
+            if !rest.is_empty() {
+                bits.push(word(rest, at));
+            }
+        },
+    );
 }
 
 /// The activation faces crossed between two probes: a lower estimate of the breakpoints between them.
@@ -279,7 +284,7 @@ impl Side<'_, '_> {
                     for face in layer.faces().iter().filter(|_| faces) {
                         let at = layer.face_value(*face);
                         for (k, bits) in signs.iter_mut().enumerate() {
-                            push_bits(bits, cur[k * m..(k + 1) * m].iter().map(|&v| v > at));
+                            push_bits(bits, &cur[k * m..(k + 1) * m], at);
                         }
                     }
                     layer.apply(&cur, n, &mut next, &mut scratch);
@@ -555,5 +560,35 @@ impl Certifier for Hybrid {
         let mut cert = definite(combine(problem, Method::Complete, &scans)?)?;
         cert.time_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(cert)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed words hold, bit `i % 64` of word `i / 64`, whether value `i` is above the face, for every
+    /// length (a partial last word included), NaN (never above) and values at the face itself.
+    #[test]
+    fn face_bits_are_one_per_value_in_order() {
+        for len in [0usize, 1, 5, 63, 64, 65, 127, 128, 200] {
+            let values: Vec<f64> = (0..len)
+                .map(|i| match i % 7 {
+                    0 => f64::NAN,
+                    1 => 0.0,
+                    k => (k as f64 - 3.5) * (i as f64 + 1.0),
+                })
+                .collect();
+            let mut bits = vec![u64::MAX];
+            push_bits(&mut bits, &values, 0.0);
+            assert_eq!(bits.len(), 1 + len.div_ceil(64), "length {len}");
+            for (i, &v) in values.iter().enumerate() {
+                assert_eq!((bits[1 + i / 64] >> (i % 64)) & 1 == 1, v > 0.0, "length {len}, value {i}");
+            }
+            for (w, word) in bits[1..].iter().enumerate() {
+                let used = (len - 64 * w).min(64);
+                assert!(used == 64 || word >> used == 0, "length {len}: bits past the values in word {w}");
+            }
+        }
     }
 }
